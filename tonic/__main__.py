@@ -1,0 +1,3 @@
+from tonic.cli import main
+
+main()

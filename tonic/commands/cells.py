@@ -1,0 +1,74 @@
+"""`tonic cells FILE`: show how tonic splits a notebook, and what each cell declares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tonic.cells import Notebook
+from tonic.loader import load, node_check
+
+
+def cells(path: Path, *, as_json: bool) -> int:
+    source, nb = load(path)
+    node_check(source)
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(nb, str(source.path)), indent=2) + "\n")
+        return 0
+    _table(nb, str(path))
+    return 0
+
+
+def to_json(nb: Notebook, path: str) -> dict[str, object]:
+    return {
+        "file": path,
+        "kind": nb.kind.kind,
+        "kind_reason": nb.kind.reason,
+        "format": nb.format,
+        "clean": nb.clean,
+        "warnings": list(nb.warnings),
+        "cells": [c.to_json() for c in nb.cells],
+    }
+
+
+def _table(nb: Notebook, path: str) -> None:
+    console = Console(highlight=False)
+    console.print(
+        Text(
+            f"{path}: {len(nb.cells)} cells, {nb.kind.kind} ({nb.kind.reason}), {nb.format} format",
+            style="bold",
+        )
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("#", "lines", "type", "declares", "requires", "first line"):
+        table.add_column(col)
+    for cell in nb.cells:
+        span = cell.span
+        declares = ", ".join(f"{d.kind} {d.name}" for d in cell.declarations)
+        requires = ", ".join(d.specifier for d in cell.dependencies)
+        first = cell.title or cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        table.add_row(
+            str(cell.index),
+            f"{span.start_line}-{span.end_line}",
+            cell.type,
+            Text(declares),
+            Text(requires),
+            Text(first[:60]),
+        )
+    console.print(table)
+    for warning in nb.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+    if not nb.clean:
+        bad = nb.parse_errors[0]
+        console.print(
+            Text(
+                f"warning: tree-sitter could not parse line {bad.start_line}; "
+                "this file would run as one piece",
+                style="yellow",
+            )
+        )

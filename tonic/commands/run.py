@@ -1,0 +1,97 @@
+"""`tonic run FILE`: run a notebook and show it, or behave exactly as `node FILE`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from tonic.driver import Program
+from tonic.engines import get_engine
+from tonic.errors import CellTimeoutError
+from tonic.instrument import instrument, uninstrumented
+from tonic.loader import load
+from tonic.results import CellResult, NullSink, RunResult, Sink
+from tonic.view import ViewSink
+
+
+class PlainSink:
+    """Passes the notebook's bytes straight through, as node would have written them."""
+
+    def output(self, stream: int, data: bytes) -> None:
+        out = sys.stdout.buffer if stream == 1 else sys.stderr.buffer
+        out.write(data)
+        out.flush()
+
+    def cell_done(self, result: CellResult) -> None:
+        pass
+
+    def cell_started(self, result: CellResult) -> None:
+        pass
+
+
+def run(
+    path: Path,
+    *,
+    plain: bool,
+    as_json: bool,
+    engine: str | None,
+    timeout: float | None,
+    args: list[str],
+) -> int:
+    _, nb = load(path)
+    program = Program(
+        notebook=nb,
+        path=Path(path).resolve(),
+        instrumented=instrument(nb, values=not plain) if nb.clean else uninstrumented(nb),
+        args=tuple(args),
+        inspect=not plain,
+    )
+    chosen = get_engine(engine)
+    view: ViewSink | None = None
+    sink: Sink
+    if plain:
+        sink = PlainSink()
+    elif as_json:
+        sink = NullSink()
+    else:
+        view = ViewSink(Console(highlight=False, soft_wrap=True), nb)
+        sink = view
+    result = chosen.run(program, sink, timeout=timeout)
+    if view is not None:
+        view.finish(result)
+    elif as_json:
+        sys.stdout.write(json.dumps(_json(result, program.path), indent=2) + "\n")
+    if result.timed_out:
+        raise CellTimeoutError(_timeout_message(result, timeout))
+    return result.exit_code if result.signal is None else -result.signal
+
+
+def _json(result: RunResult, path: Path) -> dict[str, object]:
+    return {"file": str(path), **result.to_json()}
+
+
+def _timeout_message(result: RunResult, timeout: float | None) -> str:
+    stuck = next((r for r in result.cells if r.cell.runs and r.status == "not-run"), None)
+    where = (
+        f"cell {stuck.cell.index} (lines {stuck.cell.span.start_line}-{stuck.cell.span.end_line})"
+        if stuck is not None
+        else "the event loop after the last cell"
+    )
+    return f"{where} did not finish within {timeout:g} s (--timeout); the run was stopped"
+
+
+def exit_like_node(code: int) -> None:
+    """Exit with node's status; a node killed by a signal makes us die of the same one."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code < 0:
+        sig = -code
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        code = 128 + sig
+    sys.exit(code)

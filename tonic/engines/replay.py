@@ -1,0 +1,26 @@
+"""The replay engine: no snapshots; every run executes the whole notebook afresh.
+
+Always available, and the correctness reference every snapshot engine is tested against.
+"""
+
+from __future__ import annotations
+
+from tonic.driver import Program, node_binary, run_kernel
+from tonic.engines.base import Availability
+from tonic.errors import EngineError
+from tonic.results import RunResult, Sink
+
+
+class ReplayEngine:
+    name = "replay"
+    description = "runs every cell afresh on each run (no snapshots); always available"
+
+    def availability(self) -> Availability:
+        try:
+            node = node_binary()
+        except EngineError as err:
+            return Availability(False, str(err))
+        return Availability(True, f"node at {node}")
+
+    def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
+        return run_kernel(program, sink, engine=self.name, timeout=timeout)

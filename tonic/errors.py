@@ -1,0 +1,38 @@
+"""The one user-facing error base and its named kinds.
+
+Everything a user can cause (a missing file, a binary file, a notebook node cannot
+parse, an engine that cannot start) raises a `TonicError`; `error_handler` turns it
+into one line on stderr and a non-zero exit code. Anything else is a bug in tonic.
+"""
+
+from __future__ import annotations
+
+
+class TonicError(Exception):
+    """An error the user can act on. `str(err)` is the one line shown."""
+
+    exit_code = 2
+
+
+class InputError(TonicError):
+    """The notebook path or its content cannot be used (missing, binary, too large, ...)."""
+
+
+class NotebookSyntaxError(TonicError):
+    """node rejects the notebook's syntax. `detail` holds node's own message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class EngineError(TonicError):
+    """An engine is unknown, unavailable, or failed to start its kernel."""
+
+
+class CellTimeoutError(TonicError):
+    """A cell ran longer than --timeout allows."""
+
+    exit_code = 124

@@ -1,0 +1,124 @@
+"""Inserts synchronous pause sites between cells without moving any original character.
+
+Strategy C of the semantics notes: node compiles the whole file as one module, and the
+kernel's `__tonic__.p(k)` blocks in a system call after cell k. A pause site goes on a
+line between cells that holds no code (blank, or only comments), so every line and
+column of the user's code stays where it was, and the source line node prints for an
+uncaught error is the user's own. After the last cell it goes on a new trailing line.
+
+A cell whose last statement is an expression gets `;__tonic__.v=` at the end of the line
+above that statement, which records its completion value without shifting a column.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from tonic.cells import Cell, Notebook
+
+VALUE_PREFIX = b";__tonic__.v="
+
+
+@dataclass(frozen=True)
+class Instrumented:
+    source: bytes
+    pauses: tuple[int, ...]  # indices of the cells after which the kernel pauses
+    values: tuple[int, ...]  # indices of the cells whose completion value is recorded
+
+
+def pause_site(index: int, *, esm: bool) -> bytes:
+    if esm:
+        return f";__tonic__.p({index});".encode()
+    # CommonJS: a resumed run can continue here with an edited suffix (see semantics §4C).
+    return f";if(__tonic__.p({index})){{eval(__tonic__.t());return}}".encode()
+
+
+class _Layout:
+    def __init__(self, nb: Notebook) -> None:
+        self.data = nb.data
+        self.line_starts = [0] + [i + 1 for i, b in enumerate(nb.data) if b == 0x0A]
+        self.comments = sorted(nb.comments)
+        self.comment_starts = [s for s, _ in self.comments]
+
+    def comment_around(self, offset: int) -> tuple[int, int] | None:
+        """The comment with start < offset <= end, if any."""
+        i = bisect.bisect_left(self.comment_starts, offset) - 1
+        if i >= 0:
+            s, e = self.comments[i]
+            if s < offset <= e:
+                return s, e
+        return None
+
+    def free_line(self, start: int, end: int) -> int | None:
+        """Start of the first line wholly inside the gap (start, end) outside comments."""
+        i = bisect.bisect_right(self.line_starts, start)
+        while i < len(self.line_starts):
+            line = self.line_starts[i]
+            newline = self.data.find(b"\n", line)
+            if newline == -1 or newline >= end:
+                return None
+            around = self.comment_around(line)
+            if around is None or around[0] == line:
+                return line
+            i += 1
+        return None
+
+    def value_point(self, cell: Cell) -> int | None:
+        """Where `;__tonic__.v=` may go so that it binds to the cell's last expression."""
+        expr = cell.last_expression
+        if expr is None or expr.start_line == 1:
+            return None
+        line_start = self.line_starts[expr.start_line - 1]
+        if self.data[line_start : expr.start_byte].strip():
+            return None
+        point = line_start - 1  # the newline ending the previous line
+        around = self.comment_around(point)
+        if around is not None:
+            if around[0] == 0 and self.data.startswith(b"#!"):
+                return None
+            point = around[0]
+            if self.comment_around(point) is not None:
+                return None
+        return point
+
+
+def uninstrumented(nb: Notebook) -> Instrumented:
+    """The file as it is: it runs as one piece, with no pause (when it cannot be split)."""
+    return Instrumented(nb.data, (), ())
+
+
+def instrument(nb: Notebook, *, values: bool = False) -> Instrumented:
+    """The notebook's source with pause sites (and, if `values`, value captures) inserted.
+
+    Value captures sit at the end of a code line, which node would show if it reported
+    an error on that line; `tonic run --plain` therefore never asks for them.
+    """
+    layout = _Layout(nb)
+    code = nb.code_cells
+    inserts: list[tuple[int, int, bytes]] = []
+    captured: list[int] = []
+    for i, cell in enumerate(code):
+        assert cell.code is not None
+        site = pause_site(cell.index, esm=nb.kind.esm)
+        if i + 1 < len(code):
+            nxt = code[i + 1].code
+            assert nxt is not None
+            at = layout.free_line(cell.code.end_byte, nxt.start_byte)
+            if at is None:
+                inserts.append((cell.code.end_byte, 0, site))
+            else:
+                inserts.append((at, 0, site))
+        else:
+            inserts.append((len(nb.data), 0, b"\n" + site + b"\n"))
+        point = layout.value_point(cell) if values else None
+        if point is not None:
+            inserts.append((point, 1, VALUE_PREFIX))
+            captured.append(cell.index)
+    out = bytearray()
+    pos = 0
+    for offset, _, text in sorted(inserts):
+        out += nb.data[pos:offset] + text
+        pos = offset
+    out += nb.data[pos:]
+    return Instrumented(bytes(out), tuple(c.index for c in code), tuple(captured))

@@ -1,0 +1,136 @@
+// tonic's node-side kernel, preloaded with `node -r kernel.js FILE`.
+//
+// It lets node's own module loader compile and run FILE, but hands it the instrumented
+// source (pause sites between cells; see tonic/instrument.py). At each pause site it
+// reports to tonic and blocks in read(2) on a FIFO until tonic answers, so nothing else
+// (no microtask, no timer) runs between cells, and the process can be checkpointed there.
+//
+// It hides itself: its environment variable, its `-r` flag in process.execArgv and its
+// require.cache entry are removed before the notebook runs.
+'use strict';
+
+(function tonicKernel() {
+  const fs = require('fs');
+  const util = require('util');
+  const url = require('url');
+
+  const planPath = process.env.TONIC_KERNEL_PLAN;
+  delete process.env.TONIC_KERNEL_PLAN;
+  if (!planPath) return;
+
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    if ((argv[i] === '-r' || argv[i] === '--require') && argv[i + 1] === __filename) {
+      argv.splice(i, 2);
+      break;
+    }
+  }
+  delete require.cache[__filename];
+
+  const plan = JSON.parse(fs.readFileSync(planPath, 'utf8'));
+  const cmdFd = fs.openSync(plan.cmd, 'r');
+  const evFd = fs.openSync(plan.events, 'w');
+  const valueCells = new Set(plan.values);
+  const NONE = Symbol('none');
+  const INSPECT = {
+    depth: 2, colors: false, customInspect: false, getters: false,
+    maxArrayLength: 100, maxStringLength: 10000, breakLength: 100,
+  };
+
+  function die() {
+    // tonic went away: nobody can resume us, and nobody reads our output.
+    process.kill(process.pid, 'SIGKILL');
+  }
+
+  function send(msg) {
+    const data = Buffer.from(JSON.stringify(msg) + '\n');
+    let off = 0;
+    try {
+      while (off < data.length) off += fs.writeSync(evFd, data, off, data.length - off);
+    } catch (err) {
+      die();
+    }
+  }
+
+  const cmdBuf = Buffer.alloc(65536);
+  function receive() {
+    let line = '';
+    for (;;) {
+      let n;
+      try {
+        n = fs.readSync(cmdFd, cmdBuf, 0, cmdBuf.length, null);
+      } catch (err) {
+        if (err.code === 'EAGAIN' || err.code === 'EINTR') continue;
+        die();
+      }
+      if (n === 0) die();
+      line += cmdBuf.toString('utf8', 0, n);
+      if (line.endsWith('\n')) return JSON.parse(line);
+    }
+  }
+
+  function show(value) {
+    try {
+      return util.inspect(value, INSPECT);
+    } catch (err) {
+      return '<value could not be inspected>';
+    }
+  }
+
+  function describe(err) {
+    if (!plan.inspect) return null;
+    try {
+      if (util.types.isNativeError(err)) return String(err.stack);
+    } catch (e) {
+      // fall through to inspect
+    }
+    return show(err);
+  }
+
+  const now = () => Number(process.hrtime.bigint()) / 1e6;
+  let mark = now();
+  let lastCell = 0;
+
+  const tonic = {
+    v: NONE,
+    // Pause site after cell k: report, then block until tonic says how to go on.
+    p(k) {
+      const msg = { ev: 'pause', cell: k, ms: now() - mark };
+      if (plan.inspect && valueCells.has(k) && tonic.v !== NONE) msg.value = show(tonic.v);
+      tonic.v = NONE;
+      lastCell = k;
+      send(msg);
+      const cmd = receive();
+      mark = now();
+      return cmd.op === 'eval';
+    },
+    // The source a resumed run continues with (used by snapshot engines).
+    t() {
+      throw new Error('tonic: no continuation source');
+    },
+  };
+  Object.defineProperty(globalThis, '__tonic__', { value: tonic, enumerable: false });
+
+  process.on('uncaughtExceptionMonitor', (err, origin) => {
+    send({ ev: 'error', after: lastCell, origin, error: describe(err), ms: now() - mark });
+  });
+
+  const file = plan.file;
+  if (plan.kind === 'esm') {
+    const { register } = require('module');
+    register(url.pathToFileURL(plan.hooks).href, url.pathToFileURL(__filename), {
+      data: { url: url.pathToFileURL(file).href, source: plan.source },
+    });
+  } else {
+    const readFileSync = fs.readFileSync;
+    fs.readFileSync = function (p, ...rest) {
+      if (p === file) {
+        fs.readFileSync = readFileSync;
+        mark = now();
+        return plan.source;
+      }
+      return readFileSync.call(this, p, ...rest);
+    };
+  }
+  send({ ev: 'hello', pid: process.pid, kind: plan.kind });
+})();

@@ -1,0 +1,41 @@
+"""From a path to a parsed Notebook, and node's own verdict on its syntax."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tonic.cells import Notebook, parse
+from tonic.driver import node_binary
+from tonic.errors import NotebookSyntaxError
+from tonic.modkind import package_type
+from tonic.source import Source, read_source
+
+
+def load(path: str | Path) -> tuple[Source, Notebook]:
+    source = read_source(path)
+    ptype, _ = package_type(source.path)
+    nb = parse(source.data, filename=source.path.name, package_type=ptype)
+    return source, nb
+
+
+def node_check(source: Source) -> None:
+    """Raise NotebookSyntaxError with node's message when `node --check` rejects the file."""
+    proc = subprocess.run(
+        [node_binary(), "--check", str(source.path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if proc.returncode == 0:
+        return
+    raise NotebookSyntaxError(summarize_syntax_error(proc.stderr), proc.stderr)
+
+
+def summarize_syntax_error(stderr: str) -> str:
+    """`file:line: SyntaxError: message` from node's multi-line report."""
+    lines = stderr.splitlines()
+    where = lines[0] if lines else "?"
+    message = next((ln for ln in lines if "Error" in ln and not ln.startswith(" ")), "")
+    return f"{where}: {message}".rstrip(": ")

@@ -1,0 +1,107 @@
+"""Decides CommonJS or ES module the way node does: extension, package.json "type", syntax.
+
+node 20 treats `.mjs` as ESM and `.cjs` as CommonJS. Any other file follows the nearest
+package.json: "module" or "commonjs" decide. With no "type" (or no package.json) node
+detects: a file that only parses as a module (import/export statements, `import.meta`,
+top-level `await`, or a top-level `let`/`const`/`class` named like a CommonJS wrapper
+variable) runs as ESM.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tree_sitter import Node
+
+CJS_WRAPPER_NAMES = frozenset({"require", "module", "exports", "__filename", "__dirname"})
+_SCOPES = frozenset(
+    {
+        "function_declaration",
+        "generator_function_declaration",
+        "function_expression",
+        "function",
+        "generator_function",
+        "arrow_function",
+        "method_definition",
+        "class_body",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ModuleKind:
+    kind: str  # cjs | esm
+    reason: str
+
+    @property
+    def esm(self) -> bool:
+        return self.kind == "esm"
+
+
+def package_type(path: Path) -> tuple[str | None, Path | None]:
+    """The "type" field of the package.json that governs `path`, and that file."""
+    for directory in path.resolve().parents:
+        candidate = directory / "package.json"
+        if candidate.is_file():
+            try:
+                value = json.loads(candidate.read_text(encoding="utf-8")).get("type")
+            except (OSError, ValueError, AttributeError):
+                return None, candidate
+            return (value if isinstance(value, str) else None), candidate
+    return None, None
+
+
+def _esm_syntax(root: Node) -> str | None:
+    """Why node's detection would call this program an ES module, or None."""
+    for child in root.named_children:
+        if child.type in ("import_statement", "export_statement"):
+            return f"{child.type.split('_')[0]} statement on line {child.start_point[0] + 1}"
+        if child.type in ("lexical_declaration", "class_declaration"):
+            for node in _iter(child, into_scopes=False):
+                if (
+                    node.type == "identifier"
+                    and node.parent is not None
+                    and node.parent.type in ("variable_declarator", "class_declaration")
+                    and node.parent.child_by_field_name("name") == node
+                    and node.text is not None
+                    and node.text.decode() in CJS_WRAPPER_NAMES
+                ):
+                    return f"top-level declaration of {node.text.decode()}"
+    for node in _iter(root, into_scopes=True):
+        if node.type == "meta_property" and node.text == b"import.meta":
+            return f"import.meta on line {node.start_point[0] + 1}"
+    for node in _iter(root, into_scopes=False):
+        if node.type == "await_expression" or (
+            node.type == "for_in_statement" and any(c.type == "await" for c in node.children)
+        ):
+            return f"top-level await on line {node.start_point[0] + 1}"
+    return None
+
+
+def _iter(node: Node, *, into_scopes: bool) -> list[Node]:
+    out: list[Node] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        if not into_scopes and current is not node and current.type in _SCOPES:
+            continue
+        stack.extend(current.children)
+    return out
+
+
+def detect_syntax(root: Node, *, filename: str, package_type: str | None) -> ModuleKind:
+    if filename.endswith(".mjs"):
+        return ModuleKind("esm", ".mjs extension")
+    if filename.endswith(".cjs"):
+        return ModuleKind("cjs", ".cjs extension")
+    if package_type == "module":
+        return ModuleKind("esm", 'package.json "type": "module"')
+    if package_type == "commonjs":
+        return ModuleKind("cjs", 'package.json "type": "commonjs"')
+    why = _esm_syntax(root)
+    if why is not None:
+        return ModuleKind("esm", f"detected: {why}")
+    return ModuleKind("cjs", "no ES module syntax (node's default)")

@@ -1,0 +1,108 @@
+"""What a run produced, cell by cell, and the sink that sees it as it happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tonic.cells import Cell, Notebook
+
+# Where output goes that no cell produced: after the last cell, while node's event loop
+# runs timers and callbacks (or after a top-level `return`).
+AFTER = "after"
+
+
+@dataclass
+class CellResult:
+    """One cell's record. Filled in while the kernel runs; final once `status` is set."""
+
+    cell: Cell
+    status: str = "not-run"  # ok | error | not-run
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    value: str | None = None
+    error: str | None = None
+    ms: float | None = None
+    origin: str = "executed"  # executed | restored (snapshot engines)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "index": self.cell.index,
+            "type": self.cell.type,
+            "title": self.cell.title,
+            "lines": [self.cell.span.start_line, self.cell.span.end_line],
+            "status": self.status,
+            "origin": self.origin,
+            "stdout": self.stdout.decode("utf-8", "replace"),
+            "stderr": self.stderr.decode("utf-8", "replace"),
+            "value": self.value,
+            "error": self.error,
+            "ms": None if self.ms is None else round(self.ms, 3),
+        }
+
+
+@dataclass
+class Tail:
+    """Output after the last cell (event loop), and an error raised there."""
+
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "stdout": self.stdout.decode("utf-8", "replace"),
+            "stderr": self.stderr.decode("utf-8", "replace"),
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunResult:
+    notebook: Notebook
+    engine: str
+    cells: list[CellResult]
+    tail: Tail
+    exit_code: int = 0
+    signal: int | None = None
+    split: bool = True  # False when the file ran as one piece (tree-sitter could not split it)
+    seconds: float = 0.0
+    timed_out: bool = False
+
+    def result_for(self, index: int) -> CellResult:
+        return self.cells[index - 1]
+
+    def to_json(self) -> dict[str, object]:
+        nb = self.notebook
+        return {
+            "engine": self.engine,
+            "kind": nb.kind.kind,
+            "format": nb.format,
+            "split": self.split,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "seconds": round(self.seconds, 3),
+            "cells": [c.to_json() for c in self.cells],
+            AFTER: self.tail.to_json(),
+        }
+
+
+class Sink(Protocol):
+    """Sees a run as it happens: raw output bytes, and each cell once it is final."""
+
+    def output(self, stream: int, data: bytes) -> None: ...
+
+    def cell_done(self, result: CellResult) -> None: ...
+
+    def cell_started(self, result: CellResult) -> None: ...
+
+
+class NullSink:
+    def output(self, stream: int, data: bytes) -> None:
+        pass
+
+    def cell_done(self, result: CellResult) -> None:
+        pass
+
+    def cell_started(self, result: CellResult) -> None:
+        pass

@@ -1,0 +1,68 @@
+"""Loads the tree-sitter JavaScript grammar once and parses bytes into a tree."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import tree_sitter_javascript
+from tree_sitter import Language, Node, Parser, Tree
+
+
+@cache
+def language() -> Language:
+    return Language(tree_sitter_javascript.language())
+
+
+@cache
+def _parser() -> Parser:
+    return Parser(language())
+
+
+def parse_tree(data: bytes) -> Tree:
+    return _parser().parse(data)
+
+
+def text(node: Node) -> str:
+    raw = node.text
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "0": "\0",
+}
+
+
+def _unescape(escape: str) -> str:
+    body = escape[1:]
+    if body in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[body]
+    if body.startswith("x") and len(body) == 3:
+        return chr(int(body[1:], 16))
+    if body.startswith("u{"):
+        return chr(int(body[2:-1], 16))
+    if body.startswith("u") and len(body) == 5:
+        return chr(int(body[1:], 16))
+    if body.startswith(("\n", "\r")):  # line continuation
+        return ""
+    return body
+
+
+def string_value(node: Node) -> str | None:
+    """The value of a string literal, or a template literal without substitutions."""
+    if node.type not in ("string", "template_string"):
+        return None
+    parts: list[str] = []
+    for child in node.named_children:
+        if child.type == "string_fragment":
+            parts.append(text(child))
+        elif child.type == "escape_sequence":
+            parts.append(_unescape(text(child)))
+        else:  # a ${substitution}: not static
+            return None
+    return "".join(parts)
