@@ -109,7 +109,8 @@ def cells(
     from tonic.commands import cells as command
 
     with error_handler():
-        raise typer.Exit(command.cells(file, as_json=as_json))
+        code = command.cells(file, as_json=as_json)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -57,9 +57,11 @@ class _Run:
         self.program = program
         self.sink = sink
         nb = program.notebook
-        self.results = [CellResult(cell) for cell in nb.cells]
+        self.results = [
+            CellResult(cell, status="not-run" if cell.runs else "empty") for cell in nb.cells
+        ]
         self.code = list(program.instrumented.pauses)
-        self.result = RunResult(nb, engine, self.results, Tail(), split=bool(self.code))
+        self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
         self.last_pause = 0
         self.current: CellResult | None = None
         self._advance()
@@ -145,7 +147,6 @@ def run_kernel(
         "inspect": program.inspect,
         "cmd": str(cmd_path),
         "events": str(ev_path),
-        "hooks": str(kernel_file("esm-hooks.mjs")),
     }
     plan_path = tmp / "plan.json"
     plan_path.write_text(json.dumps(plan), encoding="utf-8")
@@ -216,6 +217,7 @@ def _pump(
             ready = sel.select(wait)
             if not ready and deadline is not None and time.monotonic() >= deadline:
                 state.result.timed_out = True
+                state.result.stuck_cell = state.current.cell.index if state.current else None
                 _kill(proc)
                 for fd in list(open_streams):
                     drain(fd)

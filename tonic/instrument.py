@@ -73,6 +73,8 @@ class _Layout:
         if self.data[line_start : expr.start_byte].strip():
             return None
         point = line_start - 1  # the newline ending the previous line
+        if self.data[point - 1 : point] == b"\r":
+            point -= 1  # CRLF: a lone CR would end a line in JavaScript
         around = self.comment_around(point)
         if around is not None:
             if around[0] == 0 and self.data.startswith(b"#!"):

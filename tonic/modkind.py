@@ -104,4 +104,4 @@ def detect_syntax(root: Node, *, filename: str, package_type: str | None) -> Mod
     why = _esm_syntax(root)
     if why is not None:
         return ModuleKind("esm", f"detected: {why}")
-    return ModuleKind("cjs", "no ES module syntax (node's default)")
+    return ModuleKind("cjs", "no ES module syntax, node's default")

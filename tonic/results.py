@@ -17,7 +17,7 @@ class CellResult:
     """One cell's record. Filled in while the kernel runs; final once `status` is set."""
 
     cell: Cell
-    status: str = "not-run"  # ok | error | not-run
+    status: str = "not-run"  # ok | error | not-run | empty (no statements to run)
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     value: str | None = None
@@ -68,6 +68,7 @@ class RunResult:
     split: bool = True  # False when the file ran as one piece (tree-sitter could not split it)
     seconds: float = 0.0
     timed_out: bool = False
+    stuck_cell: int | None = None  # the cell running when --timeout stopped the run
 
     def result_for(self, index: int) -> CellResult:
         return self.cells[index - 1]

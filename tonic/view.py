@@ -12,7 +12,12 @@ from tonic.cells import Cell, Notebook
 from tonic.instrument import VALUE_PREFIX
 from tonic.results import CellResult, RunResult
 
-STATUS_MARK = {"ok": ("✓", "green"), "error": ("✗", "bold red"), "not-run": ("·", "dim")}
+STATUS_MARK = {
+    "ok": ("✓", "green"),
+    "error": ("✗", "bold red"),
+    "not-run": ("·", "dim"),
+    "empty": ("·", "dim"),
+}
 
 
 def _ms(ms: float | None) -> str:
@@ -71,6 +76,8 @@ class ViewSink:
             head.append(f"  {_ms(result.ms)}", style="dim")
         if result.status == "not-run":
             head.append("  not run", style="dim")
+        elif result.status == "empty":
+            head.append("  no code", style="dim")
         if result.origin == "restored":
             head.append("  restored", style="magenta")
         self.console.print(head)
@@ -105,7 +112,7 @@ class ViewSink:
         if tail.stdout or tail.stderr or tail.error:
             self.console.print(Text("after the last cell (event loop)", style="bold"))
             self._body(tail.stdout, tail.stderr, tail.error)
-        ran = sum(1 for r in result.cells if r.status != "not-run")
+        ran = sum(1 for r in result.cells if r.status in ("ok", "error"))
         code = sum(1 for r in result.cells if r.cell.runs)
         summary = Text(style="dim")
         summary.append(f"{ran}/{code} cells ran · exit code {result.exit_code}")

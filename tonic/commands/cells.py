@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tonic.cells import Notebook
+from tonic.cells import Cell, Notebook
 from tonic.loader import load, node_check
 
 
@@ -45,20 +45,23 @@ def _table(nb: Notebook, path: str) -> None:
         )
     )
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("#", "lines", "type", "declares", "requires", "first line"):
-        table.add_column(col)
+    table.add_column("#", justify="right")
+    table.add_column("lines", no_wrap=True)
+    table.add_column("type")
+    table.add_column("title or first line", no_wrap=True, overflow="ellipsis", max_width=32)
+    table.add_column("declares", min_width=20)
+    table.add_column("requires")
     for cell in nb.cells:
         span = cell.span
         declares = ", ".join(f"{d.kind} {d.name}" for d in cell.declarations)
         requires = ", ".join(d.specifier for d in cell.dependencies)
-        first = cell.title or cell.source.strip().splitlines()[0] if cell.source.strip() else ""
         table.add_row(
             str(cell.index),
             f"{span.start_line}-{span.end_line}",
             cell.type,
+            Text(_headline(cell)),
             Text(declares),
             Text(requires),
-            Text(first[:60]),
         )
     console.print(table)
     for warning in nb.warnings:
@@ -72,3 +75,11 @@ def _table(nb: Notebook, path: str) -> None:
                 style="yellow",
             )
         )
+
+
+def _headline(cell: Cell) -> str:
+    if cell.title:
+        return cell.title
+    body = cell.prose if cell.prose is not None else cell.source
+    lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    return lines[0] if lines else ""

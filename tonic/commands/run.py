@@ -76,12 +76,10 @@ def _json(result: RunResult, path: Path) -> dict[str, object]:
 
 
 def _timeout_message(result: RunResult, timeout: float | None) -> str:
-    stuck = next((r for r in result.cells if r.cell.runs and r.status == "not-run"), None)
-    where = (
-        f"cell {stuck.cell.index} (lines {stuck.cell.span.start_line}-{stuck.cell.span.end_line})"
-        if stuck is not None
-        else "the event loop after the last cell"
-    )
+    where = "the event loop after the last cell"
+    if result.stuck_cell is not None:
+        span = result.result_for(result.stuck_cell).cell.span
+        where = f"cell {result.stuck_cell} (lines {span.start_line}-{span.end_line})"
     return f"{where} did not finish within {timeout:g} s (--timeout); the run was stopped"
 
 

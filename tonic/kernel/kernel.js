@@ -117,10 +117,20 @@
 
   const file = plan.file;
   if (plan.kind === 'esm') {
-    const { register } = require('module');
-    register(url.pathToFileURL(plan.hooks).href, url.pathToFileURL(__filename), {
-      data: { url: url.pathToFileURL(file).href, source: plan.source },
-    });
+    // node's ES module loader reads a file: URL with fs.promises.readFile, looked up at
+    // call time. The real read still happens, so the load takes the same event-loop
+    // turns as in plain node (and error stacks show the same frames).
+    const promises = fs.promises;
+    const readFile = promises.readFile;
+    const mainUrl = url.pathToFileURL(file).href;
+    promises.readFile = async function (p, ...rest) {
+      const read = readFile.call(this, p, ...rest);
+      if (!(p instanceof URL && p.href === mainUrl)) return read;
+      promises.readFile = readFile;
+      await read;
+      mark = now();
+      return Buffer.from(plan.source, 'utf8');
+    };
   } else {
     const readFileSync = fs.readFileSync;
     fs.readFileSync = function (p, ...rest) {

@@ -1,0 +1,41 @@
+# tonic: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint typecheck unit clean help
+
+help:
+	@echo "make demo   set up, then run the demo notebook (fixtures/demo.js)"
+	@echo "make test   set up, then lint, type-check and run the whole test suite"
+	@echo "make setup  create .venv with tonic and its development tools"
+	@echo "make clean  remove .venv and caches"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v node >/dev/null || { echo "node not found: installing Debian's nodejs"; \
+		apt-get update -q && apt-get install -y -q nodejs; }
+	@node --version >/dev/null
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/tonic run fixtures/demo.js
+
+lint: setup
+	$(BIN)/ruff check tonic tests
+	$(BIN)/ruff format --check tonic tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,110 @@
+"""The commands as a user meets them: the notebook view, --json, arguments, stdin, --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import FIXTURES, ROOT, node, tonic
+
+NB = b"""// %% Setup
+const xs = [1, 2, 3];
+console.log('setup', xs.length);
+
+// %% [markdown]
+// Some prose.
+
+// %% Sum
+xs.reduce((a, b) => a + b, 0)
+
+// %% Boom
+console.error('about to fail');
+null.boom;
+
+// %% Never
+console.log('never');
+"""
+
+
+def _write(tmp: Path, data: bytes, name: str = "nb.js") -> Path:
+    path = tmp / name
+    path.write_bytes(data)
+    return path
+
+
+def test_view_shows_cells_values_errors(tmp_path: Path) -> None:
+    got = tonic("run", str(_write(tmp_path, NB)))
+    out = got.stdout.decode()
+    assert got.code == 1
+    assert "✓ [1] lines 1-3  Setup" in out
+    assert "setup 3" in out
+    assert "Some prose." in out
+    assert "=> 6" in out
+    assert "✗ [4] lines 11-13  Boom" in out
+    assert "TypeError: Cannot read properties of null (reading 'boom')" in out
+    assert "· [5] lines 15-16  Never  not run" in out
+    assert "3/4 cells ran · exit code 1" in out
+
+
+def test_json_record(tmp_path: Path) -> None:
+    got = tonic("run", "--json", str(_write(tmp_path, NB)))
+    record = json.loads(got.stdout)
+    assert got.code == 1
+    assert record["engine"] == "replay"
+    assert record["kind"] == "cjs"
+    assert record["format"] == "percent"
+    cells = record["cells"]
+    assert [c["status"] for c in cells] == ["ok", "empty", "ok", "error", "not-run"]
+    assert cells[0]["stdout"] == "setup 3\n"
+    assert cells[2]["value"] == "6"
+    assert cells[3]["stderr"].startswith("about to fail\n")
+    assert "TypeError" in cells[3]["error"]
+    assert all(isinstance(c["ms"], float) for c in cells if c["status"] == "ok")
+
+
+def test_script_arguments_and_stdin(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        b"console.log(process.argv.slice(2));\n\n"
+        b"console.log(require('fs').readFileSync(0, 'utf8').trim());\n",
+    )
+    plain = subprocess.run(
+        [sys.executable, "-m", "tonic", "run", "--plain", str(path), "--", "a", "--b"],
+        input=b"from stdin\n",
+        capture_output=True,
+        check=False,
+    )
+    expected = subprocess.run(
+        ["node", str(path), "a", "--b"], input=b"from stdin\n", capture_output=True, check=False
+    )
+    assert plain.stdout == expected.stdout == b"[ 'a', '--b' ]\nfrom stdin\n"
+
+
+def test_signal_exit_is_nodes(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"console.log('x');\n\nprocess.kill(process.pid, 'SIGTERM');\n")
+    assert tonic("run", "--plain", str(path)).code == node(path).code == -15
+
+
+def test_help_teaches() -> None:
+    top = tonic("--help").stdout.decode()
+    assert "run" in top and "cells" in top
+    run_help = tonic("run", "--help").stdout.decode()
+    for word in ("--plain", "--json", "--engine", "--timeout", "replay", "Examples"):
+        assert word in run_help
+
+
+def test_cells_json(tmp_path: Path) -> None:
+    got = tonic("cells", "--json", str(_write(tmp_path, NB)))
+    record = json.loads(got.stdout)
+    assert [c["title"] for c in record["cells"]] == ["Setup", None, "Sum", "Boom", "Never"]
+    assert record["cells"][0]["declarations"] == [{"name": "xs", "kind": "const"}]
+
+
+def test_demo_runs_like_node() -> None:
+    demo = FIXTURES / "demo.js"
+    assert tonic("run", "--plain", str(demo), cwd=ROOT).stdout == node(demo, cwd=ROOT).stdout
+    view = tonic("run", str(demo), cwd=ROOT)
+    assert view.code == 0
+    assert "4/4 cells ran" in view.stdout.decode()

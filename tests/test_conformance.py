@@ -1,0 +1,62 @@
+"""The backbone: every conformance module gives node's exact bytes under `tonic run --plain`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CONFORMANCE, node, tonic
+from tonic.instrument import VALUE_PREFIX
+
+CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs)$")
+
+
+def cases() -> list[Path]:
+    return sorted(
+        p
+        for p in CONFORMANCE.rglob("*")
+        if p.is_file() and CASE_RE.match(p.name) and "node_modules" not in p.parts
+    )
+
+
+def _id(p: Path) -> str:
+    return str(p.relative_to(CONFORMANCE))
+
+
+def test_enough_cases() -> None:
+    assert len(cases()) >= 40
+    assert {p.suffix for p in cases()} == {".js", ".cjs", ".mjs"}
+
+
+@pytest.mark.parametrize("path", cases(), ids=_id)
+def test_plain_equals_node(path: Path) -> None:
+    expected = node(path)
+    got = tonic("run", "--plain", str(path), cwd=path.parent)
+    assert got.stdout == expected.stdout, got.describe()
+    assert got.stderr == expected.stderr, got.describe()
+    assert got.code == expected.code, got.describe()
+
+
+@pytest.mark.parametrize("path", cases(), ids=_id)
+def test_cells_account_for_all_output(path: Path) -> None:
+    """The per-cell record (--json) loses and invents nothing: it adds up to node's output."""
+    expected = node(path)
+    got = tonic("run", "--json", str(path), cwd=path.parent)
+    assert got.code == expected.code, got.describe()
+    record = json.loads(got.stdout)
+    parts = [*record["cells"], record["after"]]
+    stdout = "".join(p["stdout"] for p in parts)
+    stderr = "".join(p["stderr"] for p in parts)
+    assert stdout == expected.stdout.decode("utf-8", "replace")
+    # The view records completion values; node's report of an error may show that.
+    clean = VALUE_PREFIX.decode()
+    assert stderr.replace(clean, "") == expected.stderr.decode("utf-8", "replace")
+    # Only a file node cannot parse may run unsplit; everything else pauses between cells.
+    if not record["split"]:
+        assert b"SyntaxError" in expected.stderr, "file ran as one piece without a syntax error"
+    elif expected.code == 0 and not record["after"]["error"]:
+        statuses = [c["status"] for c in record["cells"] if c["status"] != "empty"]
+        assert not statuses or "ok" in statuses
