@@ -21,26 +21,13 @@ from dataclasses import dataclass, field
 from tree_sitter import Node
 
 from tonic.modkind import ModuleKind, detect_syntax
-from tonic.syntax import parse_tree, string_value, text
+from tonic.syntax import FUNCTION_SCOPES, parse_tree, string_value, text
 
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")
 BLANK_LINE_RE = re.compile(rb"\n[ \t\r\f\v]*\n")
 
-FUNCTION_NODES = frozenset(
-    {
-        "function_declaration",
-        "generator_function_declaration",
-        "function_expression",
-        "function",
-        "generator_function",
-        "arrow_function",
-        "method_definition",
-        "class_declaration",
-        "class",
-        "class_body",
-    }
-)
+FUNCTION_NODES = FUNCTION_SCOPES | {"class_declaration", "class"}
 NOT_STATEMENTS = frozenset({"comment", "hash_bang_line"})
 
 

@@ -15,19 +15,9 @@ from pathlib import Path
 
 from tree_sitter import Node
 
+from tonic.syntax import FUNCTION_SCOPES
+
 CJS_WRAPPER_NAMES = frozenset({"require", "module", "exports", "__filename", "__dirname"})
-_SCOPES = frozenset(
-    {
-        "function_declaration",
-        "generator_function_declaration",
-        "function_expression",
-        "function",
-        "generator_function",
-        "arrow_function",
-        "method_definition",
-        "class_body",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ def _iter(node: Node, *, into_scopes: bool) -> list[Node]:
     while stack:
         current = stack.pop()
         out.append(current)
-        if not into_scopes and current is not node and current.type in _SCOPES:
+        if not into_scopes and current is not node and current.type in FUNCTION_SCOPES:
             continue
         stack.extend(current.children)
     return out

@@ -7,6 +7,20 @@ from functools import cache
 import tree_sitter_javascript
 from tree_sitter import Language, Node, Parser, Tree
 
+# Nodes that open a function scope (a `var` inside one is not a top-level binding).
+FUNCTION_SCOPES = frozenset(
+    {
+        "function_declaration",
+        "generator_function_declaration",
+        "function_expression",
+        "function",
+        "generator_function",
+        "arrow_function",
+        "method_definition",
+        "class_body",
+    }
+)
+
 
 @cache
 def language() -> Language:
