@@ -1,7 +1,7 @@
 """Starts node with the kernel preloaded and drives it from pause to pause.
 
-The kernel talks over two FIFOs in a private directory: events (kernel -> tonic, JSON
-lines) and commands (tonic -> kernel). The notebook's stdout and stderr are pipes read
+The kernel talks over two pipes on its fds 3 (commands, tonic -> kernel) and 4 (events,
+kernel -> tonic, JSON lines). The notebook's stdout and stderr are pipes read
 here; at each pause everything already in them belongs to the cells before it.
 """
 
@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from tonic.cells import Notebook
 from tonic.errors import EngineError
@@ -118,53 +120,124 @@ class _Run:
         return self.result
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+class KernelProcess(Protocol):
+    """A running kernel (or the process tree around it) that tonic may wait for or end."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Pipes:
+    """The kernel's side of its four pipes, as they must appear in its process."""
+
+    cmd: int  # fd 3 in the kernel: tonic -> kernel commands
+    events: int  # fd 4 in the kernel: kernel -> tonic events
+    stdout: int
+    stderr: int
+
+
+# A pause hook sees the cell index and returns the command to answer the pause with.
+PauseHook = Callable[[int], dict[str, object]]
+# A launcher starts the kernel with the given pipes (fds in tonic's process) and plan.
+Launcher = Callable[[Program, Pipes, dict[str, str]], KernelProcess]
+
+GO: dict[str, object] = {"op": "go"}
+
+
+def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+    node = node_binary()
+    try:
+        return subprocess.Popen(
+            kernel_argv(program),
+            stdout=pipes.stdout,
+            stderr=pipes.stderr,
+            env=env,
+            pass_fds=(3, 4),
+            preexec_fn=_fds_3_4(pipes),
+        )
+    except OSError as err:
+        raise EngineError(f"cannot start node ({node}): {err.strerror}") from None
+
+
+def kernel_argv(program: Program) -> list[str]:
+    return [node_binary(), "-r", str(kernel_file("kernel.js")), str(program.path), *program.args]
+
+
+def _fds_3_4(pipes: Pipes) -> Callable[[], None]:
+    """A preexec_fn that puts the command and event pipes on fds 3 and 4."""
+
+    def place() -> None:
+        cmd, events = os.dup(pipes.cmd), os.dup(pipes.events)
+        os.dup2(cmd, 3)
+        os.dup2(events, 4)
+        os.close(cmd)
+        os.close(events)
+
+    return place
+
+
+def _kill(proc: KernelProcess) -> None:
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()
     proc.wait()
 
 
-def run_kernel(
-    program: Program, sink: Sink, *, engine: str, timeout: float | None = None
-) -> RunResult:
-    """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record."""
-    node = node_binary()
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
-    os.chmod(tmp, 0o700)
-    cmd_path, ev_path = tmp / "cmd", tmp / "events"
-    os.mkfifo(cmd_path, 0o600)
-    os.mkfifo(ev_path, 0o600)
-    # O_RDWR: opening never blocks, and the kernel's opens find a peer at once.
-    cmd_fd = os.open(cmd_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-    ev_fd = os.open(ev_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+def write_plan(program: Program, directory: Path, env: dict[str, str | None]) -> Path:
+    """The kernel's instructions, in a private file it reads once at start."""
     plan = {
         "file": str(program.path),
         "kind": program.notebook.kind.kind,
         "source": program.instrumented.source.decode("utf-8"),
         "values": list(program.instrumented.values),
         "inspect": program.inspect,
-        "cmd": str(cmd_path),
-        "events": str(ev_path),
+        "env": env,
     }
-    plan_path = tmp / "plan.json"
-    plan_path.write_text(json.dumps(plan), encoding="utf-8")
+    path = directory / "plan.json"
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    return path
+
+
+def run_kernel(
+    program: Program,
+    sink: Sink,
+    *,
+    engine: str,
+    timeout: float | None = None,
+    on_pause: PauseHook | None = None,
+    launcher: Launcher | None = None,
+    env_overrides: dict[str, str] | None = None,
+) -> RunResult:
+    """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record.
+
+    `on_pause` answers each pause (default: go on); `launcher` starts the process
+    (default: node as a child of tonic); `env_overrides` are set for node and hidden
+    from the notebook's `process.env` again by the kernel.
+    """
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
+    os.chmod(tmp, 0o700)
     env = dict(os.environ)
-    env["TONIC_KERNEL_PLAN"] = str(plan_path)
+    hidden: dict[str, str | None] = {}
+    for name, value in (env_overrides or {}).items():
+        hidden[name] = os.environ.get(name)
+        env[name] = value
+    env["TONIC_KERNEL_PLAN"] = str(write_plan(program, tmp, hidden))
     state = _Run(program, sink, engine)
-    proc: subprocess.Popen[bytes] | None = None
+    ours, kernel_ends = open_pipes()
+    theirs: Pipes | None = kernel_ends
+    proc: KernelProcess | None = None
     try:
-        try:
-            proc = subprocess.Popen(
-                [node, "-r", str(kernel_file("kernel.js")), str(program.path), *program.args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
-        except OSError as err:
-            raise EngineError(f"cannot start node ({node}): {err.strerror}") from None
-        _pump(proc, state, cmd_fd, ev_fd, timeout)
+        proc = (launcher or _popen_launcher)(program, kernel_ends, env)
+        close_all(kernel_ends)
+        theirs = None
+        drive(proc, state, ours, timeout, on_pause or (lambda _k: GO))
         code = proc.wait()
         result = state.finish(code if code >= 0 else 128 - code, -code if code < 0 else None)
         result.seconds = time.monotonic() - started
@@ -172,29 +245,54 @@ def run_kernel(
     finally:
         if proc is not None:
             _kill(proc)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-        os.close(cmd_fd)
-        os.close(ev_fd)
+        if theirs is not None:
+            close_all(theirs)
+        close_all(ours)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _pump(
-    proc: subprocess.Popen[bytes],
+def open_pipes() -> tuple[Pipes, Pipes]:
+    """(tonic's ends, the kernel's ends) of the command, event, stdout and stderr pipes."""
+    cmd_r, cmd_w = os.pipe()
+    ev_r, ev_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    return Pipes(cmd_w, ev_r, out_r, err_r), Pipes(cmd_r, ev_w, out_w, err_w)
+
+
+def close_all(pipes: Pipes) -> None:
+    for fd in (pipes.cmd, pipes.events, pipes.stdout, pipes.stderr):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def send(ours: Pipes, command: dict[str, object]) -> None:
+    data = json.dumps(command).encode() + b"\n"
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(ours.cmd, view)
+        except BlockingIOError:
+            select.select([], [ours.cmd], [])
+            continue
+        view = view[written:]
+
+
+def drive(
+    proc: KernelProcess,
     state: _Run,
-    cmd_fd: int,
-    ev_fd: int,
+    ours: Pipes,
     timeout: float | None,
+    on_pause: PauseHook,
 ) -> None:
-    assert proc.stdout is not None and proc.stderr is not None
-    streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-    for fd in streams:
+    """Relay output and events until the kernel's stdout and stderr close."""
+    streams = {ours.stdout: 1, ours.stderr: 2}
+    for fd in (*streams, ours.events, ours.cmd):
         os.set_blocking(fd, False)
     sel = selectors.DefaultSelector()
     for fd in streams:
         sel.register(fd, selectors.EVENT_READ)
-    sel.register(ev_fd, selectors.EVENT_READ)
+    sel.register(ours.events, selectors.EVENT_READ)
     pending = b""
     open_streams = set(streams)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -224,13 +322,17 @@ def _pump(
                 return
             for key, _ in ready:
                 fd = int(key.fd)
-                if fd != ev_fd:
+                if fd != ours.events:
                     drain(fd)
                     continue
                 try:
-                    pending += os.read(ev_fd, READ_SIZE)
+                    chunk = os.read(ours.events, READ_SIZE)
                 except BlockingIOError:
                     continue
+                if not chunk:
+                    sel.unregister(ours.events)
+                    continue
+                pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     event = json.loads(line)
@@ -239,7 +341,7 @@ def _pump(
                         for out_fd in list(open_streams):
                             drain(out_fd)
                         state.paused(event)
-                        os.write(cmd_fd, b'{"op":"go"}\n')
+                        send(ours, on_pause(int(event["cell"])))
                         if timeout is not None:
                             deadline = time.monotonic() + timeout
                     elif kind == "error":

@@ -28,8 +28,17 @@
   delete require.cache[__filename];
 
   const plan = JSON.parse(fs.readFileSync(planPath, 'utf8'));
-  const cmdFd = fs.openSync(plan.cmd, 'r');
-  const evFd = fs.openSync(plan.events, 'w');
+  // tonic hands us our two channels as pipes on fds 3 (commands) and 4 (events). We
+  // reopen them close-on-exec and close the originals, so that the notebook's child
+  // processes do not inherit them. As pipes they survive checkpoint and restore.
+  const cmdFd = fs.openSync('/proc/self/fd/3', 'r');
+  const evFd = fs.openSync('/proc/self/fd/4', 'w');
+  fs.closeSync(3);
+  fs.closeSync(4);
+  for (const [name, value] of Object.entries(plan.env || {})) {
+    if (value === null) delete process.env[name];
+    else process.env[name] = value;
+  }
   const valueCells = new Set(plan.values);
   const NONE = Symbol('none');
   const INSPECT = {
@@ -90,6 +99,7 @@
   const now = () => Number(process.hrtime.bigint()) / 1e6;
   let mark = now();
   let lastCell = 0;
+  let continuation = null;
 
   const tonic = {
     v: NONE,
@@ -102,11 +112,15 @@
       send(msg);
       const cmd = receive();
       mark = now();
-      return cmd.op === 'eval';
+      if (cmd.op !== 'eval') return false;
+      continuation = cmd.source;
+      return true;
     },
-    // The source a resumed run continues with (used by snapshot engines).
+    // The edited rest of the notebook a resumed run continues with (see continuation.py).
     t() {
-      throw new Error('tonic: no continuation source');
+      const source = continuation;
+      continuation = null;
+      return source;
     },
   };
   Object.defineProperty(globalThis, '__tonic__', { value: tonic, enumerable: false });
