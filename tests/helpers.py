@@ -50,3 +50,17 @@ def required_engines() -> set[str]:
     """Engines whose absence must fail the tests (CI sets TONIC_REQUIRE_ENGINES)."""
     raw = os.environ.get("TONIC_REQUIRE_ENGINES", "")
     return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def require_engine(name: str) -> None:
+    """Skip a test of an engine that cannot run here, or fail if CI requires it."""
+    import pytest
+
+    from tonic.engines import ENGINES
+
+    available = ENGINES[name].availability()
+    if available.ok:
+        return
+    if name in required_engines():
+        pytest.fail(f"the {name} engine is required here but cannot run: {available.reason}")
+    pytest.skip(f"{name} engine unavailable: {available.reason}")

@@ -125,4 +125,6 @@ def test_unknown_engine(tmp_path: Path) -> None:
     path.write_bytes(b"1\n")
     got = tonic("run", "--engine", "warp", str(path))
     assert got.code == 2
-    assert got.stderr.decode().startswith("tonic: error: unknown engine 'warp' (known: replay")
+    assert got.stderr.decode().startswith(
+        "tonic: error: unknown engine 'warp' (known: criu, replay)"
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFORMANCE, node, tonic
+from tests.helpers import CONFORMANCE, node, require_engine, tonic
 from tonic.instrument import VALUE_PREFIX
 
 CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs)$")
@@ -32,19 +32,23 @@ def test_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("path", cases(), ids=_id)
-def test_plain_equals_node(path: Path) -> None:
+@pytest.mark.parametrize("engine", ["replay", "criu"])
+def test_plain_equals_node(path: Path, engine: str) -> None:
+    """Fresh, then (criu) again unchanged: shown from the snapshot store."""
+    require_engine(engine)
     expected = node(path)
-    got = tonic("run", "--plain", str(path), cwd=path.parent)
-    assert got.stdout == expected.stdout, got.describe()
-    assert got.stderr == expected.stderr, got.describe()
-    assert got.code == expected.code, got.describe()
+    for _ in range(2 if engine == "criu" else 1):
+        got = tonic("run", "--plain", "--engine", engine, str(path), cwd=path.parent)
+        assert got.stdout == expected.stdout, got.describe()
+        assert got.stderr == expected.stderr, got.describe()
+        assert got.code == expected.code, got.describe()
 
 
 @pytest.mark.parametrize("path", cases(), ids=_id)
 def test_cells_account_for_all_output(path: Path) -> None:
     """The per-cell record (--json) loses and invents nothing: it adds up to node's output."""
     expected = node(path)
-    got = tonic("run", "--json", str(path), cwd=path.parent)
+    got = tonic("run", "--json", "--engine", "replay", str(path), cwd=path.parent)
     assert got.code == expected.code, got.describe()
     record = json.loads(got.stdout)
     parts = [*record["cells"], record["after"]]

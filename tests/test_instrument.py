@@ -12,7 +12,7 @@ from tonic.cells import parse
 from tonic.instrument import VALUE_PREFIX, instrument
 
 SITE_RE = re.compile(
-    rb";if\(__tonic__\.p\(\d+\)\)\{eval\(__tonic__\.t\(\)\);return\}|"
+    rb";if\(__tonic__\.p\(\d+\)\)\{\(\(\)=>eval\(__tonic__\.t\(\)\)\)\(\);return\}|"
     rb";__tonic__\.p\(\d+\);"
 )
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tonic import __version__
-from tonic.engines import DEFAULT_ENGINE, ENGINES
+from tonic.engines import ENGINES
 from tonic.error_handler import error_handler
 
 app = typer.Typer(
@@ -25,8 +25,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ENGINE_HELP = "Engine to run with: " + "; ".join(
-    f"{name} ({engine.description})" for name, engine in ENGINES.items()
+ENGINE_HELP = (
+    "Engine to run with: "
+    + "; ".join(f"{name} ({engine.description})" for name, engine in ENGINES.items())
+    + ". Default: $TONIC_ENGINE, else the first that works here (see `tonic doctor`)."
 )
 
 
@@ -71,7 +73,9 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print per-cell results as JSON.")
     ] = False,
-    engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = DEFAULT_ENGINE,
+    engine: Annotated[
+        str | None, typer.Option("--engine", "-e", help=ENGINE_HELP, show_default=False)
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -111,6 +115,80 @@ def cells(
     with error_handler():
         code = command.cells(file, as_json=as_json)
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor() -> None:
+    """Say which engines work on this machine, and why the others do not."""
+    from tonic.commands import doctor as command
+
+    with error_handler():
+        code = command.doctor()
+    raise typer.Exit(code)
+
+
+@app.command()
+def why(
+    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    engine: Annotated[
+        str | None, typer.Option("--engine", "-e", help=ENGINE_HELP, show_default=False)
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Judge the snapshots `tonic run --plain` uses.")
+    ] = False,
+) -> None:
+    """Explain, cell by cell, which snapshot the next run would resume from, and what
+    broke the longer prefixes (an edited cell, a changed module, the environment)."""
+    from tonic.commands import why as command
+
+    with error_handler():
+        code = command.why(file, engine=engine, plain=plain)
+    raise typer.Exit(code)
+
+
+cache_app = typer.Typer(
+    help="The snapshot cache: $TONIC_CACHE, else $XDG_CACHE_HOME/tonic (private, 0700).",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+def cache_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the snapshots: notebook, cell, age and size, and the cache's totals."""
+    from tonic.commands import cache as command
+
+    with error_handler():
+        command.ls(as_json=as_json)
+
+
+@cache_app.command("gc")
+def cache_gc(
+    max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-size",
+            help="Also drop the oldest snapshots until the cache "
+            "is at most this big (e.g. 500M, 2G).",
+        ),
+    ] = None,
+) -> None:
+    """Remove snapshots of notebooks that no longer exist, and unreferenced data."""
+    from tonic.commands import cache as command
+
+    with error_handler():
+        command.gc(max_size=max_size)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove every snapshot and stored run."""
+    from tonic.commands import cache as command
+
+    with error_handler():
+        command.clear()
 
 
 def main() -> None:

@@ -55,7 +55,9 @@ class Program:
 class _Run:
     """State of one kernel run, updated by the event loop in `run_kernel`."""
 
-    def __init__(self, program: Program, sink: Sink, engine: str) -> None:
+    def __init__(
+        self, program: Program, sink: Sink, engine: str, resume: Resume | None = None
+    ) -> None:
         self.program = program
         self.sink = sink
         nb = program.notebook
@@ -66,6 +68,17 @@ class _Run:
         self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
         self.last_pause = 0
         self.current: CellResult | None = None
+        self.reported_exit: int | None = None
+        if resume is not None:
+            for done in resume.cells:
+                self.results[done.cell.index - 1] = done
+                self.sink.cell_started(done)
+                for stream, data in ((1, done.stdout), (2, done.stderr)):
+                    if data:
+                        self.sink.output(stream, bytes(data))
+                self.sink.cell_done(done)
+            self.last_pause = resume.pause
+            self.result.restored = len(resume.cells)
         self._advance()
 
     def _advance(self) -> None:
@@ -89,6 +102,9 @@ class _Run:
         res.ms = float(str(event.get("ms", 0.0)))
         value = event.get("value")
         res.value = value if isinstance(value, str) else None
+        modules = event.get("modules")
+        if isinstance(modules, list):
+            res.modules = [str(m) for m in modules]
         self.last_pause = index
         self.sink.cell_done(res)
         self._advance()
@@ -151,6 +167,16 @@ Launcher = Callable[[Program, Pipes, dict[str, str]], KernelProcess]
 GO: dict[str, object] = {"op": "go"}
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A kernel restored while blocked at pause `pause`: what cells 1..pause produced,
+    and the command that answers that pause."""
+
+    pause: int
+    cells: tuple[CellResult, ...]
+    command: dict[str, object]
+
+
 def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
     node = node_binary()
     try:
@@ -189,7 +215,13 @@ def _kill(proc: KernelProcess) -> None:
     proc.wait()
 
 
-def write_plan(program: Program, directory: Path, env: dict[str, str | None]) -> Path:
+def write_plan(
+    program: Program,
+    directory: Path,
+    env: dict[str, str | None],
+    report_exit: bool = False,
+    shim: bool = False,
+) -> Path:
     """The kernel's instructions, in a private file it reads once at start."""
     plan = {
         "file": str(program.path),
@@ -198,6 +230,8 @@ def write_plan(program: Program, directory: Path, env: dict[str, str | None]) ->
         "values": list(program.instrumented.values),
         "inspect": program.inspect,
         "env": env,
+        "report_exit": report_exit,
+        "shim": shim,
     }
     path = directory / "plan.json"
     path.write_text(json.dumps(plan), encoding="utf-8")
@@ -213,6 +247,9 @@ def run_kernel(
     on_pause: PauseHook | None = None,
     launcher: Launcher | None = None,
     env_overrides: dict[str, str] | None = None,
+    resume: Resume | None = None,
+    report_exit: bool = False,
+    stop_on_error: bool = False,
 ) -> RunResult:
     """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record.
 
@@ -228,8 +265,8 @@ def run_kernel(
     for name, value in (env_overrides or {}).items():
         hidden[name] = os.environ.get(name)
         env[name] = value
-    env["TONIC_KERNEL_PLAN"] = str(write_plan(program, tmp, hidden))
-    state = _Run(program, sink, engine)
+    shim = "clockshim" in (env_overrides or {}).get("LD_PRELOAD", "")
+    env["TONIC_KERNEL_PLAN"] = str(write_plan(program, tmp, hidden, report_exit, shim))
     ours, kernel_ends = open_pipes()
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None
@@ -237,8 +274,15 @@ def run_kernel(
         proc = (launcher or _popen_launcher)(program, kernel_ends, env)
         close_all(kernel_ends)
         theirs = None
-        drive(proc, state, ours, timeout, on_pause or (lambda _k: GO))
+        # Only now does the sink see anything: a launcher that fails leaves it untouched.
+        state = _Run(program, sink, engine, resume)
+        if resume is not None:
+            send(ours, resume.command)
+        drive(proc, state, ours, timeout, on_pause or (lambda _k: GO), stop_on_error)
         code = proc.wait()
+        if state.reported_exit is not None and code < 0:
+            # node exited normally (it said so): a status of 128+N was its exit code.
+            code = 128 - code
         result = state.finish(code if code >= 0 else 128 - code, -code if code < 0 else None)
         result.seconds = time.monotonic() - started
         return result
@@ -284,8 +328,10 @@ def drive(
     ours: Pipes,
     timeout: float | None,
     on_pause: PauseHook,
+    stop_on_error: bool = False,
 ) -> None:
-    """Relay output and events until the kernel's stdout and stderr close."""
+    """Relay output and events until the kernel's stdout and stderr close (or, with
+    `stop_on_error`, until the first uncaught error: the run is then marked aborted)."""
     streams = {ours.stdout: 1, ours.stderr: 2}
     for fd in (*streams, ours.events, ours.cmd):
         os.set_blocking(fd, False)
@@ -323,7 +369,8 @@ def drive(
             for key, _ in ready:
                 fd = int(key.fd)
                 if fd != ours.events:
-                    drain(fd)
+                    if fd in open_streams:  # it may have closed while draining for a pause
+                        drain(fd)
                     continue
                 try:
                     chunk = os.read(ours.events, READ_SIZE)
@@ -344,7 +391,13 @@ def drive(
                         send(ours, on_pause(int(event["cell"])))
                         if timeout is not None:
                             deadline = time.monotonic() + timeout
+                    elif kind == "exit":
+                        state.reported_exit = int(event["code"])
                     elif kind == "error":
+                        if stop_on_error:
+                            state.result.aborted = True
+                            _kill(proc)
+                            return
                         for out_fd in list(open_streams):
                             drain(out_fd)
                         state.errored(event)

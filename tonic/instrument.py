@@ -31,7 +31,10 @@ def pause_site(index: int, *, esm: bool) -> bytes:
     if esm:
         return f";__tonic__.p({index});".encode()
     # CommonJS: a resumed run can continue here with an edited suffix (see semantics §4C).
-    return f";if(__tonic__.p({index})){{eval(__tonic__.t());return}}".encode()
+    # The direct eval sits in an arrow function: an eval in the module function itself
+    # would make V8 look every free name up dynamically, which moves the column node
+    # reports for a ReferenceError.
+    return f";if(__tonic__.p({index})){{(()=>eval(__tonic__.t()))();return}}".encode()
 
 
 class _Layout:

@@ -24,6 +24,7 @@ class CellResult:
     error: str | None = None
     ms: float | None = None
     origin: str = "executed"  # executed | restored (snapshot engines)
+    modules: list[str] = field(default_factory=list)  # files its require() loaded
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -69,6 +70,11 @@ class RunResult:
     seconds: float = 0.0
     timed_out: bool = False
     stuck_cell: int | None = None  # the cell running when --timeout stopped the run
+    restored: int = 0  # cells whose results came from a snapshot
+    saved_seconds: float = 0.0  # run time of the restored cells, less the restore
+    notes: list[str] = field(default_factory=list)  # what the engine wants the user to know
+    stats: dict[str, object] = field(default_factory=dict)  # engine measurements
+    aborted: bool = False  # stopped at an uncaught error (stop_on_error): to be run again
 
     def result_for(self, index: int) -> CellResult:
         return self.cells[index - 1]
@@ -83,6 +89,10 @@ class RunResult:
             "exit_code": self.exit_code,
             "signal": self.signal,
             "seconds": round(self.seconds, 3),
+            "restored": self.restored,
+            "saved_seconds": round(self.saved_seconds, 3),
+            "notes": list(self.notes),
+            "stats": self.stats,
             "cells": [c.to_json() for c in self.cells],
             AFTER: self.tail.to_json(),
         }
@@ -96,6 +106,27 @@ class Sink(Protocol):
     def cell_done(self, result: CellResult) -> None: ...
 
     def cell_started(self, result: CellResult) -> None: ...
+
+
+class BufferSink:
+    """Holds everything back, to pass on later (`release`) or to drop."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def output(self, stream: int, data: bytes) -> None:
+        self.calls.append(("output", (stream, data)))
+
+    def cell_done(self, result: CellResult) -> None:
+        self.calls.append(("cell_done", (result,)))
+
+    def cell_started(self, result: CellResult) -> None:
+        self.calls.append(("cell_started", (result,)))
+
+    def release(self, sink: Sink) -> None:
+        for name, args in self.calls:
+            getattr(sink, name)(*args)
+        self.calls.clear()
 
 
 class NullSink:

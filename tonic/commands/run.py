@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -43,15 +44,13 @@ def run(
     timeout: float | None,
     args: list[str],
 ) -> int:
-    _, nb = load(path)
-    program = Program(
-        notebook=nb,
-        path=Path(path).resolve(),
-        instrumented=instrument(nb, values=not plain) if nb.clean else uninstrumented(nb),
-        args=tuple(args),
-        inspect=not plain,
-    )
-    chosen = get_engine(engine)
+    program = program_for(path, plain=plain, args=args)
+    nb = program.notebook
+    wanted = engine or os.environ.get("TONIC_ENGINE") or None
+    if wanted is None and stdin_has_data():
+        # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
+        wanted = "replay"
+    chosen, note = get_engine(wanted)
     view: ViewSink | None = None
     sink: Sink
     if plain:
@@ -61,7 +60,11 @@ def run(
     else:
         view = ViewSink(Console(highlight=False, soft_wrap=True), nb)
         sink = view
+    if view is not None and note:
+        view.note(note)
     result = chosen.run(program, sink, timeout=timeout)
+    if note:
+        result.notes.insert(0, note)
     if view is not None:
         view.finish(result)
     elif as_json:
@@ -69,6 +72,29 @@ def run(
     if result.timed_out:
         raise CellTimeoutError(_timeout_message(result, timeout))
     return result.exit_code if result.signal is None else -result.signal
+
+
+def stdin_has_data() -> bool:
+    """True when stdin is a pipe, a file or a socket (not a terminal, not /dev/null)."""
+    try:
+        st = os.fstat(0)
+    except OSError:
+        return False
+    if stat.S_ISCHR(st.st_mode):
+        return False
+    return stat.S_ISFIFO(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+
+
+def program_for(path: Path, *, plain: bool, args: list[str]) -> Program:
+    """What `tonic run` runs: the notebook, instrumented for the view or for --plain."""
+    _, nb = load(path)
+    return Program(
+        notebook=nb,
+        path=Path(path).resolve(),
+        instrumented=instrument(nb, values=not plain) if nb.clean else uninstrumented(nb),
+        args=tuple(args),
+        inspect=not plain,
+    )
 
 
 def _json(result: RunResult, path: Path) -> dict[str, object]:

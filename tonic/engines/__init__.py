@@ -1,28 +1,42 @@
-"""The engine registry: every engine tonic knows, by name."""
+"""The engine registry: every engine tonic knows, by name, best first."""
 
 from __future__ import annotations
 
 from tonic.engines.base import Availability, Engine
+from tonic.engines.criu import CriuEngine
 from tonic.engines.replay import ReplayEngine
 from tonic.errors import EngineError
 
 ENGINES: dict[str, Engine] = {
+    "criu": CriuEngine(),
     "replay": ReplayEngine(),
 }
-DEFAULT_ENGINE = "replay"
+# The first available engine of this list is the default.
+PREFERENCE = ("criu", "replay")
 
 
-def get_engine(name: str | None) -> Engine:
-    """The engine called `name` (the default when None), if it can run here."""
-    key = name or DEFAULT_ENGINE
-    engine = ENGINES.get(key)
+def get_engine(name: str | None) -> tuple[Engine, str | None]:
+    """The engine called `name` (the default when None), if it can run here, and a note
+    when the default had to fall back from a better engine."""
+    if name is None:
+        skipped: list[str] = []
+        for key in PREFERENCE:
+            available = ENGINES[key].availability()
+            if available.ok:
+                note = None
+                if skipped:
+                    note = f"{'; '.join(skipped)}; using the {key} engine (no snapshots)"
+                return ENGINES[key], note
+            skipped.append(f"the {key} engine cannot run here: {available.reason}")
+        raise EngineError("no engine can run here: " + "; ".join(skipped))
+    engine = ENGINES.get(name)
     if engine is None:
         known = ", ".join(sorted(ENGINES))
-        raise EngineError(f"unknown engine {key!r} (known: {known})")
+        raise EngineError(f"unknown engine {name!r} (known: {known})")
     available = engine.availability()
     if not available.ok:
-        raise EngineError(f"engine {key!r} cannot run here: {available.reason}")
-    return engine
+        raise EngineError(f"engine {name!r} cannot run here: {available.reason}")
+    return engine, None
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "Availability", "Engine", "get_engine"]
+__all__ = ["ENGINES", "PREFERENCE", "Availability", "Engine", "get_engine"]

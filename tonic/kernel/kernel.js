@@ -31,10 +31,16 @@
   // tonic hands us our two channels as pipes on fds 3 (commands) and 4 (events). We
   // reopen them close-on-exec and close the originals, so that the notebook's child
   // processes do not inherit them. As pipes they survive checkpoint and restore.
-  const cmdFd = fs.openSync('/proc/self/fd/3', 'r');
-  const evFd = fs.openSync('/proc/self/fd/4', 'w');
-  fs.closeSync(3);
-  fs.closeSync(4);
+  // (Under the clock shim, they already are close-on-exec, and the shim needs the
+  // command pipe on fd 3 to tell a pause from other reads.)
+  let cmdFd = 3;
+  let evFd = 4;
+  if (!plan.shim) {
+    cmdFd = fs.openSync('/proc/self/fd/3', 'r');
+    evFd = fs.openSync('/proc/self/fd/4', 'w');
+    fs.closeSync(3);
+    fs.closeSync(4);
+  }
   for (const [name, value] of Object.entries(plan.env || {})) {
     if (value === null) delete process.env[name];
     else process.env[name] = value;
@@ -96,6 +102,21 @@
     return show(err);
   }
 
+  // Files the notebook's require() loaded since the last pause (snapshot keys cover them).
+  const Module = require('module');
+  const seen = new Set(Object.keys(Module._cache));
+  seen.add(plan.file);
+  function newModules() {
+    const fresh = [];
+    for (const name of Object.keys(Module._cache)) {
+      if (!seen.has(name)) {
+        seen.add(name);
+        fresh.push(name);
+      }
+    }
+    return fresh;
+  }
+
   const now = () => Number(process.hrtime.bigint()) / 1e6;
   let mark = now();
   let lastCell = 0;
@@ -106,6 +127,7 @@
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
       const msg = { ev: 'pause', cell: k, ms: now() - mark };
+      if (plan.report_exit) msg.modules = newModules();
       if (plan.inspect && valueCells.has(k) && tonic.v !== NONE) msg.value = show(tonic.v);
       tonic.v = NONE;
       lastCell = k;
@@ -128,6 +150,12 @@
   process.on('uncaughtExceptionMonitor', (err, origin) => {
     send({ ev: 'error', after: lastCell, origin, error: describe(err), ms: now() - mark });
   });
+
+  if (plan.report_exit) {
+    // Under a snapshot engine node runs below a shell in its own PID namespace, whose
+    // status cannot tell exit(137) from SIGKILL: say how we exited.
+    process.on('exit', (code) => send({ ev: 'exit', code }));
+  }
 
   const file = plan.file;
   if (plan.kind === 'esm') {

@@ -1,0 +1,176 @@
+"""`make bench`: what time travel buys, measured in one run on this machine.
+
+1. Edit-the-last-cell latency on a 20-cell notebook whose cells take 0.5 s each:
+   plain `node FILE`, the replay engine, and the criu engine resuming.
+2. Checkpoint and restore time with about 50 MB and 500 MB of JS heap.
+3. Bytes stored per snapshot, against the process tree's resident memory.
+
+Prints a Markdown table (README shows one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TONIC = [sys.executable, "-m", "tonic"]
+
+
+def slow_notebook(cells: int, seconds: float, last: int) -> str:
+    parts = []
+    for i in range(1, cells + 1):
+        value = last if i == cells else i
+        parts.append(
+            f"// %% cell {i}\n"
+            f"{{ const t = Date.now(); while (Date.now() - t < {int(seconds * 1000)}); }}\n"
+            f"console.log('cell {i}', {value}, Math.random() < 1);\n"
+        )
+    return "\n".join(parts)
+
+
+def heap_notebook(mb: int, tweak: int) -> str:
+    # About 64 bytes of heap per small object plus its string.
+    count = mb * 1024 * 1024 // 96
+    return (
+        "// %% build a heap\n"
+        f"const big = Array.from({{ length: {count} }}, (_, i) => ({{ i, s: 'v' + i }}));\n"
+        "console.log('objects', big.length);\n\n"
+        "// %% use it\n"
+        f"console.log('sample', big[{tweak}].s);\n"
+    )
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, env=env, check=False)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+    return elapsed, proc
+
+
+def run_json(path: Path, env: dict[str, str], engine: str) -> tuple[float, dict[str, object]]:
+    elapsed, proc = timed([*TONIC, "run", "--json", "--engine", engine, str(path)], env)
+    return elapsed, json.loads(proc.stdout)
+
+
+def cache_bytes(env: dict[str, str]) -> int:
+    _, proc = timed([*TONIC, "cache", "ls", "--json"], env)
+    return int(json.loads(proc.stdout)["stored_bytes"])
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f} ms"
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="tonic-bench-") as tmp:
+        work = Path(tmp)
+        env = dict(os.environ, TONIC_CACHE=str(work / "cache"))
+        nb = work / "slow.js"
+        cells, per_cell = 20, 0.5
+
+        # -- 1. edit the last cell -------------------------------------------------
+        nb.write_text(slow_notebook(cells, per_cell, 0))
+        print("bench: first criu run of the 20-cell notebook (about 10 s) ...", file=sys.stderr)
+        _, record = run_json(nb, env, "criu")
+        stats = record["stats"]
+        assert isinstance(stats, dict)
+        dumps_small = stats["dump_seconds"]
+        resumes, nodes, replays = [], [], []
+        for edit in range(1, 4):
+            nb.write_text(slow_notebook(cells, per_cell, edit))
+            print(f"bench: edit {edit}: node, replay, criu ...", file=sys.stderr)
+            nodes.append(timed(["node", str(nb)], env)[0])
+            replays.append(timed([*TONIC, "run", "--plain", "--engine", "replay", str(nb)], env)[0])
+            resumes.append(timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], env)[0])
+        t_node, t_replay, t_criu = (statistics.median(x) for x in (nodes, replays, resumes))
+        rows.append(("edit last cell: plain `node FILE`", f"{t_node:.2f} s", "1.00x"))
+        rows.append(
+            (
+                "edit last cell: tonic, replay engine",
+                f"{t_replay:.2f} s",
+                f"{t_replay / t_node:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "edit last cell: tonic, criu engine (resume)",
+                f"{t_criu:.2f} s",
+                f"{t_criu / t_node:.3f}x",
+            )
+        )
+        overhead = t_criu - per_cell
+        rows.append(
+            (
+                "resume overhead beyond the 0.5 s cell run (whole `tonic run` command)",
+                ms(overhead),
+                "target <= 150 ms",
+            )
+        )
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import tonic.cli"], check=True, env=env)
+        startup = time.monotonic() - started
+        rows.append(("  of which Python start and imports", ms(startup), ""))
+        rows.append(
+            (
+                "checkpoint per cell, small heap (median)",
+                ms(statistics.median(dumps_small)),  # type: ignore[arg-type]
+                f"RSS {statistics.median(stats['rss_bytes']) / 2**20:.0f} MiB",  # type: ignore[arg-type]
+            )
+        )
+
+        # -- 2. checkpoint and restore at 50 and 500 MB --------------------------------
+        for mb in (50, 500):
+            heap = work / f"heap{mb}.js"
+            heap.write_text(heap_notebook(mb, 1))
+            before = cache_bytes(env)
+            print(f"bench: {mb} MB heap: checkpoint ...", file=sys.stderr)
+            _, rec = run_json(heap, env, "criu")
+            st = rec["stats"]
+            assert isinstance(st, dict)
+            stored = cache_bytes(env) - before
+            rss = st["rss_bytes"]
+            dumps = st["dump_seconds"]
+            assert isinstance(rss, list) and isinstance(dumps, list)
+            heap.write_text(heap_notebook(mb, 2))
+            print(f"bench: {mb} MB heap: restore ...", file=sys.stderr)
+            _, rec2 = run_json(heap, env, "criu")
+            st2 = rec2["stats"]
+            assert isinstance(st2, dict)
+            rows.append(
+                (
+                    f"checkpoint, ~{mb} MB heap (RSS {rss[0] / 2**20:.0f} MiB)",
+                    ms(float(dumps[0])),
+                    "target <= 80 ms" if mb == 50 else "",
+                )
+            )
+            rows.append((f"restore, ~{mb} MB heap", ms(float(str(st2["restore_seconds"]))), ""))
+            share = stored / len(rss) / statistics.mean(rss)
+            rows.append(
+                (
+                    f"stored per snapshot, ~{mb} MB heap",
+                    f"{stored / len(rss) / 2**20:.1f} MiB",
+                    f"{share:.0%} of RSS (target <= 20%)",
+                )
+            )
+        total = cache_bytes(env)
+        rows.append(("whole cache after the bench", f"{total / 2**20:.1f} MiB", ""))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'measure'.ljust(width)} | value | note |")
+    print(f"| {'-' * width} | --- | --- |")
+    for name, value, note in rows:
+        print(f"| {name.ljust(width)} | {value} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""`tonic cache ls | gc | clear`: look at and trim the snapshot cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from tonic.errors import InputError
+from tonic.store import Store
+
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if m is None:
+        raise InputError(f"--max-size: {text!r} is not a size (examples: 500M, 2G)")
+    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
+
+
+def _age(created: float) -> str:
+    seconds = max(0.0, time.time() - created)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def ls(*, as_json: bool) -> None:
+    store = Store()
+    snaps = store.snapshots()
+    stats = store.stats()
+    if as_json:
+        rows = [
+            {
+                "id": s.id,
+                "notebook": s.meta.get("path"),
+                "cell": s.meta.get("pause"),
+                "created": s.created,
+                "bytes": s.logical_bytes,
+            }
+            for s in snaps
+        ]
+        payload = {
+            "root": str(store.root),
+            "snapshots": rows,
+            "stored_bytes": stats.stored_bytes,
+            "logical_bytes": stats.logical_bytes,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    for column in ("notebook", "after cell", "made", "image", "id"):
+        table.add_column(column)
+    for s in snaps:
+        table.add_row(
+            str(s.meta.get("path", "?")),
+            str(s.meta.get("pause", "?")),
+            _age(s.created),
+            human(s.logical_bytes),
+            s.id[:12],
+        )
+    console.print(table)
+    console.print(
+        f"{len(snaps)} snapshots in {store.root}: {human(stats.logical_bytes)} of images "
+        f"stored in {human(stats.stored_bytes)}"
+    )
+
+
+def gc(*, max_size: str | None) -> None:
+    store = Store()
+    limit = parse_size(max_size) if max_size is not None else None
+
+    def keep(info: object) -> bool:
+        meta = getattr(info, "meta", {})
+        path = meta.get("path") if isinstance(meta, dict) else None
+        return isinstance(path, str) and os.path.exists(path)
+
+    report = store.gc(keep=keep, max_bytes=limit)
+    print(f"tonic cache gc: {report}")
+
+
+def clear() -> None:
+    store = Store()
+    store.clear()
+    print(f"tonic cache clear: removed everything under {store.root}")

@@ -1,0 +1,28 @@
+"""`tonic doctor`: which engines work here, and why the others do not."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tonic.engines import ENGINES, PREFERENCE, get_engine
+from tonic.errors import TonicError
+
+
+def doctor() -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("engine", style="bold")
+    table.add_column("works here")
+    table.add_column("why")
+    for name in PREFERENCE:
+        available = ENGINES[name].availability()
+        table.add_row(name, "yes" if available.ok else "no", available.reason)
+    console.print(table)
+    try:
+        engine, _ = get_engine(None)
+    except TonicError as err:
+        console.print(f"no engine can run notebooks here: {err}")
+        return 1
+    console.print(f"default engine: {engine.name}")
+    return 0

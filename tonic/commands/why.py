@@ -1,0 +1,53 @@
+"""`tonic why FILE`: which snapshot the next run resumes from, and what broke the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tonic.commands.run import program_for
+from tonic.engines import ENGINES
+from tonic.errors import TonicError
+from tonic.keys import explain
+from tonic.timetravel import Planner, SnapshotRecord
+
+
+def why(path: Path, *, engine: str | None, plain: bool) -> int:
+    name = engine or "criu"
+    if name not in ENGINES or name == "replay":
+        raise TonicError(f"engine {name!r} keeps no snapshots; `tonic why` explains criu's")
+    program = program_for(path, plain=plain, args=[])
+    planner = Planner(program, engine=name)
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("cells", style="bold")
+    table.add_column("verdict")
+    verdicts = planner.judge_all()
+    for verdict in verdicts:
+        style = "green" if verdict.reusable else "red"
+        table.add_row(f"1-{verdict.cell}", f"[{style}]{verdict.reason}[/{style}]")
+    console.print(table)
+    reusable = [v for v in verdicts if v.reusable]
+    if reusable:
+        console.print(f"the next run restores cells 1-{reusable[0].cell} and runs the rest")
+        return 0
+    console.print("the next run starts afresh" + _environment_hint(planner))
+    return 0
+
+
+def _environment_hint(planner: Planner) -> str:
+    """When no prefix matched: what differs from this notebook's latest snapshot."""
+    mine = [
+        SnapshotRecord.from_meta(s.meta)
+        for s in planner.store.snapshots()
+        if s.meta.get("path") == str(planner.program.path)
+    ]
+    if not mine:
+        return " (no snapshot of this notebook yet)"
+    latest = mine[0]
+    changed = explain(latest.environment, planner.environment.parts())
+    if changed:
+        return f" (its latest snapshot was made with a different {', '.join(changed)})"
+    return " (cell 1 changed since its latest snapshot)"

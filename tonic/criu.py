@@ -1,0 +1,149 @@
+"""Finding and calling CRIU: checkpoint a process tree, restore it into a fresh one.
+
+tonic looks for CRIU in `$TONIC_CRIU`, then on PATH, then in the private install that
+`scripts/install-criu` (run by `make setup`) makes under ~/.local/share/tonic/criu.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tonic.errors import EngineError
+
+MIN_VERSION = (4, 0)
+
+
+def private_install() -> Path:
+    home = os.environ.get("TONIC_CRIU_HOME")
+    if home:
+        return Path(home) / "bin" / "criu"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "tonic" / "criu" / "bin" / "criu"
+
+
+@dataclass(frozen=True)
+class Criu:
+    path: str
+    version: tuple[int, ...]
+
+    def run(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+            [self.path, *args], capture_output=True, text=True, check=False, **kwargs
+        )
+
+
+def _version(path: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, check=False, timeout=20
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Version:\s*([\d.]+)", out)
+    return tuple(int(x) for x in m.group(1).split(".") if x) if m else None
+
+
+@functools.cache
+def locate() -> tuple[Criu | None, str]:
+    """(CRIU, None-reason): the first usable CRIU, or why there is none."""
+    candidates: list[tuple[str, str]] = []
+    if os.environ.get("TONIC_CRIU"):
+        candidates.append((os.environ["TONIC_CRIU"], "$TONIC_CRIU"))
+    on_path = shutil.which("criu")
+    if on_path:
+        candidates.append((on_path, "PATH"))
+    candidates.append((str(private_install()), "the private install"))
+    problems: list[str] = []
+    for path, where in candidates:
+        if not os.access(path, os.X_OK):
+            if where != "the private install" or not problems:
+                problems.append(f"no criu at {path} ({where})")
+            continue
+        version = _version(path)
+        if version is None:
+            problems.append(f"{path} ({where}) does not run")
+            continue
+        if version < MIN_VERSION:
+            shown = ".".join(map(str, version))
+            problems.append(f"{path} ({where}) is CRIU {shown}; tonic needs 4.0 or newer")
+            continue
+        return Criu(path, version), f"CRIU {'.'.join(map(str, version))} at {path} ({where})"
+    return None, "; ".join(problems) + " (run `make setup` or scripts/install-criu)"
+
+
+@functools.cache
+def availability() -> tuple[Criu | None, str]:
+    """The CRIU tonic can use here, with a sentence saying why (not)."""
+    if os.uname().sysname != "Linux":
+        return None, "CRIU works on Linux only"
+    if os.geteuid() != 0:
+        return None, "CRIU needs root here (tonic runs as an unprivileged user)"
+    for tool in ("unshare", "setsid"):
+        if shutil.which(tool) is None:
+            return None, f"{tool} (util-linux) is not installed"
+    criu, why = locate()
+    if criu is None:
+        return None, why
+    check = criu.run("check")
+    if check.returncode != 0:
+        lines = (check.stderr or check.stdout).strip().splitlines()
+        return None, f"`criu check` fails: {lines[-1] if lines else 'no output'}"
+    return criu, why
+
+
+def require() -> Criu:
+    criu, why = availability()
+    if criu is None:
+        raise EngineError(f"CRIU cannot run here: {why}")
+    return criu
+
+
+def dump(criu: Criu, pid: int, images: Path) -> float:
+    """Checkpoint the tree rooted at `pid` into `images`, leaving it running; seconds."""
+    started = time.monotonic()
+    proc = criu.run(
+        "dump",
+        "--tree",
+        str(pid),
+        "--images-dir",
+        str(images),
+        "--leave-running",
+        "--file-locks",
+        "--log-file",
+        "dump.log",
+        "-v2",
+    )
+    if proc.returncode != 0:
+        raise EngineError(f"criu dump failed: {_log_error(images / 'dump.log', proc.stderr)}")
+    return time.monotonic() - started
+
+
+def restore(criu: Criu, images: Path, inherit: dict[int, str]) -> tuple[int, float]:
+    """Restore the tree in `images`, detached; `inherit` maps our fds to the pipe names
+    the dumped tree had (`pipe:[inode]`). Returns the restored root's pid and seconds."""
+    started = time.monotonic()
+    pidfile = images / "restored.pid"
+    args = ["restore", "--images-dir", str(images), "--restore-detached", "--file-locks"]
+    args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
+    for fd, name in inherit.items():
+        args += ["--inherit-fd", f"fd[{fd}]:{name}"]
+    proc = criu.run(*args, pass_fds=tuple(inherit), stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise EngineError(f"criu restore failed: {_log_error(images / 'restore.log', proc.stderr)}")
+    return int(pidfile.read_text().strip()), time.monotonic() - started
+
+
+def _log_error(log: Path, stderr: str) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = stderr.splitlines()
+    errors = [ln for ln in lines if "Error" in ln and "RLIMIT_NOFILE" not in ln]
+    return (errors[-1] if errors else (lines[-1] if lines else "no log")).strip()

@@ -1,0 +1,227 @@
+"""Filesystem time travel: the files a notebook writes roll back and forward with its
+snapshots.
+
+Covered: regular files under the notebook's directory, recursively, except inside
+`node_modules`, `.git` and other dot-directories, and files over 64 MiB. Not covered:
+anything outside that directory (/tmp, $HOME, ...), symlinks' targets, permissions beyond
+the executable bit, and directories themselves (they are created as needed, never
+removed). A file the notebook writes but tonic cannot cover (too big) stops snapshots of
+that run, so a later run never resumes with it out of step.
+
+A run starts from the state before the notebook first wrote anything: each run behaves as
+the first `node FILE` in that directory. A snapshot after cell k records, for every file
+cells 1..k changed, its content before the run and after cell k. Resuming from it, tonic
+puts every file the snapshot or the last run touched into the snapshot's state, but only
+if the file is still as the last run left it: a file edited by hand since then is never
+overwritten or deleted; tonic stops with an error naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tonic.errors import TonicError
+
+MAX_FILE = 64 << 20
+MAX_FILES = 20000
+SKIP_DIRS = frozenset({"node_modules", ".git"})
+
+# path relative to the project -> blob id of its content, or None when it does not exist
+Contents = dict[str, str | None]
+
+
+class FileConflictError(TonicError):
+    """A file the notebook wrote was changed by hand since tonic last ran it."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    mtime_ns: int
+    ino: int
+    mode: int
+
+
+def scan(root: Path, skip: frozenset[Path] = frozenset()) -> dict[str, Stat] | None:
+    """Stat of every covered file under root; None when there are too many to follow."""
+    found: dict[str, Stat] = {}
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if path in skip:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                        stack.append(path)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            found[str(path.relative_to(root))] = Stat(
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode
+            )
+            if len(found) > MAX_FILES:
+                return None
+    return found
+
+
+@dataclass
+class Tracker:
+    """Follows one run's writes under `root`, storing contents through `put`."""
+
+    root: Path
+    put: Callable[[bytes], str]
+    get: Callable[[str], bytes]
+    skip: frozenset[Path] = frozenset()
+    before: Contents = field(default_factory=dict)  # content before the run, per path
+    after: Contents = field(default_factory=dict)  # content now, per path the run changed
+    broken: str | None = None  # why this run's file state cannot be snapshotted
+    _last: dict[str, Stat] = field(default_factory=dict)
+    _hashes: dict[str, str] = field(default_factory=dict)  # path -> blob of _last content
+
+    def start(self, before: Contents | None = None, after: Contents | None = None) -> None:
+        """Begin following from the disk as it is now (after any rollback)."""
+        self.before = dict(before or {})
+        self.after = dict(after or {})
+        state = scan(self.root, self.skip)
+        if state is None:
+            self.broken = f"more than {MAX_FILES} files under {self.root}"
+            state = {}
+        self._last = state
+        # Keep every covered file's content, so that a cell that changes a file which
+        # existed before the run can be rolled back (the store deduplicates).
+        for rel, stat in state.items():
+            blob = self._blob(rel, stat)
+            if blob is not None:
+                self._hashes[rel] = blob
+
+    def _blob(self, rel: str, stat: Stat) -> str | None:
+        if stat.size > MAX_FILE:
+            self.broken = f"{rel} is over {MAX_FILE >> 20} MiB"
+            return None
+        try:
+            data = (self.root / rel).read_bytes()
+        except OSError:
+            return None
+        return self.put(data)
+
+    def step(self) -> None:
+        """Record what changed since the last step (call at every pause and at the end)."""
+        if self.broken is not None:
+            return
+        now = scan(self.root, self.skip)
+        if now is None:
+            self.broken = f"more than {MAX_FILES} files under {self.root}"
+            return
+        for rel in set(now) | set(self._last):
+            old, new = self._last.get(rel), now.get(rel)
+            if old == new:
+                continue
+            if rel not in self.before and rel not in self.after:
+                # First change this run: what it was before is what the last step saw.
+                self.before[rel] = None if old is None else self._prior(rel)
+            blob = None if new is None else self._blob(rel, new)
+            self.after[rel] = blob
+            if blob is None:
+                self._hashes.pop(rel, None)
+            else:
+                self._hashes[rel] = blob
+        self._last = now
+
+    def _prior(self, rel: str) -> str | None:
+        blob = self._hashes.get(rel)
+        if blob is None:
+            self.broken = f"tonic could not record {rel} before it changed"
+        return blob
+
+    def snapshot(self) -> dict[str, object]:
+        changed = {p: [self.before.get(p), b] for p, b in self.after.items()}
+        return {"files": changed, "broken": self.broken}
+
+
+def hash_file(path: Path, put: Callable[[bytes], str]) -> str | None:
+    try:
+        return put(path.read_bytes()) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def state_path(store_root: Path, notebook: Path) -> Path:
+    digest = hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
+    return store_root / "files" / f"{digest}.json"
+
+
+def load_last(store_root: Path, notebook: Path) -> dict[str, list[str | None]]:
+    """path -> [before, after] of every file the notebook's last run changed."""
+    try:
+        data = json.loads(state_path(store_root, notebook).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): list(v) for k, v in data.get("files", {}).items()}
+
+
+def save_last(store_root: Path, notebook: Path, files: dict[str, list[str | None]]) -> None:
+    path = state_path(store_root, notebook)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"notebook": str(notebook), "files": files}, f)
+    os.replace(tmp, path)
+
+
+def plan_rollback(
+    root: Path,
+    target: dict[str, list[str | None]],
+    last: dict[str, list[str | None]],
+    digest: Callable[[bytes], str],
+) -> dict[str, str | None]:
+    """The writes that put the disk into `target`'s state ([before, after] per path;
+    paths absent from it go back to what they were before the notebook wrote them).
+    Raises FileConflictError when a file is not as the last run left it."""
+    writes: dict[str, str | None] = {}
+    for rel in sorted(set(target) | set(last)):
+        want = target[rel][1] if rel in target else last[rel][0]
+        expected = last[rel][1] if rel in last else target[rel][0]
+        path = root / rel
+        try:
+            current = digest(path.read_bytes()) if path.is_file() else None
+        except OSError:
+            current = None
+        if current == want:
+            continue
+        if current != expected:
+            raise FileConflictError(
+                f"{path} changed since tonic last ran this notebook; tonic will not "
+                "overwrite or delete it. Move it away (or restore it) and run again"
+            )
+        writes[rel] = want
+    return writes
+
+
+def apply(root: Path, writes: dict[str, str | None], get: Callable[[str], bytes]) -> None:
+    """Make each file hold its blob's content (atomically), or delete it for None."""
+    for rel, blob in writes.items():
+        path = root / rel
+        if blob is None:
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tonic-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(get(blob))
+        os.replace(tmp, path)

@@ -1,0 +1,170 @@
+"""Snapshot keys: a chained SHA-256 over everything a prefix of cells depends on.
+
+`base` covers what every cell sees: tonic's kernel, node's binary, version and options,
+the engine, the module kind, the file's path and arguments, the environment, the working
+directory and a fingerprint of the installed packages. Then prefix k chains in the bytes
+of the file up to the end of cell k, so prefix k is equal between two versions of the file
+exactly when node compiled the same text for cells 1..k at the same positions.
+
+What a prefix sees of later cells (hoisted functions and vars) is not in the key: it is
+judged when a snapshot is reused, against the version that made it (continuation.py).
+Local modules the prefix loaded are recorded at run time with their content hashes and
+checked on reuse (`modules_still_valid`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tonic.cells import Notebook
+
+KEY_VERSION = "tonic-key-1"
+# A snapshot is reused only in the environment that made it, except for these variables
+# (a shell's bookkeeping) and tonic's own settings.
+UNKEYED_ENV = frozenset({"_", "OLDPWD"})  # and every TONIC_* variable
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_hash(value: object) -> str:
+    return sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+@functools.cache
+def kernel_fingerprint() -> str:
+    here = resources.files("tonic")
+    parts = [(here / "kernel" / "kernel.js").read_bytes()]
+    parts += [(here / name).read_bytes() for name in ("instrument.py", "continuation.py")]
+    return sha256(b"\0".join(parts))
+
+
+@functools.cache
+def node_fingerprint(node: str) -> str:
+    st = os.stat(node)
+    version = subprocess.run(
+        [node, "-p", "process.version + ' ' + process.arch + ' ' + process.versions.v8"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{os.path.realpath(node)} {st.st_size} {st.st_mtime_ns} {version}"
+
+
+def packages_fingerprint(start: Path) -> str:
+    """What `require('pkg')` could find: each node_modules up the tree, by its lock file
+    (npm's `.package-lock.json`) or else its top-level entries' modification times."""
+    parts: list[object] = []
+    for directory in [start, *start.parents]:
+        modules = directory / "node_modules"
+        if not modules.is_dir():
+            continue
+        lock = modules / ".package-lock.json"
+        if lock.is_file():
+            parts.append([str(modules), sha256(lock.read_bytes())])
+            continue
+        entries = []
+        for entry in sorted(os.scandir(modules), key=lambda e: e.name):
+            try:
+                entries.append([entry.name, entry.stat().st_mtime_ns])
+            except OSError:
+                continue
+        parts.append([str(modules), entries])
+    return _json_hash(parts)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The parts of the key that do not come from the notebook's text."""
+
+    node: str
+    engine: str
+    path: str
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    packages: str
+    inspect: bool
+
+    @classmethod
+    def current(
+        cls, *, node: str, engine: str, path: Path, args: tuple[str, ...], inspect: bool
+    ) -> Environment:
+        env = tuple(
+            sorted(
+                (k, v)
+                for k, v in os.environ.items()
+                if k not in UNKEYED_ENV and not k.startswith("TONIC_")
+            )
+        )
+        return cls(
+            node=node_fingerprint(node),
+            engine=engine,
+            path=str(path),
+            args=args,
+            env=env,
+            cwd=os.getcwd(),
+            packages=packages_fingerprint(path.parent),
+            inspect=inspect,
+        )
+
+    def parts(self) -> dict[str, object]:
+        return {
+            "tonic": [KEY_VERSION, kernel_fingerprint()],
+            "node": self.node,
+            "engine": self.engine,
+            "path": self.path,
+            "args": list(self.args),
+            "env": _json_hash(list(self.env)),
+            "cwd": self.cwd,
+            "packages": self.packages,
+            "inspect": self.inspect,
+        }
+
+
+def base_key(environment: Environment, nb: Notebook) -> str:
+    return _json_hash({**environment.parts(), "kind": nb.kind.kind})
+
+
+def prefix_ends(nb: Notebook) -> dict[int, int]:
+    """Cell index -> the end byte of the file text that prefix 1..k compiles."""
+    return {cell.index: cell.span.end_byte for cell in nb.code_cells}
+
+
+def prefix_keys(base: str, nb: Notebook) -> dict[int, str]:
+    """Cell index -> key of the prefix ending with that (code) cell."""
+    keys: dict[int, str] = {}
+    key, start = base, 0
+    for index, end in prefix_ends(nb).items():
+        key = sha256(f"{key}:{index}:".encode() + nb.data[start:end])
+        keys[index] = key
+        start = end
+    return keys
+
+
+def explain(old: dict[str, object], new: dict[str, object]) -> list[str]:
+    """Names of the base-key parts that differ between two `Environment.parts()` dicts."""
+    return [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+
+
+def file_hash(path: str) -> str | None:
+    try:
+        return sha256(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
+def modules_still_valid(modules: dict[str, str]) -> str | None:
+    """None if every recorded local module still has its recorded content; else its path."""
+    for path, digest in sorted(modules.items()):
+        if file_hash(path) != digest:
+            return path
+    return None
