@@ -187,6 +187,13 @@ CHECKS: list[tuple[str, str, str, int, str | None]] = [
         "declared `f`, the edited file does not",
     ),
     (
+        "block function of cells 1..k, Annex B decided by a later const",
+        "{ function f() { return 1; } }\n\nconst f = 2;\n",
+        "{ function f() { return 1; } }\n\ntry { console.log(f()); } catch (e) { 0; }\n",
+        1,
+        "declares function `f` in a block, and only the old rest",
+    ),
+    (
         "rule d: stale binding visible to eval in the new suffix",
         "console.log(1);\n\nvar x = 1;\n",
         "console.log(1);\n\nconsole.log(eval('typeof x'));\n",
@@ -337,13 +344,13 @@ def test_suffix_keeps_positions() -> None:
     assert trailer == "//# sourceURL=/x/nb.js"
     assert body.startswith("__tonic_suffix_1__:{")
     lines = body.split("\n")
-    # the original lines, then the trailing pause site's line, as `instrument` adds it
-    site = pause_site(2, esm=False).decode().replace("return}", "break __tonic_suffix_1__}")
-    assert lines[7:] == ["", site, ""]
+    assert lines[1:3] == ["", "// %% two"]  # pause site 1 was on line 2
     assert lines[3] == "if (a) { {      1;break __tonic_suffix_1__} }"
     assert lines[4] == "  const b = 2; {break __tonic_suffix_1__}"
     assert lines[6] == "function f() { return 3 }"  # a function's own return stays
-    assert lines[1] == "" and lines[2] == "// %% two"  # pause site 1 was on line 2
+    # then the trailing pause site's line, as `instrument` adds it
+    site = pause_site(2, esm=False).decode().replace("return}", "break __tonic_suffix_1__}")
+    assert lines[7:] == ["", site, ""]
     assert "return}" not in out
 
 

@@ -391,6 +391,28 @@ def _redeclared_var(
     return None
 
 
+def _annex_b(
+    prefix: dict[str, list[_Decl]], old: dict[str, list[_Decl]], new: dict[str, list[_Decl]]
+) -> str | None:
+    """A sloppy function declared in a block of cells 1..k also binds its name in the
+    module, unless a top-level `let`/`const`/`class` anywhere in the file has that name
+    (Annex B). The process decided that with the old file; node decides with the new."""
+    for name, found in sorted(prefix.items()):
+        block = [d for d in found if d.block]
+        if not block:
+            continue
+        before = any(d.kind in LEXICAL for d in old.get(name, []))
+        after = any(d.kind in LEXICAL for d in new.get(name, []))
+        if before != after:
+            which = "old" if before else "new"
+            return (
+                f"cell {block[0].cell} declares function `{name}` in a block, and only the "
+                f"{which} rest of the file declares `{name}` with let/const/class, which "
+                "decides whether that function also binds it in the module (Annex B)"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class _Analysis:
     """What `check` and `keep_functions` share: cells 1..k, R, and both suffixes."""
@@ -467,6 +489,9 @@ def _analyse(lineage: Sequence[Notebook], new: Notebook, k: int) -> _Analysis:
     new_refs = _references(suffix.nodes)
     new_evals = _direct_eval(suffix.nodes) is not None
     for old in olds:
+        reason = _annex_b(prefix_decls, old, new_decls)
+        if reason is not None:
+            return _Analysis(reason)
         for name in sorted(set(old) | set(new_decls)):
             reason = _judge(
                 name,

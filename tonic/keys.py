@@ -14,6 +14,7 @@ checked on reuse (`modules_still_valid`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -24,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from tonic.cells import Notebook
+from tonic.store import private_file
 
 KEY_VERSION = "tonic-key-1"
 # A snapshot is reused only in the environment that made it, except for these variables
@@ -49,14 +51,27 @@ def kernel_fingerprint() -> str:
 
 @functools.cache
 def node_fingerprint(node: str) -> str:
-    st = os.stat(node)
+    """node's binary and version (asking node costs ~60 ms: remembered per binary)."""
+    real = os.path.realpath(node)
+    st = os.stat(real)
+    stamp = f"{real} {st.st_size} {st.st_mtime_ns}"
+    cache = private_file("node.txt")
+    with contextlib.suppress(OSError, ValueError):
+        remembered = json.loads(cache.read_text())
+        if stamp in remembered:
+            return str(remembered[stamp])
     version = subprocess.run(
         [node, "-p", "process.version + ' ' + process.arch + ' ' + process.versions.v8"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    return f"{os.path.realpath(node)} {st.st_size} {st.st_mtime_ns} {version}"
+    found = f"{stamp} {version}"
+    with contextlib.suppress(OSError):
+        fd = os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({stamp: found}, f)
+    return found
 
 
 def packages_fingerprint(start: Path) -> str:

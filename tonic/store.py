@@ -83,6 +83,15 @@ def default_root() -> Path:
     return Path.home() / ".cache" / "tonic"
 
 
+def private_file(name: str) -> Path:
+    """A small file of tonic's own memos in the private cache root (created 0700)."""
+    root = default_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory = root / "memo"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory / name
+
+
 @dataclass(frozen=True)
 class SnapshotInfo:
     id: str

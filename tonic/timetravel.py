@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tonic import continuation, fstravel
+from tonic import continuation, fstravel, ingest
 from tonic import criu as criu_tool
 from tonic.cells import Notebook, parse
 from tonic.driver import GO, Program, node_binary
@@ -343,6 +343,10 @@ class Planner:
 
     def judge_all(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
+        with ingest.settled(self.store.root, self.program.path):
+            return self._judge_all()
+
+    def _judge_all(self) -> list[Verdict]:
         verdicts: list[Verdict] = []
         for k in sorted(self.keys, reverse=True):
             candidates = self.store.find(self.keys[k])
@@ -361,6 +365,10 @@ class Planner:
         return verdicts
 
     def choose(self) -> Choice | None:
+        with ingest.settled(self.store.root, self.program.path):
+            return self._choose()
+
+    def _choose(self) -> Choice | None:
         if not self.nb.clean or not self.program.instrumented.pauses:
             self.lineage = [self.store.put_blob(self.nb.data)]
             return None

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tonic.errors import InputError
+from tonic.ingest import settled
 from tonic.store import Store
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -42,6 +43,8 @@ def _age(created: float) -> str:
 
 def ls(*, as_json: bool) -> None:
     store = Store()
+    with settled(store.root):
+        pass
     snaps = store.snapshots()
     stats = store.stats()
     if as_json:
@@ -91,11 +94,13 @@ def gc(*, max_size: str | None) -> None:
         path = meta.get("path") if isinstance(meta, dict) else None
         return isinstance(path, str) and os.path.exists(path)
 
-    report = store.gc(keep=keep, max_bytes=limit)
+    with settled(store.root):
+        report = store.gc(keep=keep, max_bytes=limit)
     print(f"tonic cache gc: {report}")
 
 
 def clear() -> None:
     store = Store()
-    store.clear()
+    with settled(store.root):
+        store.clear()
     print(f"tonic cache clear: removed everything under {store.root}")

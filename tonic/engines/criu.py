@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tonic import clockshim
@@ -38,6 +37,7 @@ from tonic.driver import (
 )
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
+from tonic.ingest import Worker
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.seccomp import deny_io_uring
 from tonic.timetravel import Choice, Planner, SnapshotRecord, Verdict
@@ -189,22 +189,19 @@ def pipe_names(pid: int) -> dict[str, str]:
 
 
 class Snapshotter:
-    """Dumps the tree at each pause; stores the images in the background."""
+    """Dumps the tree at each pause; a detached worker stores the images (ingest.py)."""
 
     def __init__(self, planner: Planner, criu: criu_tool.Criu, tree: Callable[[], int]) -> None:
         self.planner = planner
         self.criu = criu
         self.tree = tree
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tonic-ingest")
-        self.pending: Future[None] | None = None
+        self.worker = Worker(planner.store.root, planner.program.path)
         self.failed: str | None = None
         self.dump_seconds: list[float] = []
         self.rss: list[int] = []
 
     def pause(self, record: SnapshotRecord) -> None:
         if self.failed is not None:
-            return
-        if not self._settle():
             return
         staging = Path(tempfile.mkdtemp(prefix="tonic-dump-", dir=self.planner.staging()))
         try:
@@ -213,33 +210,13 @@ class Snapshotter:
             record.pipes = pipe_names(root)
             self.rss.append(tree_rss(root))
             self.dump_seconds.append(criu_tool.dump(self.criu, root, staging))
+            self.worker.submit(record.snapshot_id, record.key, staging, record.meta())
         except (EngineError, OSError) as err:
             shutil.rmtree(staging, ignore_errors=True)
             self.failed = f"snapshots stopped at cell {record.pause}: {err}"
-            return
-
-        def ingest() -> None:
-            try:
-                self.planner.publish(record, staging)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-
-        self.pending = self.pool.submit(ingest)
-
-    def _settle(self) -> bool:
-        if self.pending is not None:
-            try:
-                self.pending.result()
-            except Exception as err:
-                self.failed = f"snapshots stopped: {err}"
-                return False
-            finally:
-                self.pending = None
-        return True
 
     def close(self) -> None:
-        self._settle()
-        self.pool.shutdown(wait=True)
+        self.worker.release()
 
 
 class CriuEngine:

@@ -1,0 +1,105 @@
+"""A detached worker that moves CRIU images into the store while (and after) tonic runs.
+
+Taking images into the store (hashing, compressing, writing chunks) can take longer than
+the dump itself; a user who edited the last cell should not wait for it. The run starts
+one worker at its first snapshot and hands it each dump; the worker outlives the run,
+holding the notebook's ingest lock (inherited, already taken, from the run) until it has
+published everything. The next run of the notebook takes that lock before it looks for
+snapshots, so it never misses one that is still being stored.
+
+    python -m tonic.ingest STORE_ROOT   (jobs on stdin, one JSON object a line)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tonic.store import Store
+
+
+def lock_path(root: Path, notebook: Path) -> Path:
+    digest = hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
+    return root / "locks" / f"ingest-{digest}"
+
+
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+@contextlib.contextmanager
+def settled(root: Path, notebook: Path | None = None) -> Iterator[None]:
+    """Wait until no worker is storing snapshots (of `notebook`, or of any notebook)."""
+    paths = [lock_path(root, notebook)] if notebook else sorted(root.glob("locks/ingest-*"))
+    fds = []
+    try:
+        for path in paths:
+            fd = _open_lock(path)
+            fds.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+class Worker:
+    """The run's side: start the worker on first use, send jobs, let it go at the end."""
+
+    def __init__(self, root: Path, notebook: Path) -> None:
+        self.root = root
+        self.notebook = notebook
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def submit(self, snapshot_id: str, tag: str, images: Path, meta: dict[str, object]) -> None:
+        if self.proc is None:
+            fd = _open_lock(lock_path(self.root, self.notebook))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.set_inheritable(fd, True)
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "tonic.ingest", str(self.root)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=(fd,),  # held, untouched, until the worker exits
+                    start_new_session=True,
+                )
+            finally:
+                os.close(fd)  # the worker holds the lock now
+        job = {"id": snapshot_id, "tag": tag, "images": str(images), "meta": meta}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def release(self) -> None:
+        """No more jobs: the worker finishes them on its own."""
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+
+def main() -> None:
+    store = Store(Path(sys.argv[1]))
+    for line in sys.stdin.buffer:
+        job = json.loads(line)
+        images = Path(job["images"])
+        try:
+            store.ingest(job["id"], job["tag"], images, job["meta"])
+        except Exception:
+            pass
+        finally:
+            shutil.rmtree(images, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
