@@ -17,3 +17,20 @@ def _private_cache() -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="tonic-test-cache-") as root:
         os.environ["TONIC_CACHE"] = root
         yield
+        from pathlib import Path
+
+        from tonic.ingest import settled
+
+        with settled(Path(root)):  # detached ingest workers finish before the cleanup
+            pass
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.test_timetravel import EDITS_RUN
+
+    if EDITS_RUN:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(EDITS_RUN.items()))
+        terminalreporter.write_line(
+            f"edit-sequence differential test: {sum(EDITS_RUN.values())} edits, each "
+            f"resumed `tonic run --plain` equal to a fresh `node FILE` ({kinds})"
+        )

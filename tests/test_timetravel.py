@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -15,8 +16,9 @@ from tests.helpers import FIXTURES, node, require_engine, tonic
 from tests.timetravel_edits import random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
-EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "52"))
-NOTEBOOKS = ["analysis.js", "strict.js", "uses_lib.js", "errors.js"]
+EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
+NOTEBOOKS = ["analysis.js", "strict.js", "uses_lib.js", "errors.js", "files.js"]
+EDITS_RUN: Counter[str] = Counter()  # reported at the end of the test session
 
 
 def _criu_or_skip() -> None:
@@ -50,15 +52,16 @@ def _json_run(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_edit_sequence(project: Path, name: str) -> None:
-    """Random edits; after each, a resumed `tonic run --plain` equals `node FILE`."""
+def test_edit_sequence(project: Path, name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Random edits; after each, a resumed `tonic run --plain` equals `node FILE` run in a
+    fresh copy of the project (output, exit code, and the files left behind)."""
     rng = random.Random(f"tonic-{name}")
     path = project / name
     original = path.read_text()
     lib = project / "lib_notebook.js"
     lib_original = lib.read_text()
     counts: Counter[str] = Counter()
-    _same(path)
+    _same_as_fresh(project, name)
     text = original
     for step in range(EDITS_PER_NOTEBOOK):
         if step % 12 == 11:
@@ -72,9 +75,38 @@ def test_edit_sequence(project: Path, name: str) -> None:
             kind, text = random_edit(rng, text)
         counts[kind] += 1
         path.write_text(text)
-        _same(path)
-    total = sum(counts.values())
-    print(f"\n{name}: {total} edits, each resumed run equal to node: {dict(counts)}")
+        _same_as_fresh(project, name)
+    EDITS_RUN.update(counts)
+    print(f"\n{name}: {sum(counts.values())} edits, each resumed run equal to node: {dict(counts)}")
+
+
+def _set_files(directory: Path, files: dict[str, bytes]) -> None:
+    for p in directory.iterdir():
+        if p.is_file() and p.name not in files:
+            p.unlink()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+def _same_as_fresh(project: Path, name: str) -> None:
+    """tonic resumes in `project`; node runs at the same path in the pristine project
+    (with the edited sources); then the project gets tonic's files back."""
+    got = tonic("run", "--plain", "--engine", "criu", str(project / name), cwd=project)
+    after_tonic = _files(project)
+    pristine = {p.name: p.read_bytes() for p in TIMETRAVEL.iterdir()}
+    for edited in (name, "lib_notebook.js"):
+        pristine[edited] = after_tonic[edited]
+    _set_files(project, pristine)
+    expected = node(project / name)
+    after_node = _files(project)
+    _set_files(project, after_tonic)
+    if (got.stdout, got.stderr, got.code) != (expected.stdout, expected.stderr, expected.code):
+        why = tonic("why", str(project / name), "--plain", cwd=project).stdout.decode("utf-8")
+        pytest.fail(
+            f"tonic:\n{got.describe()}\n=== node ===\n{expected.describe()}\n"
+            f"=== notebook ===\n{(project / name).read_text()}\n=== tonic why ===\n{why}"
+        )
+    assert after_tonic == after_node, "the files differ from a fresh node run's"
 
 
 def test_resume_restores_and_unchanged_runs_nothing(project: Path) -> None:
@@ -138,3 +170,98 @@ def test_concurrent_runs_of_one_notebook(project: Path) -> None:
     got = tonic("cache", "ls", "--json")
     assert got.code == 0
     _same(path)
+
+
+def _busy_notebook(cells: int, ms: int) -> str:
+    return "\n".join(
+        f"// %% cell {i}\nconst block{i} = Buffer.alloc({i} * 1e6, {i});\n"
+        f"{{ const t = Date.now(); while (Date.now() - t < {ms}); }}\n"
+        f"console.log('cell {i}', block{i}.length);\n"
+        for i in range(1, cells + 1)
+    )
+
+
+def test_kill_9_during_checkpoints_leaves_the_cache_consistent(project: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from tonic.ingest import settled
+    from tonic.store import Store
+
+    path = project / "busy.js"
+    path.write_text(_busy_notebook(12, 40))
+    argv = [sys.executable, "-m", "tonic", "run", "--plain", "--engine", "criu", str(path)]
+    for delay in (0.25, 0.5, 0.8, 1.1, 1.4):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        path.write_text(path.read_text().replace("cell 12'", f"cell 12 {delay}'"))
+    store = Store()
+    with settled(store.root):
+        pass
+    for info in store.snapshots():
+        with tempfile.TemporaryDirectory() as dest:
+            store.materialize(info.id, Path(dest))  # every published snapshot is whole
+    assert tonic("cache", "gc").code == 0
+    _same(path)
+    _same(path)
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def test_files_travel_with_the_snapshots(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Appending cells re-run after a rewind leave the files of a first `node FILE`."""
+    path = project / "files.js"
+    pristine = tmp_path_factory.mktemp("pristine")
+    for f in TIMETRAVEL.iterdir():
+        shutil.copy(f, pristine / f.name)
+    for value in (1, 2, 3, 3, 4):
+        text = re.sub(r"'cell 3: ' \+ \d+", f"'cell 3: ' + {value}", path.read_text())
+        path.write_text(text)
+        fresh = tmp_path_factory.mktemp("fresh")
+        for f in pristine.iterdir():
+            shutil.copy(f, fresh / f.name)
+        (fresh / "files.js").write_text(text)
+        expected = node(fresh / "files.js")
+        got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+        assert (got.stdout, got.stderr, got.code) == (
+            expected.stdout,
+            expected.stderr,
+            expected.code,
+        ), got.describe()
+        assert _files(project) == {**_files(fresh), "files.js": text.encode()}
+    _json_run(path)
+    path.write_text(path.read_text().replace("'cell 3: ' + 4", "'cell 3: ' + 5"))
+    assert _json_run(path)["restored"] == 2  # cells 1-2; cell 3 was edited
+
+
+def test_a_file_edited_by_hand_is_never_overwritten(project: Path) -> None:
+    path = project / "files.js"
+    _same_files = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+    assert _same_files.code == 0
+    (project / "log.txt").write_text("my own notes\n")
+    path.write_text(path.read_text().replace("'cell 3: ' + 1", "'cell 3: ' + 7"))
+    got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+    assert got.code == 2
+    assert got.stderr.startswith(b"tonic: error: ") and b"log.txt" in got.stderr
+    assert got.stderr.count(b"\n") == 1
+    assert (project / "log.txt").read_text() == "my own notes\n"
+
+
+def test_es_module_reruns_when_an_imported_module_changes(project: Path) -> None:
+    path = project / "esm_nb.mjs"
+    _same(path)
+    _same(path)  # unchanged: the stored run
+    helper = project / "esm_helper.mjs"
+    helper.write_text(helper.read_text().replace("hello", "goodbye"))
+    _same(path)
+    path.write_text(path.read_text().replace("21", "22"))
+    _same(path)  # an edited ES module runs afresh

@@ -33,6 +33,12 @@ def node_check(source: Source) -> None:
     raise NotebookSyntaxError(summarize_syntax_error(proc.stderr), proc.stderr)
 
 
+def syntax_ok(path: Path) -> bool:
+    """True when `node --check` accepts the file (no early error)."""
+    proc = subprocess.run([node_binary(), "--check", str(path)], capture_output=True, check=False)
+    return proc.returncode == 0
+
+
 def summarize_syntax_error(stderr: str) -> str:
     """`file:line: SyntaxError: message` from node's multi-line report."""
     lines = stderr.splitlines()

@@ -176,6 +176,18 @@ def _digest(data: bytes) -> str:
     return sha256(data)
 
 
+def _resolve_local(directory: Path, specifier: str) -> str | None:
+    """The file a relative specifier names (node's extension and index rules, roughly)."""
+    if not specifier.startswith(("./", "../", "/")):
+        return None
+    base = directory / specifier
+    for candidate in (base, *(Path(f"{base}{ext}") for ext in (".js", ".mjs", ".cjs", ".json"))):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    index = base / "index.js"
+    return str(index.resolve()) if index.is_file() else None
+
+
 def _is_local(path: str) -> bool:
     return os.path.isabs(path) and "/node_modules/" not in path
 
@@ -277,11 +289,7 @@ class Planner:
         """Store the whole run's record, for an unchanged notebook's next run."""
         if result.timed_out or not self.nb.clean:
             return
-        modules: dict[str, str] = {}
-        for res in result.cells:
-            for path in res.modules:
-                if _is_local(path) and (digest := file_hash(path)) is not None:
-                    modules[path] = digest
+        modules = self._modules(result.cells)
         record = {
             "version": RUN_RECORD_VERSION,
             "engine": result.engine,
@@ -339,7 +347,8 @@ class Planner:
             values=bool(self.program.instrumented.values),
             keep=keep,
         )
-        return None, {"op": "eval", "source": source}
+        values = list(self.program.instrumented.values)
+        return None, {"op": "eval", "source": source, "values": values}
 
     def judge_all(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
@@ -460,11 +469,7 @@ class Planner:
         if self.tracker.broken is not None:
             return None
         cells = [self.live[i] for i in sorted(self.live) if i <= k]
-        modules: dict[str, str] = {}
-        for res in cells:
-            for path in res.modules:
-                if _is_local(path) and (digest := file_hash(path)) is not None:
-                    modules[path] = digest
+        modules = self._modules(cells)
         return SnapshotRecord(
             pause=k,
             key=self.keys[k],
@@ -475,6 +480,19 @@ class Planner:
             path=str(self.program.path),
             environment=self.environment.parts(),
         )
+
+    def _modules(self, cells: list[CellResult]) -> dict[str, str]:
+        """Local files the cells loaded: what require() reported at run time, and the
+        relative specifiers of static and dynamic imports (ES modules load those
+        without require.cache), with their content hashes."""
+        paths: set[str] = set()
+        for res in cells:
+            paths.update(p for p in res.modules if _is_local(p))
+            for dep in res.cell.dependencies:
+                found = _resolve_local(self.program.path.parent, dep.specifier)
+                if found is not None:
+                    paths.add(found)
+        return {p: d for p in sorted(paths) if (d := file_hash(p)) is not None}
 
     def publish(self, record: SnapshotRecord, images: Path) -> None:
         self.store.ingest(record.snapshot_id, record.key, images, record.meta())

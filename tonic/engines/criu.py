@@ -38,6 +38,7 @@ from tonic.driver import (
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
 from tonic.ingest import Worker
+from tonic.loader import syntax_ok
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.seccomp import deny_io_uring
 from tonic.timetravel import Choice, Planner, SnapshotRecord, Verdict
@@ -237,6 +238,11 @@ class CriuEngine:
                 return planner.replay_stored(stored, sink)
             choice = planner.choose()
             continued = choice is not None and choice.command.get("op") == "eval"
+            if continued and not syntax_ok(planner.program.path):
+                # An early error node would report before running anything (semantics
+                # §5.1): the eval'd rest would throw it only after cells 1..k ran.
+                planner.fresh()
+                choice, continued = None, False
             # A continued run evaluates the edited cells with eval: an uncaught error there
             # would be reported with other stack frames (and sometimes columns) than node's.
             # So its output is held back; at an uncaught error, it is dropped and the

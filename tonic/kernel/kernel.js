@@ -136,6 +136,10 @@
       mark = now();
       if (cmd.op !== 'eval') return false;
       continuation = cmd.source;
+      if (Array.isArray(cmd.values)) {
+        valueCells.clear();
+        for (const v of cmd.values) valueCells.add(v);
+      }
       return true;
     },
     // The edited rest of the notebook a resumed run continues with (see continuation.py).
