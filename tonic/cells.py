@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from tree_sitter import Node
 
 from tonic.modkind import ModuleKind, detect_syntax
-from tonic.syntax import FUNCTION_SCOPES, parse_tree, string_value, text
+from tonic.syntax import parse_tree, pattern_names, string_value, text, walk
 
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")
 BLANK_LINE_RE = re.compile(rb"\n[ \t\r\f\v]*\n")
 
-FUNCTION_NODES = FUNCTION_SCOPES | {"class_declaration", "class"}
 NOT_STATEMENTS = frozenset({"comment", "hash_bang_line"})
 
 
@@ -155,34 +154,6 @@ class _Positions:
         return len(self.data[start:offset].decode("utf-8", "replace")) + 1
 
 
-def _walk(node: Node, *, into_functions: bool = True) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if not into_functions and current is not node and current.type in FUNCTION_NODES:
-            continue
-        stack.extend(reversed(current.children))
-
-
-def _pattern_names(node: Node | None) -> Iterator[Node]:
-    """The identifiers a binding pattern declares."""
-    if node is None:
-        return
-    if node.type in ("identifier", "shorthand_property_identifier_pattern"):
-        yield node
-    elif node.type in ("object_pattern", "array_pattern"):
-        for child in node.named_children:
-            yield from _pattern_names(child)
-    elif node.type == "pair_pattern":
-        yield from _pattern_names(node.child_by_field_name("value"))
-    elif node.type in ("assignment_pattern", "object_assignment_pattern"):
-        yield from _pattern_names(node.child_by_field_name("left"))
-    elif node.type == "rest_pattern":
-        for child in node.named_children:
-            yield from _pattern_names(child)
-
-
 def _declared(stmt: Node) -> Iterator[tuple[Node, str]]:
     """(name node, kind) for every binding a top-level statement adds to module scope."""
     t = stmt.type
@@ -201,7 +172,7 @@ def _declared(stmt: Node) -> Iterator[tuple[Node, str]]:
         kind = text(kind_node) if kind_node is not None else "let"
         for d in stmt.named_children:
             if d.type == "variable_declarator":
-                for n in _pattern_names(d.child_by_field_name("name")):
+                for n in pattern_names(d.child_by_field_name("name")):
                     yield n, kind
         return
     if t == "import_statement":
@@ -225,21 +196,21 @@ def _declared(stmt: Node) -> Iterator[tuple[Node, str]]:
                                 yield name, "import"
         return
     # `var` anywhere outside functions (including for-loops and blocks) is module scope.
-    for node in _walk(stmt, into_functions=False):
+    for node in walk(stmt, into_functions=False):
         if node.type == "variable_declaration":
             for d in node.named_children:
                 if d.type == "variable_declarator":
-                    for n in _pattern_names(d.child_by_field_name("name")):
+                    for n in pattern_names(d.child_by_field_name("name")):
                         yield n, "var"
         elif node.type == "for_in_statement":
             loop_kind = node.child_by_field_name("kind")
             if loop_kind is not None and text(loop_kind) == "var":
-                for n in _pattern_names(node.child_by_field_name("left")):
+                for n in pattern_names(node.child_by_field_name("left")):
                     yield n, "var"
 
 
 def _dependencies(stmt: Node, positions: _Positions) -> Iterator[Dependency]:
-    for node in _walk(stmt):
+    for node in walk(stmt):
         kind: str | None = None
         spec_node: Node | None = None
         if node.type in ("import_statement", "export_statement"):
@@ -352,11 +323,11 @@ def parse(
     top = list(root.children)
     errors = tuple(
         positions.span(n.start_byte, n.end_byte)
-        for n in _walk(root)
+        for n in walk(root)
         if n.type == "ERROR" or n.is_missing
     )
     kind = detect_syntax(root, filename=filename, package_type=package_type)
-    comments = tuple((n.start_byte, n.end_byte) for n in _walk(root) if n.type in NOT_STATEMENTS)
+    comments = tuple((n.start_byte, n.end_byte) for n in walk(root) if n.type in NOT_STATEMENTS)
     statement_ranges = tuple(
         (n.start_byte, n.end_byte) for n in top if n.type not in NOT_STATEMENTS
     )
@@ -408,7 +379,7 @@ def _make_cell(index: int, group: _Group, data: bytes, positions: _Positions) ->
         {
             text(n)
             for s in stmts
-            for n in _walk(s)
+            for n in walk(s)
             if n.type in ("identifier", "shorthand_property_identifier") and n.id not in decl_ids
         }
     )

@@ -32,10 +32,9 @@ from tree_sitter import Node
 
 from tonic.cells import Notebook
 from tonic.instrument import instrument, pause_site
-from tonic.syntax import FUNCTION_SCOPES, parse_tree, text
+from tonic.syntax import SCOPE_NODES, parse_tree, pattern_names, text, walk
 
 FUNCTION_DECLARATIONS = frozenset({"function_declaration", "generator_function_declaration"})
-SCOPES = FUNCTION_SCOPES | {"class_declaration", "class"}
 LEXICAL = frozenset({"let", "const", "class", "import"})
 NOT_STATEMENTS = frozenset({"comment", "hash_bang_line"})
 REFERENCE_NODES = frozenset(
@@ -100,30 +99,6 @@ def _split(nb: Notebook, end: int) -> tuple[_Part, _Part]:
     )
 
 
-def _walk(node: Node, *, into_functions: bool = True) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if not into_functions and current is not node and current.type in SCOPES:
-            continue
-        stack.extend(reversed(current.children))
-
-
-def _pattern_names(node: Node | None) -> Iterator[Node]:
-    if node is None:
-        return
-    if node.type in ("identifier", "shorthand_property_identifier_pattern"):
-        yield node
-    elif node.type in ("object_pattern", "array_pattern", "rest_pattern"):
-        for child in node.named_children:
-            yield from _pattern_names(child)
-    elif node.type == "pair_pattern":
-        yield from _pattern_names(node.child_by_field_name("value"))
-    elif node.type in ("assignment_pattern", "object_assignment_pattern"):
-        yield from _pattern_names(node.child_by_field_name("left"))
-
-
 def _declared(stmt: Node) -> Iterator[tuple[Node, str, Node | None]]:
     """(name node, kind, declaring node) for each binding `stmt` adds to the module scope.
 
@@ -146,24 +121,24 @@ def _declared(stmt: Node) -> Iterator[tuple[Node, str, Node | None]]:
         kind = text(kind_node) if kind_node is not None else "let"
         for d in stmt.named_children:
             if d.type == "variable_declarator":
-                for n in _pattern_names(d.child_by_field_name("name")):
+                for n in pattern_names(d.child_by_field_name("name")):
                     yield n, kind, None
         return
     if t == "import_statement":
-        for n in _walk(stmt):
+        for n in walk(stmt):
             if n.type == "identifier":
                 yield n, "import", None
         return
-    for node in _walk(stmt, into_functions=False):
+    for node in walk(stmt, into_functions=False):
         if node.type == "variable_declaration":
             for d in node.named_children:
                 if d.type == "variable_declarator":
-                    for n in _pattern_names(d.child_by_field_name("name")):
+                    for n in pattern_names(d.child_by_field_name("name")):
                         yield n, "var", None
         elif node.type == "for_in_statement":
             loop_kind = node.child_by_field_name("kind")
             if loop_kind is not None and text(loop_kind) == "var":
-                for n in _pattern_names(node.child_by_field_name("left")):
+                for n in pattern_names(node.child_by_field_name("left")):
                     yield n, "var", None
         elif node.type in FUNCTION_DECLARATIONS and node is not stmt:
             name = node.child_by_field_name("name")
@@ -193,7 +168,7 @@ def _references(nodes: Sequence[Node], exclude: frozenset[int] = frozenset()) ->
     return {
         text(n)
         for root in nodes
-        for n in _walk(root)
+        for n in walk(root)
         if n.type in REFERENCE_NODES and n.id not in exclude
     }
 
@@ -201,7 +176,7 @@ def _references(nodes: Sequence[Node], exclude: frozenset[int] = frozenset()) ->
 def _direct_eval(nodes: Sequence[Node]) -> Node | None:
     """A direct `eval(...)` call or a `with` statement: both let code see any binding."""
     for root in nodes:
-        for n in _walk(root):
+        for n in walk(root):
             if n.type == "with_statement":
                 return n
             if n.type == "call_expression":
@@ -568,7 +543,7 @@ def _top_returns(node: Node) -> Iterator[Node]:
         if current.type == "return_statement":
             yield current
             continue
-        if current.type in SCOPES:
+        if current.type in SCOPE_NODES:
             continue
         stack.extend(current.children)
 

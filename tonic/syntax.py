@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
 
 import tree_sitter_javascript
@@ -80,3 +81,33 @@ def string_value(node: Node) -> str | None:
         else:  # a ${substitution}: not static
             return None
     return "".join(parts)
+
+
+# Nodes whose insides are not module-scope code (functions, and classes' bodies).
+SCOPE_NODES = FUNCTION_SCOPES | {"class_declaration", "class"}
+
+
+def walk(node: Node, *, into_functions: bool = True) -> Iterator[Node]:
+    """`node` and its descendants in source order (optionally not entering functions)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if not into_functions and current is not node and current.type in SCOPE_NODES:
+            continue
+        stack.extend(reversed(current.children))
+
+
+def pattern_names(node: Node | None) -> Iterator[Node]:
+    """The identifiers a binding pattern declares."""
+    if node is None:
+        return
+    if node.type in ("identifier", "shorthand_property_identifier_pattern"):
+        yield node
+    elif node.type in ("object_pattern", "array_pattern", "rest_pattern"):
+        for child in node.named_children:
+            yield from pattern_names(child)
+    elif node.type == "pair_pattern":
+        yield from pattern_names(node.child_by_field_name("value"))
+    elif node.type in ("assignment_pattern", "object_assignment_pattern"):
+        yield from pattern_names(node.child_by_field_name("left"))
