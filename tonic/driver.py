@@ -25,7 +25,7 @@ from typing import Protocol
 from tonic.cells import Notebook
 from tonic.errors import EngineError
 from tonic.instrument import Instrumented
-from tonic.results import CellResult, RunResult, Sink, Tail
+from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
 
 READ_SIZE = 1 << 16
 
@@ -72,11 +72,7 @@ class _Run:
         if resume is not None:
             for done in resume.cells:
                 self.results[done.cell.index - 1] = done
-                self.sink.cell_started(done)
-                for stream, data in ((1, done.stdout), (2, done.stderr)):
-                    if data:
-                        self.sink.output(stream, bytes(data))
-                self.sink.cell_done(done)
+                show_finished(self.sink, done)
             self.last_pause = resume.pause
             self.result.restored = len(resume.cells)
         self._advance()
@@ -186,7 +182,7 @@ def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> Kern
             stderr=pipes.stderr,
             env=env,
             pass_fds=(3, 4),
-            preexec_fn=_fds_3_4(pipes),
+            preexec_fn=lambda: place_channels(pipes),
         )
     except OSError as err:
         raise EngineError(f"cannot start node ({node}): {err.strerror}") from None
@@ -196,17 +192,13 @@ def kernel_argv(program: Program) -> list[str]:
     return [node_binary(), "-r", str(kernel_file("kernel.js")), str(program.path), *program.args]
 
 
-def _fds_3_4(pipes: Pipes) -> Callable[[], None]:
-    """A preexec_fn that puts the command and event pipes on fds 3 and 4."""
-
-    def place() -> None:
-        cmd, events = os.dup(pipes.cmd), os.dup(pipes.events)
-        os.dup2(cmd, 3)
-        os.dup2(events, 4)
-        os.close(cmd)
-        os.close(events)
-
-    return place
+def place_channels(pipes: Pipes) -> None:
+    """In the child before exec: put the command and event pipes on fds 3 and 4."""
+    cmd, events = os.dup(pipes.cmd), os.dup(pipes.events)
+    os.dup2(cmd, 3)
+    os.dup2(events, 4)
+    os.close(cmd)
+    os.close(events)
 
 
 def _kill(proc: KernelProcess) -> None:
@@ -219,8 +211,8 @@ def write_plan(
     program: Program,
     directory: Path,
     env: dict[str, str | None],
-    report_exit: bool = False,
-    shim: bool = False,
+    snapshots: bool = False,
+    clock_shim: bool = False,
 ) -> Path:
     """The kernel's instructions, in a private file it reads once at start."""
     plan = {
@@ -230,8 +222,8 @@ def write_plan(
         "values": list(program.instrumented.values),
         "inspect": program.inspect,
         "env": env,
-        "report_exit": report_exit,
-        "shim": shim,
+        "snapshots": snapshots,
+        "shim": clock_shim,
     }
     path = directory / "plan.json"
     path.write_text(json.dumps(plan), encoding="utf-8")
@@ -248,14 +240,17 @@ def run_kernel(
     launcher: Launcher | None = None,
     env_overrides: dict[str, str] | None = None,
     resume: Resume | None = None,
-    report_exit: bool = False,
+    snapshots: bool = False,
+    clock_shim: bool = False,
     stop_on_error: bool = False,
 ) -> RunResult:
     """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record.
 
     `on_pause` answers each pause (default: go on); `launcher` starts the process
     (default: node as a child of tonic); `env_overrides` are set for node and hidden
-    from the notebook's `process.env` again by the kernel.
+    from the notebook's `process.env` again by the kernel. `snapshots` asks the kernel
+    for what a snapshot engine needs (how node exited, the modules each cell loaded);
+    `clock_shim` says that node runs with the clock shim preloaded.
     """
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
@@ -265,8 +260,8 @@ def run_kernel(
     for name, value in (env_overrides or {}).items():
         hidden[name] = os.environ.get(name)
         env[name] = value
-    shim = "clockshim" in (env_overrides or {}).get("LD_PRELOAD", "")
-    env["TONIC_KERNEL_PLAN"] = str(write_plan(program, tmp, hidden, report_exit, shim))
+    plan = write_plan(program, tmp, hidden, snapshots, clock_shim)
+    env["TONIC_KERNEL_PLAN"] = str(plan)
     ours, kernel_ends = open_pipes()
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None

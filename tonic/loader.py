@@ -21,13 +21,7 @@ def load(path: str | Path) -> tuple[Source, Notebook]:
 
 def node_check(source: Source) -> None:
     """Raise NotebookSyntaxError with node's message when `node --check` rejects the file."""
-    proc = subprocess.run(
-        [node_binary(), "--check", str(source.path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    )
+    proc = _check(source.path)
     if proc.returncode == 0:
         return
     raise NotebookSyntaxError(summarize_syntax_error(proc.stderr), proc.stderr)
@@ -35,8 +29,17 @@ def node_check(source: Source) -> None:
 
 def syntax_ok(path: Path) -> bool:
     """True when `node --check` accepts the file (no early error)."""
-    proc = subprocess.run([node_binary(), "--check", str(path)], capture_output=True, check=False)
-    return proc.returncode == 0
+    return _check(path).returncode == 0
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [node_binary(), "--check", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
 
 
 def summarize_syntax_error(stderr: str) -> str:

@@ -108,6 +108,19 @@ class Sink(Protocol):
     def cell_started(self, result: CellResult) -> None: ...
 
 
+def show_finished(sink: Sink, result: CellResult) -> None:
+    """Pass a cell that is already final (restored or stored) to a sink, as if it ran."""
+    sink.cell_started(result)
+    show_output(sink, result.stdout, result.stderr)
+    sink.cell_done(result)
+
+
+def show_output(sink: Sink, stdout: bytearray, stderr: bytearray) -> None:
+    for stream, data in ((1, stdout), (2, stderr)):
+        if data:
+            sink.output(stream, bytes(data))
+
+
 class BufferSink:
     """Holds everything back, to pass on later (`release`) or to drop."""
 

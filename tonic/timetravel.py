@@ -36,8 +36,8 @@ from tonic.keys import (
     sha256,
 )
 from tonic.modkind import package_type
-from tonic.results import CellResult, RunResult, Sink, Tail
-from tonic.store import Store, StoreError
+from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
+from tonic.store import SnapshotInfo, Store, StoreError
 
 RUN_RECORD_VERSION = 1
 
@@ -139,7 +139,6 @@ class Choice:
     pause: int
     cells: tuple[CellResult, ...]
     command: dict[str, object]
-    lineage: list[str]  # the lineage of the snapshots this run will take
     saved_seconds: float
     notes: list[str]
 
@@ -250,31 +249,19 @@ class Planner:
     def replay_stored(self, record: dict[str, object], sink: Sink) -> RunResult:
         """Show a stored run as if it ran now: every cell restored, nothing executed."""
         started = time.monotonic()
-        files = {str(k): list(v) for k, v in record["files"].items()}  # type: ignore[attr-defined]
-        last = fstravel.load_last(self.store.root, self.program.path)
-        writes = fstravel.plan_rollback(self.project, files, last, _digest)
-        fstravel.apply(self.project, writes, self.store.get_blob)
-        fstravel.save_last(self.store.root, self.program.path, files)
+        self._put_files({str(k): list(v) for k, v in record["files"].items()})  # type: ignore[attr-defined]
         cells = [cell_from_meta(self.nb, c) for c in record["cells"]]  # type: ignore[attr-defined]
         by_index = {c.cell.index: c for c in cells}
         results = [
             by_index.get(c.index) or CellResult(c, status="not-run" if c.runs else "empty")
             for c in self.nb.cells
         ]
-        for res in results:
-            if res.origin != "restored":
-                continue
-            sink.cell_started(res)
-            for stream, data in ((1, res.stdout), (2, res.stderr)):
-                if data:
-                    sink.output(stream, bytes(data))
-            sink.cell_done(res)
+        for res in cells:
+            show_finished(sink, res)
         tail_meta = record["tail"]
         assert isinstance(tail_meta, dict)
         tail = Tail(_unb64(tail_meta["stdout"]), _unb64(tail_meta["stderr"]), tail_meta["error"])
-        for stream, data in ((1, tail.stdout), (2, tail.stderr)):
-            if data:
-                sink.output(stream, bytes(data))
+        show_output(sink, tail.stdout, tail.stderr)
         result = RunResult(self.nb, str(record["engine"]), results, tail, split=self.nb.clean)
         result.exit_code = int(str(record["exit_code"]))
         sig = record.get("signal")
@@ -357,21 +344,32 @@ class Planner:
 
     def _judge_all(self) -> list[Verdict]:
         verdicts: list[Verdict] = []
-        for k in sorted(self.keys, reverse=True):
-            candidates = self.store.find(self.keys[k])
-            if not candidates:
-                verdicts.append(Verdict(k, False, "no snapshot of this prefix"))
-                continue
-            reasons = []
-            for info in candidates:
-                record = SnapshotRecord.from_meta(info.meta)
-                reason, _ = self._judge(k, record)
-                if reason is None:
-                    verdicts.append(Verdict(k, True, "reusable"))
-                    return verdicts
-                reasons.append(reason)
-            verdicts.append(Verdict(k, False, reasons[0]))
+        for k, reasons, found in self._prefixes():
+            if found is not None:
+                verdicts.append(Verdict(k, True, "reusable"))
+                return verdicts
+            verdicts.append(
+                Verdict(k, False, reasons[0] if reasons else "no snapshot of this prefix")
+            )
         return verdicts
+
+    def _prefixes(
+        self,
+    ) -> Iterator[
+        tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, dict[str, object]] | None]
+    ]:
+        """Longest prefix first: (cell, why each snapshot of it cannot be used, the first
+        that can: info, record and the command answering its pause). Stops at that one."""
+        for k in sorted(self.keys, reverse=True):
+            reasons: list[str] = []
+            for info in self.store.find(self.keys[k]):
+                record = SnapshotRecord.from_meta(info.meta)
+                reason, command = self._judge(k, record)
+                if reason is None:
+                    yield k, reasons, (info, record, command)
+                    return
+                reasons.append(reason)
+            yield k, reasons, None
 
     def choose(self) -> Choice | None:
         with ingest.settled(self.store.root, self.program.path):
@@ -379,24 +377,22 @@ class Planner:
 
     def _choose(self) -> Choice | None:
         if not self.nb.clean or not self.program.instrumented.pauses:
-            self.lineage = [self.store.put_blob(self.nb.data)]
+            self.fresh()
             return None
-        for k in sorted(self.keys, reverse=True):
-            for info in self.store.find(self.keys[k]):
-                record = SnapshotRecord.from_meta(info.meta)
-                reason, command = self._judge(k, record)
-                if reason is not None:
-                    self.verdicts.append(Verdict(k, False, reason))
-                    continue
-                cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
-                lineage = list(record.lineage)
-                if command.get("op") == "eval":
-                    lineage.append(self.store.put_blob(self.nb.data))
-                self.lineage = lineage
-                saved = sum(c.ms or 0.0 for c in cells) / 1000.0
-                notes = [f"restored cells 1-{k} from a snapshot"]
-                return Choice(info.id, record, k, cells, command, lineage, saved, notes)
-        self.lineage = [self.store.put_blob(self.nb.data)]
+        for k, reasons, found in self._prefixes():
+            self.verdicts.extend(Verdict(k, False, r) for r in reasons)
+            if found is None:
+                continue
+            info, record, command = found
+            cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
+            if command.get("op") == "eval":
+                self.lineage = [*record.lineage, self.store.put_blob(self.nb.data)]
+            else:
+                self.lineage = list(record.lineage)
+            saved = sum(c.ms or 0.0 for c in cells) / 1000.0
+            notes = [f"restored cells 1-{k} from a snapshot"]
+            return Choice(info.id, record, k, cells, command, saved, notes)
+        self.fresh()
         return None
 
     def fresh(self) -> None:
@@ -416,14 +412,19 @@ class Planner:
         """Put the notebook's files into the state of the chosen snapshot (or of before
         the notebook ran), then follow this run's writes."""
         target = choice.record.files if choice is not None else {}
-        last = fstravel.load_last(self.store.root, self.program.path)
-        writes = fstravel.plan_rollback(self.project, target, last, _digest)
-        fstravel.apply(self.project, writes, self.store.get_blob)
-        fstravel.save_last(self.store.root, self.program.path, target)
+        self._put_files(target)
         self.tracker.start(
             before={p: pair[0] for p, pair in target.items()},
             after={p: pair[1] for p, pair in target.items()},
         )
+
+    def _put_files(self, target: dict[str, list[str | None]]) -> None:
+        """Roll the notebook's files to `target` ([before, after] per path), refusing to
+        touch a file edited by hand, and remember that state as the last one."""
+        last = fstravel.load_last(self.store.root, self.program.path)
+        writes = fstravel.plan_rollback(self.project, target, last, _digest)
+        fstravel.apply(self.project, writes, self.store.get_blob)
+        fstravel.save_last(self.store.root, self.program.path, target)
 
     @property
     def files_broken(self) -> str | None:

@@ -45,14 +45,12 @@ class ViewSink:
         self.console = console
         self.notebook = notebook
         self.shown = 0  # cells drawn so far, in order
-        self.noted = False  # the engine note was shown before the run
 
     def output(self, stream: int, data: bytes) -> None:
         pass
 
     def note(self, text: str) -> None:
         self.console.print(Text(f"note: {text}", style="yellow"))
-        self.noted = True
 
     def cell_started(self, result: CellResult) -> None:
         self._prose_until(result.cell.index)
@@ -127,5 +125,5 @@ class ViewSink:
         if result.restored:
             summary.append(f" · {result.restored} restored, {result.saved_seconds:.2f} s saved")
         self.console.print(summary)
-        for note in result.notes[1:] if result.notes and self.noted else result.notes:
-            self.console.print(Text(f"note: {note}", style="yellow"))
+        for note in result.notes:
+            self.note(note)

@@ -63,11 +63,11 @@ def run(
     if view is not None and note:
         view.note(note)
     result = chosen.run(program, sink, timeout=timeout)
-    if note:
-        result.notes.insert(0, note)
     if view is not None:
-        view.finish(result)
+        view.finish(result)  # the engine's own notes (the choice of engine came first)
     elif as_json:
+        if note:
+            result.notes.insert(0, note)
         sys.stdout.write(json.dumps(_json(result, program.path), indent=2) + "\n")
     if result.timed_out:
         raise CellTimeoutError(_timeout_message(result, timeout))

@@ -30,6 +30,9 @@ def why(path: Path, *, engine: str | None, plain: bool) -> int:
         table.add_row(f"1-{verdict.cell}", f"[{style}]{verdict.reason}[/{style}]")
     console.print(table)
     reusable = [v for v in verdicts if v.reusable]
+    if planner.complete_run() is not None:
+        console.print("unchanged since its last run: the next run shows the stored outputs")
+        return 0
     if reusable:
         console.print(f"the next run restores cells 1-{reusable[0].cell} and runs the rest")
         return 0

@@ -33,6 +33,7 @@ from tonic.driver import (
     Program,
     Resume,
     kernel_argv,
+    place_channels,
     run_kernel,
 )
 from tonic.engines.base import Availability
@@ -66,9 +67,7 @@ class FreshTree:
 
     def __init__(self, program: Program, pipes: Pipes, env: dict[str, str]) -> None:
         def prepare() -> None:
-            cmd, events = os.dup(pipes.cmd), os.dup(pipes.events)
-            os.dup2(cmd, 3)
-            os.dup2(events, 4)
+            place_channels(pipes)
             deny_io_uring()
 
         argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", '"$@"; exit $?', "tonic"]
@@ -328,7 +327,8 @@ class CriuEngine:
                 launcher=launch,
                 env_overrides=overrides,
                 resume=resume,
-                report_exit=True,
+                snapshots=True,
+                clock_shim=shim is not None,
                 stop_on_error=stop_on_error,
             )
         finally:

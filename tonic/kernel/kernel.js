@@ -127,7 +127,7 @@
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
       const msg = { ev: 'pause', cell: k, ms: now() - mark };
-      if (plan.report_exit) msg.modules = newModules();
+      if (plan.snapshots) msg.modules = newModules();
       if (plan.inspect && valueCells.has(k) && tonic.v !== NONE) msg.value = show(tonic.v);
       tonic.v = NONE;
       lastCell = k;
@@ -155,7 +155,7 @@
     send({ ev: 'error', after: lastCell, origin, error: describe(err), ms: now() - mark });
   });
 
-  if (plan.report_exit) {
+  if (plan.snapshots) {
     // Under a snapshot engine node runs below a shell in its own PID namespace, whose
     // status cannot tell exit(137) from SIGKILL: say how we exited.
     process.on('exit', (code) => send({ ev: 'exit', code }));
