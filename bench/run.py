@@ -70,11 +70,64 @@ def ms(x: float) -> str:
     return f"{x * 1000:.0f} ms"
 
 
+def precommit_rows(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The `tonic-check` hook under the real pre-commit framework, in a fresh git repo:
+    its first run, a second run on the unchanged notebook (replayed from the snapshots),
+    and a run after editing the last cell (resumed)."""
+    repo = work / "precommit-repo"
+    repo.mkdir()
+    cells, per_cell = 8, 0.25
+    nb = repo / "nb.js"
+    nb.write_text(slow_notebook(cells, per_cell, 0))
+    tonic_bin = Path(sys.executable).parent / "tonic"
+    (repo / ".pre-commit-config.yaml").write_text(
+        "repos:\n- repo: local\n  hooks:\n  - id: tonic-check\n    name: tonic check\n"
+        f"    entry: {tonic_bin} check\n    language: system\n"
+        "    files: \\.(js|cjs|mjs)$\n"
+    )
+    env = dict(env, PRE_COMMIT_HOME=str(work / "pre-commit-home"))
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    for args in (["init", "-q"], ["add", "."]):
+        subprocess.run([*git, *args], cwd=repo, check=True, env=env)
+    hook = [sys.executable, "-m", "pre_commit", "run", "tonic-check", "--files", "nb.js"]
+
+    def run_hook() -> float:
+        started = time.monotonic()
+        proc = subprocess.run(hook, cwd=repo, capture_output=True, env=env, check=False)
+        elapsed = time.monotonic() - started
+        if proc.returncode != 0:
+            sys.exit(f"bench: pre-commit failed:\n{proc.stdout.decode(errors='replace')}")
+        return elapsed
+
+    print(f"bench: pre-commit hook on {cells} cells x {per_cell} s ...", file=sys.stderr)
+    first = run_hook()
+    second = run_hook()
+    nb.write_text(slow_notebook(cells, per_cell, 1))
+    edited = run_hook()
+    what = f"{cells} cells x {per_cell} s"
+    return [
+        (f"pre-commit `tonic-check` hook, first run ({what})", f"{first:.2f} s", "1.00x"),
+        (
+            "pre-commit hook, second run, unchanged notebook (replayed)",
+            f"{second:.2f} s",
+            f"{second / first:.3f}x",
+        ),
+        (
+            "pre-commit hook after editing the last cell (resumed)",
+            f"{edited:.2f} s",
+            f"{edited / first:.3f}x",
+        ),
+    ]
+
+
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="tonic-bench-") as tmp:
         work = Path(tmp)
         env = dict(os.environ, TONIC_CACHE=str(work / "cache"))
+        # As installed by pip: with compiled bytecode (some sandboxes turn it off).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run([*TONIC, "--version"], check=True, env=env, capture_output=True)
         nb = work / "slow.js"
         cells, per_cell = 20, 0.5
 
@@ -86,6 +139,7 @@ def main() -> None:
         assert isinstance(stats, dict)
         dumps_small = stats["dump_seconds"]
         resumes, nodes, replays = [], [], []
+        restores, last_dumps = [], []
         for edit in range(1, 4):
             nb.write_text(slow_notebook(cells, per_cell, edit))
             print(f"bench: edit {edit}: node, replay, criu ...", file=sys.stderr)
@@ -93,7 +147,12 @@ def main() -> None:
             replays.append(timed([*TONIC, "run", "--plain", "--engine", "replay", str(nb)], env)[0])
             # --json like the first run: the view's snapshots (which record values) and
             # --plain's are kept apart.
-            resumes.append(run_json(nb, env, "criu")[0])
+            elapsed, resumed = run_json(nb, env, "criu")
+            resumes.append(elapsed)
+            rstats = resumed["stats"]
+            assert isinstance(rstats, dict)
+            restores.append(float(rstats["restore_seconds"]))
+            last_dumps.extend(rstats["dump_seconds"])
         t_node, t_replay, t_criu = (statistics.median(x) for x in (nodes, replays, resumes))
         rows.append(("edit last cell: plain `node FILE`", f"{t_node:.2f} s", "1.00x"))
         rows.append(
@@ -122,6 +181,16 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", "import tonic.cli"], check=True, env=env)
         startup = time.monotonic() - started
         rows.append(("  of which Python start and imports", ms(startup), ""))
+        rows.append(
+            ("  of which restoring the snapshot of cells 1-19", ms(statistics.median(restores)), "")
+        )
+        rows.append(
+            (
+                "  of which the snapshot after the edited cell",
+                ms(statistics.median(last_dumps)) if last_dumps else "none",
+                "",
+            )
+        )
         rows.append(
             (
                 "checkpoint per cell, small heap (median)",
@@ -164,6 +233,7 @@ def main() -> None:
                     f"{share:.0%} of RSS (target <= 20%)",
                 )
             )
+        rows.extend(precommit_rows(work, env))
         total = cache_bytes(env)
         rows.append(("whole cache after the bench", f"{total / 2**20:.1f} MiB", ""))
 

@@ -8,6 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# The tests' notebooks have cells of a few milliseconds: snapshot after every one of them
+# (by default tonic skips snapshots after cells shorter than 50 ms; one test covers that).
+os.environ.setdefault("TONIC_SNAPSHOT_MIN_MS", "0")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache() -> Iterator[None]:

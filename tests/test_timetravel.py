@@ -265,3 +265,44 @@ def test_es_module_reruns_when_an_imported_module_changes(project: Path) -> None
     _same(path)
     path.write_text(path.read_text().replace("21", "22"))
     _same(path)  # an edited ES module runs afresh
+
+
+def test_short_cells_are_not_snapshotted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pauses after less than TONIC_SNAPSHOT_MIN_MS of cell time are not dumped: the
+    resumed run starts from the last snapshot before them and equals node."""
+    _criu_or_skip()
+    busy = "{ const t = Date.now(); while (Date.now() - t < 120); }"
+    cells = [f"// %% slow\n{busy}\nconsole.log('slow', Math.random() < 1);\n"]
+    cells += [f"// %% quick {i}\nconsole.log('quick {i}');\n" for i in range(1, 4)]
+    path = tmp_path / "short.js"
+    path.write_text("\n".join(cells))
+    monkeypatch.setenv("TONIC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TONIC_SNAPSHOT_MIN_MS", "50")
+    _json_run(path)
+    listing = json.loads(tonic("cache", "ls", "--json").stdout)
+    assert sorted(s["cell"] for s in listing["snapshots"]) == [1]
+    path.write_text(path.read_text().replace("'quick 3'", "'quick three'"))
+    run = _json_run(path)
+    assert [c["origin"] for c in run["cells"]][:2] == ["restored", "executed"]
+    _same(path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "let total = 2;",  # redeclares a `let` of cell 1: node reports it before running
+        "}",  # unbalanced: a syntax error
+        "'use strict'; with (Math) { max(1, 2); }",
+    ],
+)
+def test_early_error_after_an_edit(project: Path, edit: str) -> None:
+    """An edit that gives the file an early error: node prints it and runs nothing, and
+    so does the resumed run (the kernel compiles the new file before the rest)."""
+    path = project / "early.js"
+    path.write_text(
+        "// %% one\nlet total = 1;\nconsole.log('one', total);\n\n"
+        "// %% two\nconsole.log('two');\n\n// %% three\nconsole.log('three');\n"
+    )
+    _same(path)
+    path.write_text(path.read_text().replace("console.log('three');", edit))
+    _same(path)

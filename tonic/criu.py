@@ -150,18 +150,24 @@ def dump(criu: Criu, pid: int, images: Path) -> float:
     return time.monotonic() - started
 
 
-def restore(criu: Criu, images: Path, inherit: dict[int, str]) -> tuple[int, float]:
+def restore(
+    criu: Criu, images: Path, inherit: dict[int, str], work: Path | None = None
+) -> tuple[int, float]:
     """Restore the tree in `images`, detached; `inherit` maps our fds to the pipe names
-    the dumped tree had (`pipe:[inode]`). Returns the restored root's pid and seconds."""
+    the dumped tree had (`pipe:[inode]`). CRIU's log and pid file go to `work` (default:
+    the images' folder, which is then written to). Returns the restored root's pid and
+    seconds."""
     started = time.monotonic()
-    pidfile = images / "restored.pid"
-    args = ["restore", "--images-dir", str(images), "--restore-detached", "--file-locks"]
+    work = work or images
+    pidfile = work / "restored.pid"
+    args = ["restore", "--images-dir", str(images), "--work-dir", str(work)]
+    args += ["--restore-detached", "--file-locks"]
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
     for fd, name in inherit.items():
         args += ["--inherit-fd", f"fd[{fd}]:{name}"]
     proc = criu.run(*args, pass_fds=tuple(inherit), stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise EngineError(f"criu restore failed: {_log_error(images / 'restore.log', proc.stderr)}")
+        raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
     return int(pidfile.read_text().strip()), time.monotonic() - started
 
 

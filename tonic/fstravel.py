@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from tonic.errors import TonicError
 
 MAX_FILE = 64 << 20
 MAX_FILES = 20000
+RACY_NS = 2_000_000_000  # stats younger than this are not trusted next time
 SKIP_DIRS = frozenset({"node_modules", ".git"})
 
 # path relative to the project -> blob id of its content, or None when it does not exist
@@ -46,6 +48,7 @@ class Stat:
     mtime_ns: int
     ino: int
     mode: int
+    ctime_ns: int  # changes with every write, and cannot be set back by hand
 
 
 def scan(root: Path, skip: frozenset[Path] = frozenset()) -> dict[str, Stat] | None:
@@ -73,7 +76,7 @@ def scan(root: Path, skip: frozenset[Path] = frozenset()) -> dict[str, Stat] | N
             except OSError:
                 continue
             found[str(path.relative_to(root))] = Stat(
-                st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns
             )
             if len(found) > MAX_FILES:
                 return None
@@ -94,8 +97,15 @@ class Tracker:
     _last: dict[str, Stat] = field(default_factory=dict)
     _hashes: dict[str, str] = field(default_factory=dict)  # path -> blob of _last content
 
-    def start(self, before: Contents | None = None, after: Contents | None = None) -> None:
-        """Begin following from the disk as it is now (after any rollback)."""
+    def start(
+        self,
+        before: Contents | None = None,
+        after: Contents | None = None,
+        known: dict[str, tuple[Stat, str]] | None = None,
+    ) -> None:
+        """Begin following from the disk as it is now (after any rollback). `known`:
+        files stored by an earlier run (`stats()`), not read again while their stat is
+        the same."""
         self.before = dict(before or {})
         self.after = dict(after or {})
         state = scan(self.root, self.skip)
@@ -103,12 +113,20 @@ class Tracker:
             self.broken = f"more than {MAX_FILES} files under {self.root}"
             state = {}
         self._last = state
+        known = known or {}
         # Keep every covered file's content, so that a cell that changes a file which
         # existed before the run can be rolled back (the store deduplicates).
         for rel, stat in state.items():
-            blob = self._blob(rel, stat)
+            seen = known.get(rel)
+            blob = seen[1] if seen is not None and seen[0] == stat else self._blob(rel, stat)
             if blob is not None:
                 self._hashes[rel] = blob
+
+    def stats(self) -> dict[str, tuple[Stat, str]]:
+        """Every covered file's stat and stored content, as of the last step."""
+        return {
+            rel: (st, self._hashes[rel]) for rel, st in self._last.items() if rel in self._hashes
+        }
 
     def _blob(self, rel: str, stat: Stat) -> str | None:
         if stat.size > MAX_FILE:
@@ -181,6 +199,45 @@ def save_last(store_root: Path, notebook: Path, files: dict[str, list[str | None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"notebook": str(notebook), "files": files}, f)
+    os.replace(tmp, path)
+
+
+def _stats_path(store_root: Path, notebook: Path) -> Path:
+    return state_path(store_root, notebook).with_suffix(".stat.json")
+
+
+def load_stats(
+    store_root: Path, notebook: Path, exists: Callable[[str], bool]
+) -> dict[str, tuple[Stat, str]]:
+    """The project files' stats and stored contents the notebook's last run saw (those
+    whose content is still in the store)."""
+    try:
+        data = json.loads(_stats_path(store_root, notebook).read_text(encoding="utf-8"))
+        rows = data["files"]
+        return {
+            str(rel): (Stat(*(int(x) for x in row[:5])), str(row[5]))
+            for rel, row in rows.items()
+            if exists(str(row[5]))
+        }
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
+
+
+def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, str]]) -> None:
+    """Remember the stats; a JSON record under files/, so the store keeps the contents.
+    Files changed in the last seconds are left out: a second write within the file
+    system's timestamp granularity could leave the same stat (git's "racy" entries)."""
+    settled = time.time_ns() - RACY_NS
+    rows = {
+        rel: [st.size, st.mtime_ns, st.ino, st.mode, st.ctime_ns, blob]
+        for rel, (st, blob) in stats.items()
+        if st.mtime_ns < settled
+    }
+    path = _stats_path(store_root, notebook)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"notebook": str(notebook), "files": rows}, f)
     os.replace(tmp, path)
 
 

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from tonic import hot
 from tonic.store import Store
 
 
@@ -89,12 +90,14 @@ class Worker:
 
 
 def main() -> None:
-    store = Store(Path(sys.argv[1]))
+    root = Path(sys.argv[1])
+    store = Store(root)
     for line in sys.stdin.buffer:
         job = json.loads(line)
         images = Path(job["images"])
         try:
             store.ingest(job["id"], job["tag"], images, job["meta"])
+            hot.keep(root, job["id"], images)  # the next restore skips unpacking
         except Exception:
             pass
         finally:

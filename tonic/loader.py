@@ -27,11 +27,6 @@ def node_check(source: Source) -> None:
     raise NotebookSyntaxError(summarize_syntax_error(proc.stderr), proc.stderr)
 
 
-def syntax_ok(path: Path) -> bool:
-    """True when `node --check` accepts the file (no early error)."""
-    return _check(path).returncode == 0
-
-
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [node_binary(), "--check", str(path)],

@@ -408,6 +408,13 @@ class Store:
             self._put_object(base, key, data, durable=durable, fresh=True)
         return key
 
+    def has_blob(self, key: str) -> bool:
+        """True when a blob (or any object) of this id is in the store."""
+        base = self._reader()
+        if base is None or not _HEX.fullmatch(key):
+            return False
+        return self._object_path(base, key).is_file()
+
     def get_blob(self, key: str) -> bytes:
         base = self._reader()
         if not isinstance(key, str) or not _HEX.fullmatch(key):

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tonic import continuation, fstravel, ingest
+from tonic import continuation, fstravel, hot, ingest
 from tonic import criu as criu_tool
 from tonic.cells import Notebook, parse
 from tonic.driver import GO, Program, node_binary
@@ -335,7 +335,10 @@ class Planner:
             keep=keep,
         )
         values = list(self.program.instrumented.values)
-        return None, {"op": "eval", "source": source, "values": values}
+        # `check`: the kernel compiles the new file first, as node's loader would, so an
+        # early error stops the run before anything of the rest runs.
+        text = self.nb.data.decode("utf-8")
+        return None, {"op": "eval", "source": source, "values": values, "check": text}
 
     def judge_all(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
@@ -416,6 +419,7 @@ class Planner:
         self.tracker.start(
             before={p: pair[0] for p, pair in target.items()},
             after={p: pair[1] for p, pair in target.items()},
+            known=fstravel.load_stats(self.store.root, self.program.path, self.store.has_blob),
         )
 
     def _put_files(self, target: dict[str, list[str | None]]) -> None:
@@ -438,22 +442,27 @@ class Planner:
 
     def files_done(self) -> None:
         self.files_step()
+        if self.tracker.broken is None:
+            fstravel.save_stats(self.store.root, self.program.path, self.tracker.stats())
 
     def restore(
         self, choice: Choice, criu: criu_tool.Criu, inherit: dict[int, str]
     ) -> tuple[int, float]:
         started = time.monotonic()
-        images = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=self.staging()))
+        work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=self.staging()))
         try:
-            os.chmod(images, 0o700)
-            try:
-                self.store.materialize(choice.snapshot_id, images)
-            except StoreError:
-                self.store.remove(choice.snapshot_id)
-                raise
-            pid, _ = criu_tool.restore(criu, images, inherit)
+            os.chmod(work, 0o700)
+            images = hot.lookup(self.store.root, choice.snapshot_id)
+            if images is None:
+                images = work
+                try:
+                    self.store.materialize(choice.snapshot_id, images)
+                except StoreError:
+                    self.store.remove(choice.snapshot_id)
+                    raise
+            pid, _ = criu_tool.restore(criu, images, inherit, work)
         finally:
-            shutil.rmtree(images, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
         return pid, time.monotonic() - started
 
     # -- taking snapshots ---------------------------------------------------------------

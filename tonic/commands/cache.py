@@ -11,6 +11,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from tonic import hot
 from tonic.errors import InputError
 from tonic.ingest import settled
 from tonic.store import Store
@@ -96,11 +97,14 @@ def gc(*, max_size: str | None) -> None:
 
     with settled(store.root):
         report = store.gc(keep=keep, max_bytes=limit)
-    print(f"tonic cache gc: {report}")
+        live = {s.id for s in store.snapshots()}
+        freed = hot.trim(store.root, hot.budget(), keep_ids=live)
+    print(f"tonic cache gc: {report}; {human(freed)} of unpacked images dropped")
 
 
 def clear() -> None:
     store = Store()
     with settled(store.root):
         store.clear()
+        hot.clear(store.root)
     print(f"tonic cache clear: removed everything under {store.root}")

@@ -8,8 +8,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from tonic.driver import Program
 from tonic.engines import get_engine
@@ -17,7 +16,9 @@ from tonic.errors import CellTimeoutError
 from tonic.instrument import instrument, uninstrumented
 from tonic.loader import load
 from tonic.results import CellResult, NullSink, RunResult, Sink
-from tonic.view import ViewSink
+
+if TYPE_CHECKING:
+    from tonic.view import ViewSink
 
 
 class PlainSink:
@@ -58,6 +59,10 @@ def run(
     elif as_json:
         sink = NullSink()
     else:
+        from rich.console import Console  # only the view needs rich (~15 ms to import)
+
+        from tonic.view import ViewSink
+
         view = ViewSink(Console(highlight=False, soft_wrap=True), nb)
         sink = view
     if view is not None and note:

@@ -39,12 +39,25 @@ from tonic.driver import (
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
 from tonic.ingest import Worker
-from tonic.loader import syntax_ok
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.seccomp import deny_io_uring
 from tonic.timetravel import Choice, Planner, SnapshotRecord, Verdict
 
 ENV = {"UV_USE_IO_URING": "0"}
+# A snapshot costs about 40-80 ms. After cells that together ran for less than this, the
+# pause is not dumped: resuming from the snapshot before them and running them again
+# costs no more.
+SNAPSHOT_MIN_MS = 50.0
+
+
+def snapshot_min_ms() -> float:
+    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
+    try:
+        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
+    except ValueError:
+        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None
+
+
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -199,10 +212,17 @@ class Snapshotter:
         self.failed: str | None = None
         self.dump_seconds: list[float] = []
         self.rss: list[int] = []
+        self.min_ms = snapshot_min_ms()
+        self.unsaved_ms = 0.0  # cell time since the last snapshot (or the restored one)
 
     def pause(self, record: SnapshotRecord) -> None:
         if self.failed is not None:
             return
+        cell = self.planner.live.get(record.pause)
+        self.unsaved_ms += (cell.ms or 0.0) if cell is not None else 0.0
+        if self.unsaved_ms < self.min_ms:
+            return
+        self.unsaved_ms = 0.0
         staging = Path(tempfile.mkdtemp(prefix="tonic-dump-", dir=self.planner.staging()))
         try:
             os.chmod(staging, 0o700)
@@ -237,15 +257,12 @@ class CriuEngine:
                 return planner.replay_stored(stored, sink)
             choice = planner.choose()
             continued = choice is not None and choice.command.get("op") == "eval"
-            if continued and not syntax_ok(planner.program.path):
-                # An early error node would report before running anything (semantics
-                # §5.1): the eval'd rest would throw it only after cells 1..k ran.
-                planner.fresh()
-                choice, continued = None, False
             # A continued run evaluates the edited cells with eval: an uncaught error there
             # would be reported with other stack frames (and sometimes columns) than node's.
             # So its output is held back; at an uncaught error, it is dropped and the
-            # notebook runs afresh, natively compiled.
+            # notebook runs afresh, natively compiled. (An early error in the edited file,
+            # which node reports before running anything, is one: the kernel compiles the
+            # whole new file, as node's loader would, before it runs the rest.)
             held = BufferSink() if continued else None
             try:
                 result = self._run(planner, criu, choice, held or sink, timeout, continued)

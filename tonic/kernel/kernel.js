@@ -13,6 +13,8 @@
   const fs = require('fs');
   const util = require('util');
   const url = require('url');
+  const vm = require('vm');
+  const WRAPPER_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
 
   const planPath = process.env.TONIC_KERNEL_PLAN;
   delete process.env.TONIC_KERNEL_PLAN;
@@ -135,6 +137,16 @@
       const cmd = receive();
       mark = now();
       if (cmd.op !== 'eval') return false;
+      if (typeof cmd.check === 'string') {
+        // The edited file's early errors (node reports them before running anything):
+        // compiled as node's CommonJS loader compiles a module, then thrown away.
+        try {
+          vm.compileFunction(cmd.check, WRAPPER_PARAMS, { filename: plan.file });
+        } catch (err) {
+          send({ ev: 'error', after: k, origin: 'early', error: describe(err), ms: 0 });
+          process.kill(process.pid, 'SIGKILL');
+        }
+      }
       continuation = cmd.source;
       if (Array.isArray(cmd.values)) {
         valueCells.clear();

@@ -1,0 +1,120 @@
+"""Hot images: the newest snapshots' CRIU images, kept unpacked beside the store.
+
+The store keeps every snapshot compressed and deduplicated; recreating its image files
+before a restore takes time (about 100 ms at 50 MB of heap). The ingest worker, after it
+has stored a dump, moves the dump's folder here instead of deleting it, and a restore
+uses it as it is. The folder holds at most $TONIC_HOT_CACHE bytes (default 512M; 0 turns
+it off), least recently used out first. A hot folder is only a copy: the store stays the
+record, and a snapshot gone from the store is never looked up here.
+
+    <cache>/hot/<snapshot id>/      image files, as CRIU wrote them
+    <cache>/hot/<snapshot id>.ready its size in bytes; written last (the folder is usable)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from tonic.errors import TonicError
+
+DEFAULT_BUDGET = 512 << 20
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def budget() -> int:
+    raw = os.environ.get("TONIC_HOT_CACHE")
+    if not raw:
+        return DEFAULT_BUDGET
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", raw, re.IGNORECASE)
+    if m is None:
+        raise TonicError(f"TONIC_HOT_CACHE={raw!r} is not a size (examples: 0, 256M, 2G)")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def _dir(root: Path) -> Path:
+    return root / "hot"
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def keep(root: Path, snapshot_id: str, images: Path) -> None:
+    """Move a stored dump's folder in (or delete it when over budget or already there)."""
+    limit = budget()
+    target = _dir(root) / snapshot_id
+    try:
+        size = _size(images)
+        if not _ID.fullmatch(snapshot_id) or size > limit or target.exists():
+            return
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        os.rename(images, target)
+        ready = target.with_suffix(".ready")
+        ready.write_text(str(size))
+        os.chmod(ready, 0o600)
+        trim(root, limit)
+    except OSError:
+        return
+    finally:
+        shutil.rmtree(images, ignore_errors=True)
+
+
+def lookup(root: Path, snapshot_id: str) -> Path | None:
+    """The unpacked images of a snapshot, if kept; marks them as just used."""
+    folder = _dir(root) / snapshot_id
+    ready = folder.with_suffix(".ready")
+    try:
+        os.utime(ready)
+    except OSError:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def _entries(root: Path) -> list[tuple[float, int, str]]:
+    """(last used, bytes, id) of every kept folder."""
+    found = []
+    for ready in _dir(root).glob("*.ready"):
+        with contextlib.suppress(OSError, ValueError):
+            found.append((ready.stat().st_mtime, int(ready.read_text()), ready.stem))
+    return sorted(found)
+
+
+def drop(root: Path, snapshot_id: str) -> None:
+    folder = _dir(root) / snapshot_id
+    with contextlib.suppress(OSError):
+        folder.with_suffix(".ready").unlink()
+    # Renamed first, so that a restore never sees a half-deleted folder.
+    doomed = folder.with_name(f".gone-{snapshot_id}-{time.monotonic_ns()}")
+    with contextlib.suppress(OSError):
+        os.rename(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def trim(root: Path, limit: int, keep_ids: set[str] | None = None) -> int:
+    """Drop the least recently used folders down to `limit` bytes, and those whose
+    snapshot is not in `keep_ids` (when given), and leftovers. Returns bytes freed."""
+    freed = 0
+    entries = _entries(root)
+    total = sum(size for _, size, _ in entries)
+    for _, size, snapshot_id in entries:
+        if total > limit or (keep_ids is not None and snapshot_id not in keep_ids):
+            drop(root, snapshot_id)
+            total -= size
+            freed += size
+    known = {snapshot_id for _, _, snapshot_id in _entries(root)}
+    stale = time.time() - 600  # a folder a worker is still moving in is younger
+    for leftover in _dir(root).glob("*"):
+        with contextlib.suppress(OSError):
+            if leftover.name not in known and leftover.stat().st_mtime < stale:
+                shutil.rmtree(leftover, ignore_errors=True)
+    return freed
+
+
+def clear(root: Path) -> None:
+    shutil.rmtree(_dir(root), ignore_errors=True)
