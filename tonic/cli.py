@@ -191,5 +191,186 @@ def cache_clear() -> None:
         command.clear()
 
 
+@app.command(
+    help=(
+        "Export notebooks as an npm package: package.json (main/exports, type, "
+        "dependencies at their installed versions, engines.node, files), a README of the "
+        "notebooks' prose, code and recorded outputs, the notebooks unchanged, and every "
+        "local module they require.\n\n"
+        "The notebooks run first (an unchanged one replays its stored run) and must not "
+        "fail. Never exported: .env files, tonic's snapshot cache, and whatever the "
+        "project's .gitignore or .npmignore files exclude (requiring such a file is an "
+        "error)."
+    ),
+    epilog=(
+        "Examples:\n\n"
+        "  tonic export analysis.js -o pkg                 the package folder\n\n"
+        "  tonic export analysis.js -o pkg --tarball       ... and `npm pack` it\n\n"
+        "  tonic export a.js b.js -o pkg --name @me/notes --version 1.2.0\n\n"
+        "  tonic export analysis.js -o pkg --with-tests    ... with an `npm test`\n\n"
+        "  tonic export analysis.js -o pkg --force         replace pkg/"
+    ),
+)
+def export(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Notebooks (.js/.cjs/.mjs). The first is the package's main entry; "
+            "each is also exported on its own path."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The package folder to write. Refused when it exists and is not empty "
+            "(see --force).",
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="npm package name (lowercase, URL-safe, optional @scope/). Default: the "
+            "first notebook's file name, else the project's package.json name.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            help="Package version (semver). Default: the project's package.json version, "
+            "else 0.1.0.",
+            show_default=False,
+        ),
+    ] = None,
+    tarball: Annotated[
+        bool,
+        typer.Option("--tarball", help="Run `npm pack` in the package; print the tarball."),
+    ] = False,
+    with_tests: Annotated[
+        bool,
+        typer.Option(
+            "--with-tests",
+            help="Add test/tonic-outputs.test.cjs: `node --test` runs each notebook and "
+            "compares its stdout and exit code with the recorded ones.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty output folder.")
+    ] = False,
+) -> None:
+    from tonic.commands import export as command
+
+    with error_handler():
+        code = command.export(
+            files,
+            out=out,
+            name=name,
+            version=version,
+            tarball=tarball,
+            with_tests=with_tests,
+            force=force,
+        )
+    raise typer.Exit(code)
+
+
+@app.command(
+    help=(
+        "Run each notebook and fail, naming the file, the cell and the error, when a cell "
+        "throws or the exit code is not 0 (the `tonic-check` pre-commit hook).\n\n"
+        "Notebooks run from their own folder and resume from their snapshots, so checking "
+        "an unchanged notebook again replays it. Skipped (they pass): files that are not "
+        ".js/.cjs/.mjs, files with no code cells, and files whose first line (after a #! "
+        "line) is the comment `// tonic: skip`.\n\n"
+        "The recorded-outputs file NOTEBOOK.outputs.json, committed beside the notebook, "
+        "holds each code cell's stdout, stderr, value and error, the exit code and the "
+        "output after the last cell, as deterministic JSON (no timings; the notebook's "
+        "folder written `.`)."
+    ),
+    epilog=(
+        "Examples:\n\n"
+        "  tonic check analysis.js report.mjs         run each; fail on an error\n\n"
+        "  tonic check --staged                       git's staged notebooks\n\n"
+        "  tonic check --update-outputs analysis.js   write analysis.js.outputs.json\n\n"
+        "  tonic check --outputs analysis.js          ... fail once it is stale"
+    ),
+)
+def check(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Files to check (non-notebooks pass).")
+    ] = None,
+    staged: Annotated[
+        bool,
+        typer.Option("--staged", help="Also check git's staged .js/.cjs/.mjs files."),
+    ] = False,
+    outputs: Annotated[
+        bool,
+        typer.Option(
+            "--outputs",
+            help="Also fail when the recorded-outputs file beside a notebook "
+            "(NOTEBOOK.outputs.json) differs from what the notebook prints now.",
+        ),
+    ] = False,
+    update_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--update-outputs",
+            help="Write (or refresh) NOTEBOOK.outputs.json beside each passing notebook.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Fail a cell that runs longer than this (s).", min=0.001),
+    ] = None,
+) -> None:
+    from tonic.commands import check as command
+
+    with error_handler():
+        code = command.check(
+            files or [],
+            staged=staged,
+            outputs=outputs,
+            update_outputs=update_outputs,
+            timeout=timeout,
+        )
+    raise typer.Exit(code)
+
+
+hook_app = typer.Typer(
+    help="A plain git pre-commit hook, without the pre-commit framework (with it, use the "
+    "`tonic-check` hook of .pre-commit-hooks.yaml).",
+    no_args_is_help=True,
+)
+app.add_typer(hook_app, name="hook")
+
+
+@hook_app.command(
+    "install",
+    epilog=(
+        "Examples:\n\n"
+        "  tonic hook install             write .git/hooks/pre-commit\n\n"
+        "  tonic hook install --outputs   ... checking NOTEBOOK.outputs.json too\n\n"
+        "  git commit --no-verify         commit once without the hook"
+    ),
+)
+def hook_install(
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a pre-commit hook that is not tonic's.")
+    ] = False,
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="The hook also checks recorded-outputs files.")
+    ] = False,
+) -> None:
+    """Write the repository's git pre-commit hook, which runs `tonic check --staged`."""
+    from tonic.commands import hook as command
+
+    with error_handler():
+        code = command.install(force=force, outputs=outputs)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()

@@ -36,3 +36,12 @@ class CellTimeoutError(TonicError):
     """A cell ran longer than --timeout allows."""
 
     exit_code = 124
+
+
+class ExportError(TonicError):
+    """`tonic export` cannot make a package: a missing dependency, a bad name, an output
+    folder in the way, a file that must never be exported."""
+
+
+class HookError(TonicError):
+    """`tonic hook install` cannot write the git hook (no repository, a foreign hook)."""

@@ -1,0 +1,412 @@
+"""`tonic export`: the package it renders, the real npm round trip (pack, install,
+require), ignore rules (with and without git), npm names, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, Outcome, tonic
+from tonic.export.ignore import IgnoreRules
+from tonic.export.names import npm_name_problem, sanitize, version_problem
+
+PROJECT = FIXTURES / "export" / "project"
+ESM = FIXTURES / "export" / "esm"
+FAKE_DEP = "tonic-fake-dep"
+FAKE_VERSION = "1.4.2"
+NPM_OFFLINE = ["--offline", "--no-audit", "--no-fund", "--loglevel=error"]
+
+
+def fake_dep(root: Path) -> None:
+    """An installed package that exists nowhere else: written into node_modules."""
+    pkg = root / "node_modules" / FAKE_DEP
+    pkg.mkdir(parents=True)
+    manifest = {"name": FAKE_DEP, "version": FAKE_VERSION, "main": "index.js"}
+    (pkg / "package.json").write_text(json.dumps(manifest))
+    (pkg / "index.js").write_text("exports.label = (s) => 'fake:' + s;\n")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT, root)
+    fake_dep(root)
+    (root / ".env").write_text("API_KEY=do-not-ship\n")
+    return root
+
+
+def export(*args: str, cwd: Path) -> Outcome:
+    return tonic("export", *args, cwd=cwd, timeout=120)
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
+
+
+def node_version() -> str:
+    return run(["node", "--version"], Path.cwd()).stdout.strip().lstrip("v")
+
+
+def test_package_contents(project: Path) -> None:
+    got = export("analysis.js", "-o", "out", cwd=project)
+    assert got.code == 0, got.describe()
+    out = project / "out"
+    manifest = json.loads((out / "package.json").read_text())
+    assert manifest["name"] == "analysis"  # the notebook's file name
+    assert manifest["version"] == "1.2.0"  # the project's version
+    assert manifest["main"] == "./analysis.js"
+    assert manifest["exports"]["."] == "./analysis.js"
+    assert manifest["type"] == "commonjs"
+    assert manifest["dependencies"] == {FAKE_DEP: FAKE_VERSION}  # installed, not ^1.0.0
+    assert manifest["engines"] == {"node": f">={node_version()}"}
+    assert manifest["files"] == ["analysis.js", "data/trails.json", "helpers.js", "lib/format.js"]
+    shipped = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert shipped == sorted([*manifest["files"], "README.md", "package.json"])
+    for rel in manifest["files"]:
+        assert (out / rel).read_bytes() == (project / rel).read_bytes()  # unchanged
+    readme = (out / "README.md").read_text()
+    for part in (
+        "# analysis",
+        "A few hiking trails, summarized.",  # prose cell as text
+        "### Summarize",
+        "```js\nconst path = require('node:path');",  # code
+        "```text\ntrails: 3\n```",  # recorded output
+        "=> { count: 3, meanKm: 9.25, label: 'fake:trails' }",  # recorded value
+        f"| {FAKE_DEP} | {FAKE_VERSION} |",
+    ):
+        assert part in readme, part
+    assert "// %%" not in readme
+    assert not list(project.glob(".out.tonic-*"))  # no staging folder left behind
+
+
+def test_npm_pack_install_require_round_trip(project: Path, tmp_path: Path) -> None:
+    got = export(
+        "analysis.js", "helpers.js", "-o", "out", "--name", "trail-notes", "--tarball", cwd=project
+    )
+    assert got.code == 0, got.describe()
+    tarball = project / got.stdout.decode().strip().splitlines()[-1]
+    assert tarball.name == "trail-notes-1.2.0.tgz" and tarball.is_file()
+
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    fake_dep(consumer)  # what npm would fetch from the registry
+    installed = run(["npm", "install", *NPM_OFFLINE, str(tarball)], consumer)
+    assert installed.returncode == 0, installed.stderr
+
+    show = "console.log(require({!r}))"
+    want = run(["node", "-e", show.format("./analysis.js")], project)
+    have = run(["node", "-e", show.format("trail-notes")], consumer)
+    assert want.returncode == have.returncode == 0, have.stderr
+    assert have.stdout == want.stdout
+    assert "meanKm: 9.25" in have.stdout
+    # The second notebook is exported on its own path, and works through its require.
+    mean = run(["node", "-e", "console.log(require('trail-notes/helpers').mean([1, 2]))"], consumer)
+    assert mean.stdout == "1.5\n", mean.stderr
+    assert not (consumer / "node_modules" / "trail-notes" / ".env").exists()
+
+
+def test_esm_notebook_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "esm"
+    shutil.copytree(ESM, src)
+    got = export("report.mjs", "-o", "out", "--name", "word-report", "--tarball", cwd=src)
+    assert got.code == 0, got.describe()
+    manifest = json.loads((src / "out" / "package.json").read_text())
+    assert manifest["main"] == "./report.mjs"
+    assert manifest["files"] == ["lib/words.mjs", "report.mjs"]
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    tarball = src / got.stdout.decode().strip().splitlines()[-1]
+    assert run(["npm", "install", *NPM_OFFLINE, str(tarball)], consumer).returncode == 0
+    code = "import report from 'word-report'; console.log(JSON.stringify(report));"
+    imported = run(["node", "--input-type=module", "-e", code], consumer)
+    assert imported.stdout == 'words: 6\n{"words":6}\n', imported.stderr
+
+
+def test_with_tests_runs_green_and_catches_a_change(project: Path) -> None:
+    got = export("analysis.js", "-o", "out", "--with-tests", cwd=project)
+    assert got.code == 0, got.describe()
+    out = project / "out"
+    manifest = json.loads((out / "package.json").read_text())
+    assert manifest["scripts"]["test"] == "node --test test/tonic-outputs.test.cjs"
+    fake_dep(out)
+    green = run(["node", "--test", "test/tonic-outputs.test.cjs"], out)
+    assert green.returncode == 0, green.stdout
+    assert "# pass 1" in green.stdout
+    nb = out / "analysis.js"
+    nb.write_text(nb.read_text().replace("'trails:'", "'paths:'"))
+    red = run(["node", "--test", "test/tonic-outputs.test.cjs"], out)
+    assert red.returncode != 0
+    assert "# fail 1" in red.stdout
+
+
+IGNORE_CASES = [
+    # (ignore file, its content, error expected in the message, or None: exported)
+    (".gitignore", "data/\n", "excluded by .gitignore (line 1: data/)"),
+    (".gitignore", "*.json\n", "excluded by .gitignore (line 1: *.json)"),
+    (".npmignore", "# comment\n/data/trails.json\n", "excluded by .npmignore (line 2"),
+    (".gitignore", "data/\n!data/trails.json\n", "line 1: data/"),  # dir excluded: no way back
+    (".gitignore", "/data/*\n!/data/trails.json\n", None),
+    (".gitignore", "secret.json\nscratch/\n", None),  # not required: simply left out
+    ("lib/.gitignore", "/format.js\n", "excluded by lib/.gitignore (line 1: /format.js)"),
+    (".gitignore", "**/lib/**\n", "line 1: **/lib/**"),
+]
+
+
+@pytest.mark.parametrize("in_git", [False, True], ids=["plain folder", "git work tree"])
+@pytest.mark.parametrize(("name", "content", "error"), IGNORE_CASES)
+def test_ignored_files_are_never_exported(
+    project: Path, in_git: bool, name: str, content: str, error: str | None
+) -> None:
+    if in_git:
+        assert run(["git", "init", "-q"], project).returncode == 0
+    (project / name).write_text(content)
+    (project / "secret.json").write_text('{"token": "x"}\n')
+    (project / "scratch").mkdir()
+    (project / "scratch" / "draft.js").write_text("console.log('draft')\n")
+    got = export("analysis.js", "-o", "out", cwd=project)
+    if error is None:
+        assert got.code == 0, got.describe()
+        shipped = {p.name for p in (project / "out").rglob("*")}
+        assert not shipped & {".env", "secret.json", "draft.js", ".gitignore", ".npmignore"}
+        assert "trails.json" in shipped
+        return
+    assert got.code == 2, got.describe()
+    message = got.stderr.decode()
+    assert message.startswith("tonic: error: ")
+    assert error in message and "tonic never exports it" in message
+    assert "requires" in message  # names the requiring file and line
+    assert not (project / "out").exists()
+
+
+def test_env_file_required_is_refused(project: Path) -> None:
+    (project / ".env.json").write_text('{"key": "secret"}\n')
+    nb = project / "nb.js"
+    nb.write_text("const cfg = require('./.env.json');\nconsole.log(Object.keys(cfg));\n")
+    got = export("nb.js", "-o", "out", cwd=project)
+    assert got.code == 2
+    assert "nb.js:1: requires .env.json, which is a .env file" in got.stderr.decode()
+
+
+GIT_PATTERNS = [
+    "*.log",
+    "/build",
+    "build/",
+    "doc/*.txt",
+    "doc/**/*.pdf",
+    "**/tmp",
+    "a/**",
+    "!keep.log",
+    "\\#hash",
+    "x?z",
+    "[ab]c.txt",
+    "[!a]d.txt",
+    "trailing\\ ",
+    "deep/**/leaf",
+]
+GIT_PATHS = [
+    "err.log",
+    "keep.log",
+    "sub/err.log",
+    "build/out.js",
+    "sub/build/x.js",
+    "build",
+    "doc/a.txt",
+    "doc/sub/a.txt",
+    "doc/x/y/z.pdf",
+    "doc/z.pdf",
+    "tmp/t.js",
+    "q/tmp/t.js",
+    "a/b/c.js",
+    "#hash",
+    "xyz",
+    "x/z",
+    "ac.txt",
+    "cc.txt",
+    "bd.txt",
+    "ad.txt",
+    "trailing ",
+    "deep/leaf",
+    "deep/a/b/leaf",
+    "plain.js",
+]
+
+
+def test_ignore_rules_agree_with_git_check_ignore(tmp_path: Path) -> None:
+    """The same verdict as git's, file by file, for a table of patterns."""
+    assert run(["git", "init", "-q"], tmp_path).returncode == 0
+    (tmp_path / ".gitignore").write_text("\n".join(GIT_PATTERNS) + "\n")
+    for rel in GIT_PATHS:
+        path = tmp_path / rel
+        if rel == "build":
+            path.mkdir(exist_ok=True)
+            path = path / "inside.js"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    rules = IgnoreRules(tmp_path)
+    paths = [rel if rel != "build" else "build/inside.js" for rel in GIT_PATHS]
+    git = run(["git", "check-ignore", "--no-index", *paths], tmp_path)
+    by_git = set(git.stdout.splitlines())
+    ours = {rel for rel in paths if rules.excluded(tmp_path / rel) is not None}
+    assert ours == by_git
+    assert {"err.log", "build/out.js", "doc/x/y/z.pdf", "#hash", "ac.txt", "bd.txt"} <= ours
+    assert "keep.log" not in ours and "plain.js" not in ours
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("trail-notes", None),
+        ("@me/trail-notes", None),
+        ("a.b_c-d", None),
+        ("", "empty"),
+        ("Trail", "capital letters"),
+        (".hidden", "starts with a period"),
+        ("_private", "starts with an underscore"),
+        ("has space", "not URL-safe"),
+        ("caf\u00e9", "not URL-safe"),
+        ("a" * 215, "at most 214"),
+        ("node_modules", "reserved"),
+        ("fs", "core module"),
+        ("wow!", "~'!()*"),
+        ("@me/a/b", "one slash"),
+        ("@me/.x", "after the scope"),
+        (" lead", "spaces"),
+    ],
+)
+def test_npm_names(name: str, problem: str | None) -> None:
+    got = npm_name_problem(name, frozenset({"fs", "path"}))
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and problem in got
+
+
+@pytest.mark.parametrize(
+    ("stem", "name"),
+    [("analysis", "analysis"), ("My Trail Notes", "my-trail-notes"), ("_x__y", "x__y")],
+)
+def test_default_names(stem: str, name: str) -> None:
+    assert sanitize(stem) == name
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"), [("1.0.0", True), ("0.2.0-beta.1+build.5", True), ("1.0", False)]
+)
+def test_versions(version: str, ok: bool) -> None:
+    assert (version_problem(version) is None) == ok
+
+
+ERRORS = [
+    # (notebook source or None for analysis.js, extra args, message part)
+    (
+        "const pad = require('left-pad-not-here');\n",
+        [],
+        "nb.js:1: requires package 'left-pad-not-here', which is not installed",
+    ),
+    (None, ["--name", "Trail Notes"], "'Trail Notes' is not a valid npm package name"),
+    (None, ["--version", "v1"], "--version: 'v1' is not a semantic version"),
+    ("require('./missing');\n", [], "nb.js:1: requires './missing', which does not exist"),
+    ("require('/etc/hostname');\n", [], "by an absolute path"),
+    ("// %% one\nconst a = 1;\n\n// %% two\nnull.x;\n", [], 'cell 2 "two" (lines 4-5)'),
+]
+
+
+@pytest.mark.parametrize(("source", "args", "message"), ERRORS)
+def test_errors(project: Path, source: str | None, args: list[str], message: str) -> None:
+    name = "analysis.js"
+    if source is not None:
+        name = "nb.js"
+        (project / name).write_text(source)
+    got = export(name, "-o", "out", *args, cwd=project)
+    assert got.code == 2, got.describe()
+    err = got.stderr.decode()
+    assert err.startswith("tonic: error: ") and err.count("\n") == 1, err  # one line
+    assert message in err
+    assert not (project / "out").exists()
+    assert not list(project.glob(".out.tonic-*"))
+
+
+def test_output_folder_refused_unless_force(project: Path) -> None:
+    out = project / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old\n")
+    got = export("analysis.js", "-o", "out", cwd=project)
+    assert got.code == 2
+    assert "out: the output folder exists and is not empty; use --force" in got.stderr.decode()
+    assert (out / "old.txt").exists()
+    forced = export("analysis.js", "-o", "out", "--force", cwd=project)
+    assert forced.code == 0, forced.describe()
+    assert not (out / "old.txt").exists() and (out / "package.json").is_file()
+    assert sorted(p.name for p in project.iterdir() if p.name.startswith(".out")) == []
+    # Never replace a folder that holds the notebooks themselves, even with --force.
+    here = export("analysis.js", "-o", ".", "--force", cwd=project)
+    assert here.code == 2 and "which is exported" in here.stderr.decode()
+    assert (project / "analysis.js").is_file()
+
+
+def test_export_help_teaches() -> None:
+    got = tonic("export", "--help")
+    text = got.stdout.decode()
+    assert got.code == 0
+    for part in ("--tarball", "--with-tests", "--force", "tonic export analysis.js -o"):
+        assert part in text
+
+
+@pytest.mark.parametrize(
+    ("installed", "locked", "declared", "want"),
+    [
+        ("1.4.2", "1.4.0", "^1.0.0", ("1.4.2", "node_modules")),
+        (None, "1.4.0", "^1.0.0", ("1.4.0", "lock file")),
+        (None, None, "^1.0.0", ("^1.0.0", "package.json")),
+        (None, None, None, None),
+    ],
+)
+def test_dependency_versions(
+    tmp_path: Path,
+    installed: str | None,
+    locked: str | None,
+    declared: str | None,
+    want: tuple[str, str] | None,
+) -> None:
+    """The installed version, else the lock file's, else the declared range."""
+    from tonic.export.deps import package_version
+
+    name = "some-pkg"
+    nb = tmp_path / "nb.js"
+    nb.write_text(f"require('{name}/sub');\n")
+    if installed:
+        (tmp_path / "node_modules" / name).mkdir(parents=True)
+        (tmp_path / "node_modules" / name / "package.json").write_text(
+            json.dumps({"name": name, "version": installed})
+        )
+    if locked:
+        lock = {"lockfileVersion": 3, "packages": {f"node_modules/{name}": {"version": locked}}}
+        (tmp_path / "package-lock.json").write_text(json.dumps(lock))
+    manifest = {"name": "p", "dependencies": {name: declared} if declared else {}}
+    (tmp_path / "package.json").write_text(json.dumps(manifest))
+    assert package_version(name, nb, tmp_path) == want
+
+
+def test_snapshot_cache_is_never_exported(project: Path) -> None:
+    cache = project / ".tonic-cache"
+    cache.mkdir()
+    (cache / "mod.js").write_text("module.exports = 1;\n")
+    (project / "nb.js").write_text("console.log(require('./.tonic-cache/mod.js'));\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tonic", "export", "nb.js", "-o", "out"],
+        cwd=project,
+        env=dict(os.environ, TONIC_CACHE=str(cache)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "nb.js:1: requires .tonic-cache/mod.js, which is in tonic's snapshot cache" in (
+        proc.stderr
+    )

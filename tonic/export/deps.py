@@ -1,0 +1,257 @@
+"""What a set of notebooks needs: local modules, followed transitively, and packages.
+
+Specifiers come from tonic's cell parser (`require`, `import`, `export ... from`,
+`import()` with a literal string). A relative specifier is resolved as node resolves it
+(the exact file, then `.js`, `.json`, `.node`, `.cjs`, `.mjs`, then a directory's
+package.json `main` or its `index.*`); a bare one names a package unless it is a node core
+module. A package's version is the one installed (`node_modules/<name>/package.json`,
+found from the requiring file upwards), else the lock file's, else the range the
+project's package.json declares; a package none of them knows is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tonic.cells import parse
+from tonic.driver import node_binary
+from tonic.errors import ExportError
+from tonic.modkind import package_type
+from tonic.source import read_source
+
+SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs")
+FILE_SUFFIXES = (".js", ".json", ".node", ".cjs", ".mjs")
+DEPENDENCY_FIELDS = (
+    "dependencies",
+    "optionalDependencies",
+    "peerDependencies",
+    "devDependencies",
+)
+
+
+@functools.cache
+def node_builtins() -> frozenset[str]:
+    """node's core module names (`fs`, `fs/promises`, ...), asked of node once."""
+    proc = subprocess.run(
+        [node_binary(), "-p", "JSON.stringify(require('module').builtinModules)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ExportError(f"node could not list its core modules: {proc.stderr.strip()}")
+    return frozenset(json.loads(proc.stdout))
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory if inside."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    source: str  # node_modules | lock file | package.json
+    required_at: str  # file:line of the first require
+
+
+@dataclass
+class Graph:
+    """The files to export (notebooks first, then local modules in the order found) and
+    the packages they require."""
+
+    files: list[Path] = field(default_factory=list)
+    packages: dict[str, Package] = field(default_factory=dict)
+    required_by: dict[Path, str] = field(default_factory=dict)  # local module -> file:line
+
+
+def classify(specifier: str) -> str:
+    """local | builtin | package | skip (URLs, package `#imports`)."""
+    if specifier.startswith("node:") or specifier in node_builtins():
+        return "builtin"
+    if specifier in (".", "..") or specifier.startswith(("./", "../", "/")):
+        return "local"
+    if specifier.startswith("file:"):
+        return "local"
+    if specifier.startswith(("#", "data:", "http:", "https:")):
+        return "skip"
+    return "package"
+
+
+def package_name(specifier: str) -> str:
+    """`@scope/name/sub/path` -> `@scope/name`, `name/sub` -> `name`."""
+    parts = specifier.split("/")
+    return "/".join(parts[:2]) if specifier.startswith("@") else parts[0]
+
+
+def _as_file(candidate: Path) -> Path | None:
+    if candidate.is_file():
+        return candidate
+    for suffix in FILE_SUFFIXES:
+        with_suffix = candidate.with_name(candidate.name + suffix)
+        if with_suffix.is_file():
+            return with_suffix
+    return None
+
+
+def _as_directory(candidate: Path) -> Path | None:
+    if not candidate.is_dir():
+        return None
+    manifest = candidate / "package.json"
+    if manifest.is_file():
+        try:
+            main = json.loads(manifest.read_text(encoding="utf-8")).get("main")
+        except (OSError, ValueError, AttributeError):
+            main = None
+        if isinstance(main, str) and main:
+            target = candidate / main
+            found = _as_file(target) or _as_index(target)
+            if found is not None:
+                return found
+    return _as_index(candidate)
+
+
+def _as_index(directory: Path) -> Path | None:
+    for suffix in FILE_SUFFIXES:
+        index = directory / f"index{suffix}"
+        if index.is_file():
+            return index
+    return None
+
+
+def resolve_local(directory: Path, specifier: str) -> Path | None:
+    """The file a relative specifier names, seen from `directory`, as node finds it."""
+    candidate = directory / specifier
+    if specifier.endswith("/") or specifier in (".", ".."):
+        found = _as_directory(candidate)
+    else:
+        found = _as_file(candidate) or _as_directory(candidate)
+    return found.resolve() if found is not None else None
+
+
+def specifiers(path: Path) -> Iterator[tuple[str, int]]:
+    """(specifier, line) of every literal require/import in a script file."""
+    if path.suffix not in SCRIPT_SUFFIXES:
+        return
+    source = read_source(path, allow_empty=True)
+    ptype, _ = package_type(source.path)
+    nb = parse(source.data, filename=path.name, package_type=ptype)
+    for cell in nb.cells:
+        for dep in cell.dependencies:
+            yield dep.specifier, dep.line
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def installed_version(name: str, directory: Path) -> str | None:
+    """The version of `name` node would load from `directory` (node_modules upwards)."""
+    for parent in (directory, *directory.parents):
+        manifest = parent / "node_modules" / name / "package.json"
+        if manifest.is_file():
+            version = _read_json(manifest).get("version")
+            return version if isinstance(version, str) and version else None
+    return None
+
+
+def lock_version(name: str, project: Path | None) -> str | None:
+    if project is None:
+        return None
+    for lock_name in ("package-lock.json", "npm-shrinkwrap.json"):
+        lock = _read_json(project / lock_name)
+        packages = lock.get("packages")
+        if isinstance(packages, dict):
+            entry = packages.get(f"node_modules/{name}")
+            if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+                return str(entry["version"])
+        deps = lock.get("dependencies")  # lockfileVersion 1
+        if isinstance(deps, dict):
+            entry = deps.get(name)
+            if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+                return str(entry["version"])
+    return None
+
+
+def declared_range(name: str, project: Path | None) -> str | None:
+    if project is None:
+        return None
+    manifest = _read_json(project / "package.json")
+    for section in DEPENDENCY_FIELDS:
+        deps = manifest.get(section)
+        if isinstance(deps, dict) and isinstance(deps.get(name), str):
+            return str(deps[name])
+    return None
+
+
+def package_version(name: str, requirer: Path, project: Path | None) -> tuple[str, str] | None:
+    """(version, where it came from) for a package `requirer` requires, or None."""
+    version = installed_version(name, requirer.parent)
+    if version is not None:
+        return version, "node_modules"
+    version = lock_version(name, project)
+    if version is not None:
+        return version, "lock file"
+    version = declared_range(name, project)
+    if version is not None:
+        return version, "package.json"
+    return None
+
+
+def collect(notebooks: list[Path], project: Path | None) -> Graph:
+    """Follow the notebooks' local requires transitively and gather their packages."""
+    graph = Graph()
+    queue = [p.resolve() for p in notebooks]
+    seen = set(queue)
+    while queue:
+        path = queue.pop(0)
+        graph.files.append(path)
+        for specifier, line in specifiers(path):
+            where = f"{shown(path)}:{line}"
+            kind = classify(specifier)
+            if kind == "local":
+                if specifier.startswith(("/", "file:")):
+                    raise ExportError(
+                        f"{where}: requires {specifier!r} by an absolute path, which an "
+                        "installed package cannot have; use a relative path"
+                    )
+                target = resolve_local(path.parent, specifier)
+                if target is None:
+                    raise ExportError(
+                        f"{where}: requires {specifier!r}, which does not exist "
+                        f"(looked in {shown(path.parent)})"
+                    )
+                if "node_modules" in target.parts:
+                    continue
+                if target not in seen:
+                    seen.add(target)
+                    graph.required_by[target] = where
+                    queue.append(target)
+            elif kind == "package":
+                name = package_name(specifier)
+                if name in graph.packages:
+                    continue
+                found = package_version(name, path, project)
+                if found is None:
+                    raise ExportError(
+                        f"{where}: requires package {name!r}, which is not installed (not in "
+                        "node_modules, the lock file or package.json); run "
+                        f"`npm install {name}`"
+                    )
+                graph.packages[name] = Package(name, found[0], found[1], where)
+    return graph
