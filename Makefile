@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup criu demo test lint typecheck unit bench clean help
+.PHONY: setup criu docker demo test lint typecheck unit bench clean help
 
 help:
 	@echo "make demo   set up, then run the demo notebook (fixtures/demo.js)"
 	@echo "make test   set up, then lint, type-check and run the whole test suite"
 	@echo "make setup  create .venv with tonic and its development tools, install CRIU"
 	@echo "make bench  set up, then measure resume latency, checkpoint/restore and storage"
+	@echo "make docker install and start a Docker daemon for the docker engine (test, bench)"
 	@echo "make clean  remove .venv and caches"
 
 setup: $(STAMP) criu
@@ -20,6 +21,13 @@ setup: $(STAMP) criu
 # with a message, where it cannot work (not root, not Linux x86_64).
 criu:
 	@scripts/install-criu
+
+# A Docker daemon for the docker engine: installed (Debian's docker.io) and started with
+# tonic's own configuration (experimental, CRIU first on its PATH) when none answers;
+# skipped, with a message, where it cannot be (not root). Not part of setup or demo.
+docker: criu
+	@scripts/install-docker
+	@scripts/start-dockerd
 
 $(STAMP): pyproject.toml
 	@command -v node >/dev/null || { echo "node not found: installing Debian's nodejs"; \
@@ -40,10 +48,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup
+bench: setup docker
 	$(BIN)/python bench/run.py
 
 clean:

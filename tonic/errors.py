@@ -45,3 +45,19 @@ class ExportError(TonicError):
 
 class HookError(TonicError):
     """`tonic hook install` cannot write the git hook (no repository, a foreign hook)."""
+
+
+class DockerError(EngineError):
+    """The Docker daemon refused or failed a call tonic's docker engine made."""
+
+
+class DockerUnreachableError(DockerError):
+    """No Docker daemon answers (at $DOCKER_HOST or the default socket)."""
+
+
+class DockerNotExperimentalError(DockerError):
+    """The Docker daemon runs without experimental mode, so it has no checkpoints."""
+
+
+class DockerCriuError(DockerError):
+    """CRIU is missing or does not work on the Docker daemon's side."""
