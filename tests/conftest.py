@@ -27,14 +27,20 @@ def _private_cache() -> Iterator[None]:
 
         with settled(Path(root)):  # detached ingest workers finish before the cleanup
             pass
+        from tonic.engines.docker import collect_garbage
+
+        # The docker engine's containers and images of this session's cache.
+        collect_garbage(Path(root), set(), everything=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.test_timetravel import EDITS_RUN
 
-    if EDITS_RUN:
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(EDITS_RUN.items()))
-        terminalreporter.write_line(
-            f"edit-sequence differential test: {sum(EDITS_RUN.values())} edits, each "
-            f"resumed `tonic run --plain` equal to a fresh `node FILE` ({kinds})"
-        )
+    for engine in ("criu", "docker"):
+        counts = {k.split(":", 1)[1]: n for k, n in EDITS_RUN.items() if k.startswith(engine)}
+        if counts:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+            terminalreporter.write_line(
+                f"edit-sequence differential test, {engine} engine: {sum(counts.values())} "
+                f"edits, each resumed `tonic run --plain` equal to a fresh `node FILE` ({kinds})"
+            )

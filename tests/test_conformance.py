@@ -32,7 +32,7 @@ def test_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("path", cases(), ids=_id)
-@pytest.mark.parametrize("engine", ["replay", "criu"])
+@pytest.mark.parametrize("engine", ["replay", "criu", "docker"])
 def test_plain_equals_node(path: Path, engine: str) -> None:
     """Fresh, then (criu) again unchanged: shown from the snapshot store."""
     require_engine(engine)

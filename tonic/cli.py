@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -54,7 +55,8 @@ def _root(
         "  tonic run analysis.js            notebook view in the terminal\n\n"
         "  tonic run --plain analysis.js    exactly what `node analysis.js` prints\n\n"
         "  tonic run --json analysis.js     per-cell results for tools\n\n"
-        "  tonic run analysis.js -- a b     arguments for the script (process.argv)"
+        "  tonic run analysis.js -- a b     arguments for the script (process.argv)\n\n"
+        "  tonic run -e docker analysis.js  in a container of its own (isolation)"
     ),
 )
 def run(
@@ -85,6 +87,16 @@ def run(
             min=0.001,
         ),
     ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            help="The docker engine's image: any local image with node and /bin/sh "
+            "(implies --engine docker; also $TONIC_DOCKER_IMAGE). Default: one built "
+            "from this machine's node, so the output equals plain node's.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a notebook: each cell's line range, output, value, error and time."""
     from tonic.commands import run as command
@@ -93,6 +105,11 @@ def run(
     with error_handler():
         if plain and as_json:
             raise TonicError("--plain and --json cannot be combined")
+        if image is not None:
+            if engine not in (None, "docker"):
+                raise TonicError("--image is for the docker engine (--engine docker)")
+            engine = "docker"
+            os.environ["TONIC_DOCKER_IMAGE"] = image
         code = command.run(
             file, plain=plain, as_json=as_json, engine=engine, timeout=timeout, args=args or []
         )

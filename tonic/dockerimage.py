@@ -119,9 +119,10 @@ class RootFs:
                 self._dir(here)
             current = here
 
-    def add_tree(self, path: str) -> None:
+    def add_tree(self, path: str, skip: frozenset[str] = frozenset()) -> None:
         """Host `path` (a file or a whole directory) at the same place, as `add` does;
-        inside a directory, symlinks stay symlinks and special files are left out."""
+        inside a directory, symlinks stay symlinks and special files are left out, and
+        so are the directories named in `skip` (real paths) and `.git`."""
         if not os.path.isdir(path):
             self.add(path)
             return
@@ -130,7 +131,9 @@ class RootFs:
         for root, dirs, files in os.walk(top):
             for name in sorted(dirs):
                 here = os.path.join(root, name)
-                if os.path.islink(here):
+                if name == ".git" or here in skip:
+                    dirs.remove(name)
+                elif os.path.islink(here):
                     self._link(here)
                     dirs.remove(name)
                 else:

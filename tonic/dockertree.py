@@ -78,11 +78,12 @@ def startup_files(env: dict[str, str]) -> list[str]:
     return [env[k] for k in STARTUP_FILES if env.get(k) and os.path.isfile(env[k])]
 
 
-def pack(paths: Sequence[Path | str], target: Path) -> int:
-    """A tar of host `paths` (files or directories) at their absolute paths; bytes."""
+def pack(paths: Sequence[Path | str], target: Path, skip: frozenset[str] = frozenset()) -> int:
+    """A tar of host `paths` (files or directories) at their absolute paths, without
+    the directories in `skip` (real paths); bytes."""
     fs = RootFs()
     for path in paths:
-        fs.add_tree(str(path))
+        fs.add_tree(str(path), skip)
     fs.write(target)
     return target.stat().st_size
 
@@ -338,14 +339,16 @@ def layer(
     *,
     labels: dict[str, str] | None = None,
     kind: str = "files",
+    skip: frozenset[str] = frozenset(),
 ) -> str:
-    """A labeled image: `image` plus host `copies` at their own paths. Started from it,
-    a kernel's snapshots commit only what the notebook changed, not the copies again."""
+    """A labeled image: `image` plus host `copies` at their own paths (without the
+    directories in `skip`). Started from it, a kernel's snapshots commit only what the
+    notebook changed, not the copies again."""
     container = api.create(image, ["/bin/sh"], kind="layer", labels=labels)
     try:
         with tempfile.TemporaryDirectory(prefix="tonic-copy-") as tmp:
             tar = Path(tmp) / "files.tar"
-            pack(copies, tar)
+            pack(copies, tar, skip)
             api.put_archive(container, "/", tar.read_bytes())
         return api.commit(container, kind=kind, labels=labels, pause=False)
     finally:

@@ -243,6 +243,7 @@ def run_kernel(
     snapshots: bool = False,
     clock_shim: bool = False,
     stop_on_error: bool = False,
+    channels: Callable[[KernelProcess], Pipes] | None = None,
 ) -> RunResult:
     """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record.
 
@@ -250,7 +251,8 @@ def run_kernel(
     (default: node as a child of tonic); `env_overrides` are set for node and hidden
     from the notebook's `process.env` again by the kernel. `snapshots` asks the kernel
     for what a snapshot engine needs (how node exited, the modules each cell loaded);
-    `clock_shim` says that node runs with the clock shim preloaded.
+    `clock_shim` says that node runs with the clock shim preloaded. `channels`: the
+    launcher made the kernel's channels itself (FIFOs into a container): tonic's ends.
     """
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
@@ -269,6 +271,9 @@ def run_kernel(
         proc = (launcher or _popen_launcher)(program, kernel_ends, env)
         close_all(kernel_ends)
         theirs = None
+        if channels is not None:
+            close_all(ours)
+            ours = channels(proc)
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
         state = _Run(program, sink, engine, resume)
         if resume is not None:

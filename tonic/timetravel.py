@@ -94,6 +94,7 @@ class SnapshotRecord:
     files: dict[str, list[str | None]] = field(default_factory=dict)  # rel -> [before, after]
     path: str = ""
     environment: dict[str, object] = field(default_factory=dict)
+    engine: dict[str, str] = field(default_factory=dict)  # the engine's own (docker image)
 
     @property
     def snapshot_id(self) -> str:
@@ -113,6 +114,7 @@ class SnapshotRecord:
             + sorted({b for pair in self.files.values() for b in pair if b is not None}),
             "path": self.path,
             "environment": self.environment,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -127,6 +129,7 @@ class SnapshotRecord:
             files={str(k): list(v) for k, v in (meta.get("files") or {}).items()},  # type: ignore[attr-defined]
             path=str(meta.get("path", "")),
             environment=dict(meta.get("environment") or {}),  # type: ignore[call-overload]
+            engine={str(k): str(v) for k, v in (meta.get("engine") or {}).items()},  # type: ignore[attr-defined]
         )
 
 
@@ -194,7 +197,18 @@ def _is_local(path: str) -> bool:
 class Planner:
     """Keys, lookup and records of one run of one notebook with a snapshot engine."""
 
-    def __init__(self, program: Program, *, engine: str, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        *,
+        engine: str,
+        store: Store | None = None,
+        files: bool = True,
+        extra_key: dict[str, str] | None = None,
+    ) -> None:
+        """`files`: follow the notebook's writes to its project directory (fstravel.py;
+        an engine that keeps files itself says False). `extra_key`: what else the
+        engine's snapshots depend on (the docker engine: its image, the project's files)."""
         self.program = program
         self.nb = program.notebook
         self.store = store or Store()
@@ -206,6 +220,9 @@ class Planner:
             inspect=program.inspect,
         )
         self.base = base_key(self.environment, self.nb)
+        if extra_key:
+            self.base = sha256(f"{self.base}:{json.dumps(extra_key, sort_keys=True)}".encode())
+        self.track_files = files
         self.keys = prefix_keys(self.base, self.nb)
         self.full_key = sha256(f"{self.base}:run:{sha256(self.nb.data)}".encode())
         self.live: dict[int, CellResult] = {}
@@ -414,6 +431,8 @@ class Planner:
     def prepare_files(self, choice: Choice | None) -> None:
         """Put the notebook's files into the state of the chosen snapshot (or of before
         the notebook ran), then follow this run's writes."""
+        if not self.track_files:
+            return
         target = choice.record.files if choice is not None else {}
         self._put_files(target)
         self.tracker.start(
@@ -435,6 +454,8 @@ class Planner:
         return self.tracker.broken
 
     def files_step(self) -> dict[str, list[str | None]]:
+        if not self.track_files:
+            return {}
         self.tracker.step()
         files = {p: [self.tracker.before.get(p), b] for p, b in self.tracker.after.items()}
         fstravel.save_last(self.store.root, self.program.path, files)
@@ -442,28 +463,35 @@ class Planner:
 
     def files_done(self) -> None:
         self.files_step()
-        if self.tracker.broken is None:
+        if self.track_files and self.tracker.broken is None:
             fstravel.save_stats(self.store.root, self.program.path, self.tracker.stats())
 
     def restore(
         self, choice: Choice, criu: criu_tool.Criu, inherit: dict[int, str]
     ) -> tuple[int, float]:
         started = time.monotonic()
+        with self.images(choice) as (images, work):
+            pid, _ = criu_tool.restore(criu, images, inherit, work)
+        return pid, time.monotonic() - started
+
+    @contextlib.contextmanager
+    def images(self, choice: Choice) -> Iterator[tuple[Path, Path]]:
+        """(the snapshot's image files, a private scratch folder): kept unpacked (hot.py)
+        or recreated from the store in the scratch folder. Not to be written to."""
         work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=self.staging()))
         try:
             os.chmod(work, 0o700)
             images = hot.lookup(self.store.root, choice.snapshot_id)
             if images is None:
-                images = work
+                images = work / "images"
                 try:
                     self.store.materialize(choice.snapshot_id, images)
                 except StoreError:
                     self.store.remove(choice.snapshot_id)
                     raise
-            pid, _ = criu_tool.restore(criu, images, inherit, work)
+            yield images, work
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return pid, time.monotonic() - started
 
     # -- taking snapshots ---------------------------------------------------------------
 

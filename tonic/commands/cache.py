@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tonic import hot
+from tonic.engines.docker import collect_garbage
 from tonic.errors import InputError
 from tonic.ingest import settled
-from tonic.store import Store
+from tonic.store import SnapshotInfo, Store
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -97,9 +98,21 @@ def gc(*, max_size: str | None) -> None:
 
     with settled(store.root):
         report = store.gc(keep=keep, max_bytes=limit)
-        live = {s.id for s in store.snapshots()}
-        freed = hot.trim(store.root, hot.budget(), keep_ids=live)
-    print(f"tonic cache gc: {report}; {human(freed)} of unpacked images dropped")
+        snaps = store.snapshots()
+        freed = hot.trim(store.root, hot.budget(), keep_ids={s.id for s in snaps})
+    containers, images = collect_garbage(store.root, _docker_images(snaps))
+    docker = f"; docker: {containers} containers, {images} images removed" if images else ""
+    print(f"tonic cache gc: {report}; {human(freed)} of unpacked images dropped{docker}")
+
+
+def _docker_images(snaps: list[SnapshotInfo]) -> set[str]:
+    """The committed images the docker engine's snapshots need."""
+    found = set()
+    for s in snaps:
+        engine = s.meta.get("engine")
+        if isinstance(engine, dict) and engine.get("image"):
+            found.add(str(engine["image"]))
+    return found
 
 
 def clear() -> None:
@@ -107,4 +120,5 @@ def clear() -> None:
     with settled(store.root):
         store.clear()
         hot.clear(store.root)
+    collect_garbage(store.root, set(), everything=True)
     print(f"tonic cache clear: removed everything under {store.root}")

@@ -15,7 +15,7 @@ def doctor() -> int:
     table.add_column("engine", style="bold")
     table.add_column("works here")
     table.add_column("why")
-    for name in PREFERENCE:
+    for name in [*PREFERENCE, *(n for n in ENGINES if n not in PREFERENCE)]:
         available = ENGINES[name].availability()
         table.add_row(name, "yes" if available.ok else "no", available.reason)
     console.print(table)
@@ -24,5 +24,7 @@ def doctor() -> int:
     except TonicError as err:
         console.print(f"no engine can run notebooks here: {err}")
         return 1
-    console.print(f"default engine: {engine.name}")
+    console.print(
+        f"default engine: {engine.name} (another with `--engine NAME` or TONIC_ENGINE=NAME)"
+    )
     return 0

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from tonic.engines.base import Availability, Engine
 from tonic.engines.criu import CriuEngine
+from tonic.engines.docker import DockerEngine
 from tonic.engines.replay import ReplayEngine
 from tonic.errors import EngineError
 
 ENGINES: dict[str, Engine] = {
     "criu": CriuEngine(),
     "replay": ReplayEngine(),
+    "docker": DockerEngine(),
 }
-# The first available engine of this list is the default.
+# The first available engine of this list is the default (docker only when asked for:
+# with `--engine docker` or TONIC_ENGINE=docker).
 PREFERENCE = ("criu", "replay")
 
 

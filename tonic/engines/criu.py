@@ -37,27 +37,14 @@ from tonic.driver import (
     run_kernel,
 )
 from tonic.engines.base import Availability
+from tonic.engines.snapshots import Policy, RestoreError, finish, run_with_snapshots
 from tonic.errors import EngineError
 from tonic.ingest import Worker
-from tonic.results import BufferSink, RunResult, Sink
+from tonic.results import RunResult, Sink
 from tonic.seccomp import deny_io_uring
-from tonic.timetravel import Choice, Planner, SnapshotRecord, Verdict
+from tonic.timetravel import Choice, Planner, SnapshotRecord
 
 ENV = {"UV_USE_IO_URING": "0"}
-# A snapshot costs about 40-80 ms. After cells that together ran for less than this, the
-# pause is not dumped: resuming from the snapshot before them and running them again
-# costs no more.
-SNAPSHOT_MIN_MS = 50.0
-
-
-def snapshot_min_ms() -> float:
-    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
-    try:
-        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
-    except ValueError:
-        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None
-
-
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -212,17 +199,11 @@ class Snapshotter:
         self.failed: str | None = None
         self.dump_seconds: list[float] = []
         self.rss: list[int] = []
-        self.min_ms = snapshot_min_ms()
-        self.unsaved_ms = 0.0  # cell time since the last snapshot (or the restored one)
+        self.policy = Policy(planner)
 
     def pause(self, record: SnapshotRecord) -> None:
-        if self.failed is not None:
+        if self.failed is not None or not self.policy.due(record.pause):
             return
-        cell = self.planner.live.get(record.pause)
-        self.unsaved_ms += (cell.ms or 0.0) if cell is not None else 0.0
-        if self.unsaved_ms < self.min_ms:
-            return
-        self.unsaved_ms = 0.0
         staging = Path(tempfile.mkdtemp(prefix="tonic-dump-", dir=self.planner.staging()))
         try:
             os.chmod(staging, 0o700)
@@ -251,34 +232,11 @@ class CriuEngine:
         criu = criu_tool.require()
         _become_subreaper()
         planner = Planner(program, engine=self.name)
-        with planner.locked():
-            stored = planner.complete_run()
-            if stored is not None:
-                return planner.replay_stored(stored, sink)
-            choice = planner.choose()
-            continued = choice is not None and choice.command.get("op") == "eval"
-            # A continued run evaluates the edited cells with eval: an uncaught error there
-            # would be reported with other stack frames (and sometimes columns) than node's.
-            # So its output is held back; at an uncaught error, it is dropped and the
-            # notebook runs afresh, natively compiled. (An early error in the edited file,
-            # which node reports before running anything, is one: the kernel compiles the
-            # whole new file, as node's loader would, before it runs the rest.)
-            held = BufferSink() if continued else None
-            try:
-                result = self._run(planner, criu, choice, held or sink, timeout, continued)
-            except RestoreError as err:
-                planner.verdicts.append(Verdict(choice.pause if choice else 0, False, str(err)))
-                note = f"{err}; ran afresh"
-            else:
-                if not result.aborted:
-                    if held is not None:
-                        held.release(sink)
-                    return result
-                note = "an uncaught error after resuming: ran afresh for node's exact report"
-            planner.fresh()
-            result = self._run(planner, criu, None, sink, timeout, False)
-            result.notes.append(note)
-            return result
+
+        def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:
+            return self._run(planner, criu, choice, out, timeout, continued)
+
+        return run_with_snapshots(planner, sink, attempt)
 
     def _run(
         self,
@@ -356,19 +314,4 @@ class CriuEngine:
             "rss_bytes": snap.rss,
             "restore_seconds": restore_seconds if choice is not None else None,
         }
-        result.notes.extend(planner.notes)
-        if choice is not None:
-            result.saved_seconds = max(0.0, choice.saved_seconds - restore_seconds)
-            result.notes.extend(choice.notes)
-        if result.aborted:
-            return result
-        if snap.failed:
-            result.notes.append(snap.failed)
-        if planner.files_broken:
-            result.notes.append(f"no snapshots of this run's files: {planner.files_broken}")
-        planner.finish(result)
-        return result
-
-
-class RestoreError(EngineError):
-    """CRIU could not restore a snapshot (the run falls back to a fresh one)."""
+        return finish(planner, result, choice, restore_seconds, snap.failed)

@@ -1,0 +1,119 @@
+"""The docker engine end to end: files travel inside the container, the host's stay
+untouched, gc removes what no snapshot needs, and a missing daemon is one clear line.
+(The conformance suite and the edit-sequence test run against it too.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import node, require_engine, tonic
+
+NOTEBOOK = """\
+// %% one
+const fs = require('fs');
+const n = Math.random();
+fs.writeFileSync('out.txt', 'written by cell one\\n');
+console.log('one', n < 1);
+
+// %% two
+fs.appendFileSync('out.txt', 'and by cell two\\n');
+console.log('two');
+
+// %% three
+console.log('three', fs.readFileSync('out.txt', 'utf8').split('\\n').length, n < 1);
+"""
+
+
+def _run(path: Path, *args: str) -> dict[str, object]:
+    got = tonic("run", "--json", "--engine", "docker", *args, str(path), cwd=path.parent)
+    assert got.code == 0, got.describe()
+    data: dict[str, object] = json.loads(got.stdout)
+    return data
+
+
+def _our_images(cache: Path) -> list[str]:
+    from tonic.dockerapi import Docker
+    from tonic.engines.docker import labels
+
+    api = Docker.connect()
+    try:
+        return api.labeled_images(labels(cache))
+    finally:
+        api.close()
+
+
+def test_files_travel_in_the_container(tmp_path: Path) -> None:
+    require_engine("docker")
+    path = tmp_path / "nb.js"
+    path.write_text(NOTEBOOK)
+    first = _run(path)
+    assert [c["origin"] for c in first["cells"]] == ["executed"] * 3  # type: ignore[union-attr]
+    assert not (tmp_path / "out.txt").exists(), "the host's folder was written to"
+    path.write_text(NOTEBOOK.replace("'three'", "'THREE'"))
+    second = _run(path)
+    cells = second["cells"]
+    assert isinstance(cells, list)
+    assert [c["origin"] for c in cells] == ["restored", "restored", "executed"]
+    # The restored container's file holds both cells' lines, written once each.
+    assert cells[2]["stdout"] == "THREE 3 true\n"
+    assert not (tmp_path / "out.txt").exists()
+    expected = node(path)
+    (tmp_path / "out.txt").unlink()
+    got = tonic("run", "--plain", "--engine", "docker", str(path), cwd=tmp_path)
+    assert (got.stdout, got.stderr, got.code) == (expected.stdout, expected.stderr, expected.code)
+
+
+def test_gc_removes_images_no_snapshot_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_engine("docker")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TONIC_CACHE", str(cache))
+    project = tmp_path / "project"
+    project.mkdir()
+    path = project / "nb.js"
+    path.write_text(NOTEBOOK)
+    _run(path)
+    assert _our_images(cache), "no labeled images were made"
+    got = tonic("cache", "gc")
+    assert got.code == 0, got.describe()
+    assert _our_images(cache), "gc removed images a snapshot needs"
+    path.unlink()
+    got = tonic("cache", "gc")
+    assert got.code == 0, got.describe()
+    assert _our_images(cache) == []
+
+
+def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    path = tmp_path / "nb.js"
+    path.write_text("console.log(1);\n")
+    got = tonic("run", "--engine", "docker", str(path), cwd=tmp_path)
+    assert got.code == 2, got.describe()
+    lines = got.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "no Docker daemon answers" in lines[0], got.describe()
+    assert "Traceback" not in got.stderr.decode()
+
+
+def test_image_option(tmp_path: Path) -> None:
+    """--image runs in another local image (here tonic's own base, by its tag), and an
+    image the daemon does not have is one line."""
+    require_engine("docker")
+    from tonic.dockerapi import Docker
+    from tonic.dockerimage import image_tag
+
+    api = Docker.connect()
+    try:
+        tag, _ = image_tag()
+        assert api.image_id(tag) is not None
+    finally:
+        api.close()
+    path = tmp_path / "nb.js"
+    path.write_text("// %% a\nconsole.log('a');\n\n// %% b\nconsole.log('b', 1 + 1);\n")
+    got = tonic("run", "--plain", "--image", tag, str(path), cwd=tmp_path)
+    assert (got.stdout, got.code) == (b"a\nb 2\n", 0), got.describe()
+    got = tonic("run", "--plain", "--image", "tonic-no-such-image:1", str(path), cwd=tmp_path)
+    assert got.code == 2 and b"no image 'tonic-no-such-image:1'" in got.stderr, got.describe()

@@ -1,0 +1,314 @@
+"""The docker engine: the notebook runs in a container of its own; after each cell the
+container is checkpointed (its memory, with CRIU) and committed (its filesystem), and an
+edit resumes in a new container made from the committed image and started from the
+checkpoint. Isolation for notebooks a user does not fully trust, with the time travel of
+the criu engine: the same keys, store, resume rules and fallbacks (timetravel.py,
+snapshots.py).
+
+The container (dockertree.py) holds copies of the notebook's folder (without `.git` and
+tonic's cache), tonic's kernel and the clock shim, at their host paths, in an image layer
+of their own (so each commit holds only what the notebook changed). Files the notebook
+writes stay in the container and travel with its commits; the host's files are never
+touched. The key of every snapshot adds the image and the state of the copied folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tonic import clockshim, fstravel
+from tonic.driver import (
+    GO,
+    KernelProcess,
+    Pipes,
+    Program,
+    Resume,
+    kernel_argv,
+    kernel_file,
+    run_kernel,
+)
+from tonic.engines.base import Availability
+from tonic.engines.snapshots import Policy, RestoreError, finish, run_with_snapshots
+from tonic.errors import EngineError, TonicError
+from tonic.ingest import Worker
+from tonic.results import RunResult, Sink
+from tonic.store import default_root
+from tonic.timetravel import Choice, Planner
+
+if TYPE_CHECKING:
+    from tonic.dockerapi import Docker
+    from tonic.dockertree import ContainerKernel
+
+ENV = {"UV_USE_IO_URING": "0"}
+NOTEBOOK_LABEL = "tonic.notebook"
+CACHE_LABEL = "tonic.cache"  # which snapshot cache the container or image belongs to
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def labels(store_root: Path, notebook: Path | None = None) -> dict[str, str]:
+    """The labels (besides tonic=1 and the kind) of what a run makes."""
+    found = {CACHE_LABEL: _short(str(store_root.resolve()))}
+    if notebook is not None:
+        found[NOTEBOOK_LABEL] = _short(str(notebook))
+    return found
+
+
+def _connect() -> Docker:
+    from tonic.dockerapi import Docker  # the docker SDK takes ~100 ms to import
+
+    return Docker.connect()
+
+
+HASHED_FILE = 1 << 20  # bigger files count by size and modification time
+
+
+def project_state(project: Path, notebook: Path, skip: frozenset[Path]) -> str:
+    """A digest of what the container gets of the notebook's folder besides the notebook
+    (node_modules counts in the key by its lock file): every file's path and content."""
+    found = fstravel.scan(project, skip) or {}
+    h = hashlib.sha256()
+    for rel in sorted(found):
+        st = found[rel]
+        if project / rel == notebook:
+            continue
+        h.update(f"{rel}\0{st.size}\0".encode())
+        try:
+            if st.size > HASHED_FILE:
+                raise OSError
+            h.update(hashlib.sha256((project / rel).read_bytes()).digest())
+        except OSError:
+            h.update(f"{st.mtime_ns}".encode())
+    return h.hexdigest()
+
+
+class DockerEngine:
+    name = "docker"
+    description = (
+        "a container per notebook, checkpointed (CRIU) and committed after every cell; "
+        "files stay in the container"
+    )
+
+    def availability(self) -> Availability:
+        try:
+            from tonic import dockerimage
+
+            api = _connect()
+            try:
+                built = dockerimage.ready(api)
+            finally:
+                api.close()
+        except TonicError as err:
+            return Availability(False, str(err))
+        return Availability(True, f"Docker daemon with checkpoints, image {built.tag}")
+
+    def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
+        api = _connect()
+        try:
+            image, node = _image(api)
+            store_root = default_root()
+            project = program.path.parent
+            state = project_state(project, program.path, frozenset({store_root}))
+            planner = Planner(
+                program,
+                engine=self.name,
+                files=False,
+                extra_key={"image": image, "project": state},
+            )
+
+            def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:
+                return _Run(api, image, node, planner, choice).run(out, timeout, continued)
+
+            return run_with_snapshots(planner, sink, attempt)
+        finally:
+            api.close()
+
+
+def _image(api: Docker) -> tuple[str, str | None]:
+    """(image id, node's path in it: None for the host's own, in tonic's default image)."""
+    from tonic import dockerimage
+    from tonic.errors import DockerError
+
+    wanted = os.environ.get("TONIC_DOCKER_IMAGE")
+    if not wanted:
+        return dockerimage.ready(api).image, None
+    api.check()
+    image = api.image_id(wanted)
+    if image is None:
+        raise DockerError(
+            f"no image {wanted!r} on the Docker daemon (no registry may be reachable: "
+            "`docker load` or `docker import` it first)"
+        )
+    api.check_criu(image, ["node", "-e", "setInterval(() => {}, 1 << 30)"])
+    return image, "node"
+
+
+class _Run:
+    """One kernel run in a container: fresh, or restored from `choice`."""
+
+    def __init__(
+        self, api: Docker, image: str, node: str | None, planner: Planner, choice: Choice | None
+    ):
+        self.api = api
+        self.image = image
+        self.node = node  # None: the host's node, at the same path
+        self.planner = planner
+        self.choice = choice
+        self.labels = labels(planner.store.root, planner.program.path)
+        self.kernel: ContainerKernel | None = None
+        self.restore_seconds = 0.0
+        self.restore_parts: dict[str, float] = {}
+        self.dump_seconds: list[float] = []
+        self.failed: str | None = None
+        self.policy = Policy(planner)
+        self.worker = Worker(planner.store.root, planner.program.path)
+
+    def launch(self, prog: Program, _pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+        from tonic import dockertree
+
+        if self.choice is None:
+            copies: list[Path | str] = [prog.path.parent, kernel_file("kernel.js")]
+            preload = env.get("LD_PRELOAD")
+            if preload:
+                copies += [p for p in preload.split(":") if os.path.isfile(p)]
+            layer = dockertree.layer(
+                self.api,
+                self.image,
+                copies,
+                labels=self.labels,
+                skip=frozenset({str(self.planner.store.root.resolve())}),
+            )
+            argv = kernel_argv(prog)
+            if self.node is not None:
+                argv[0] = self.node
+            self.kernel = dockertree.start(
+                self.api,
+                layer,
+                argv,
+                env=env,
+                cwd=os.getcwd(),
+                copies=[env["TONIC_KERNEL_PLAN"]],
+                labels=self.labels,
+            )
+            return self.kernel
+        record = self.choice.record
+        started = time.monotonic()
+        try:
+            with self.planner.images(self.choice) as (images, _):
+                snapshot = dockertree.Snapshot(
+                    record.engine["image"],
+                    images,
+                    record.engine.get("hostname") or socket.gethostname(),
+                )
+                self.kernel = dockertree.restore(self.api, snapshot, labels=self.labels, how="copy")
+        except (EngineError, KeyError) as err:
+            raise RestoreError(f"the snapshot after cell {self.choice.pause}: {err}") from None
+        self.restore_seconds = time.monotonic() - started
+        self.restore_parts = dict(self.kernel.seconds)
+        return self.kernel
+
+    def channels(self, _proc: KernelProcess) -> Pipes:
+        assert self.kernel is not None and self.kernel.ours is not None
+        return self.kernel.ours
+
+    def on_pause(self, k: int) -> dict[str, object]:
+        record = self.planner.record_at(k)
+        if record is None or self.failed is not None or not self.policy.due(k):
+            return GO
+        assert self.kernel is not None
+        folder = Path(self.planner.staging()) / f"docker-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            snap = self.kernel.checkpoint(folder.parent, folder.name, labels=self.labels)
+            self.dump_seconds.append(snap.seconds.get("total", 0.0))
+            record.engine = {"image": snap.image, "hostname": snap.hostname}
+            self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
+        except (EngineError, OSError) as err:
+            self.failed = f"snapshots stopped at cell {k}: {err}"
+        return GO
+
+    def run(self, sink: Sink, timeout: float | None, stop_on_error: bool) -> RunResult:
+        planner = self.planner
+        choice = self.choice
+        resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
+        overrides = dict(ENV)
+        # The clock shim is built against this machine's C library: not for other images.
+        shim = clockshim.shim(planner.store.root)[0] if self.node is None else None
+        if shim is not None:
+            user = os.environ.get("LD_PRELOAD")
+            overrides["LD_PRELOAD"] = f"{shim}:{user}" if user else str(shim)
+        try:
+            result = run_kernel(
+                planner.program,
+                planner.watch(sink),
+                engine=DockerEngine.name,
+                timeout=timeout,
+                on_pause=self.on_pause,
+                launcher=self.launch,
+                env_overrides=overrides,
+                resume=resume,
+                snapshots=True,
+                clock_shim=shim is not None,
+                stop_on_error=stop_on_error,
+                channels=self.channels,
+            )
+        finally:
+            self.worker.release()
+            if self.kernel is not None:
+                self.kernel.close()
+        result.stats = {
+            "dump_seconds": self.dump_seconds,
+            "restore_seconds": self.restore_seconds if choice is not None else None,
+            "restore_parts": self.restore_parts,
+        }
+        return finish(planner, result, choice, self.restore_seconds, self.failed)
+
+
+def collect_garbage(
+    store_root: Path, live_images: set[str], *, everything: bool = False
+) -> tuple[int, int]:
+    """Remove the containers the docker engine left for this cache (a killed run's), and
+    its snapshot and project-layer images no stored snapshot needs (all of them when
+    `everything`); the base image stays. (containers, images) removed; (0, 0) when no
+    daemon answers."""
+    from tonic.dockerapi import KIND
+    from tonic.errors import DockerError
+
+    if not _daemon_likely():
+        return 0, 0
+    try:
+        api = _connect()
+    except DockerError:
+        return 0, 0
+    ours = labels(store_root)
+    try:
+        containers = 0
+        for container in api.labeled_containers({KIND: "kernel", **ours}):
+            state = api.state(container)
+            if not state.get("Running") or everything:
+                api.remove_container(container)
+                containers += 1
+        images = 0
+        for kind in ("snapshot", "files"):
+            for image in api.labeled_images({KIND: kind, **ours}):
+                if everything or image not in live_images:
+                    try:
+                        api.remove_image(image)
+                        images += 1
+                    except DockerError:
+                        continue  # a parent of an image still needed
+        return containers, images
+    finally:
+        api.close()
+
+
+def _daemon_likely() -> bool:
+    """Whether a daemon may answer (no 5 s connection timeout when there is none)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return not host.startswith("unix://") or os.path.exists(host[len("unix://") :])
