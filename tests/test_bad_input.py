@@ -126,5 +126,5 @@ def test_unknown_engine(tmp_path: Path) -> None:
     got = tonic("run", "--engine", "warp", str(path))
     assert got.code == 2
     assert got.stderr.decode().startswith(
-        "tonic: error: unknown engine 'warp' (known: criu, replay)"
+        "tonic: error: unknown engine 'warp' (known: criu, docker, replay)"
     )

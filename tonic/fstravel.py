@@ -194,7 +194,11 @@ def load_last(store_root: Path, notebook: Path) -> dict[str, list[str | None]]:
 
 
 def save_last(store_root: Path, notebook: Path, files: dict[str, list[str | None]]) -> None:
-    path = state_path(store_root, notebook)
+    _write_record(state_path(store_root, notebook), notebook, files)
+
+
+def _write_record(path: Path, notebook: Path, files: object) -> None:
+    """A JSON record under files/ (atomically replaced; gc keeps the blobs it names)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -233,12 +237,7 @@ def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, st
         for rel, (st, blob) in stats.items()
         if st.mtime_ns < settled
     }
-    path = _stats_path(store_root, notebook)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"notebook": str(notebook), "files": rows}, f)
-    os.replace(tmp, path)
+    _write_record(_stats_path(store_root, notebook), notebook, rows)
 
 
 def plan_rollback(

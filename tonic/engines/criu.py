@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tonic import clockshim
 from tonic import criu as criu_tool
 from tonic.driver import (
     GO,
@@ -37,14 +36,19 @@ from tonic.driver import (
     run_kernel,
 )
 from tonic.engines.base import Availability
-from tonic.engines.snapshots import Policy, RestoreError, finish, run_with_snapshots
+from tonic.engines.snapshots import (
+    Policy,
+    RestoreError,
+    finish,
+    kernel_env,
+    run_with_snapshots,
+)
 from tonic.errors import EngineError
 from tonic.ingest import Worker
 from tonic.results import RunResult, Sink
 from tonic.seccomp import deny_io_uring
 from tonic.timetravel import Choice, Planner, SnapshotRecord
 
-ENV = {"UV_USE_IO_URING": "0"}
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -282,16 +286,7 @@ class CriuEngine:
             return GO
 
         resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
-        overrides = dict(ENV)
-        shim, _ = clockshim.shim(planner.store.root)
-        if shim is not None:
-            user = os.environ.get("LD_PRELOAD")
-            overrides["LD_PRELOAD"] = f"{shim}:{user}" if user else str(shim)
-        else:
-            planner.notes.append(
-                "no clock shim (no C compiler): time spent at snapshots counts on node's "
-                "clocks, so timers of different delays in different cells may reorder"
-            )
+        overrides, shimmed = kernel_env(planner)
         try:
             result = run_kernel(
                 planner.program,
@@ -303,7 +298,7 @@ class CriuEngine:
                 env_overrides=overrides,
                 resume=resume,
                 snapshots=True,
-                clock_shim=shim is not None,
+                clock_shim=shimmed,
                 stop_on_error=stop_on_error,
             )
         finally:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tonic import clockshim, fstravel
+from tonic import fstravel
 from tonic.driver import (
     GO,
     KernelProcess,
@@ -33,7 +33,13 @@ from tonic.driver import (
     run_kernel,
 )
 from tonic.engines.base import Availability
-from tonic.engines.snapshots import Policy, RestoreError, finish, run_with_snapshots
+from tonic.engines.snapshots import (
+    Policy,
+    RestoreError,
+    finish,
+    kernel_env,
+    run_with_snapshots,
+)
 from tonic.errors import EngineError, TonicError
 from tonic.ingest import Worker
 from tonic.results import RunResult, Sink
@@ -44,7 +50,6 @@ if TYPE_CHECKING:
     from tonic.dockerapi import Docker
     from tonic.dockertree import ContainerKernel
 
-ENV = {"UV_USE_IO_URING": "0"}
 NOTEBOOK_LABEL = "tonic.notebook"
 CACHE_LABEL = "tonic.cache"  # which snapshot cache the container or image belongs to
 
@@ -237,12 +242,8 @@ class _Run:
         planner = self.planner
         choice = self.choice
         resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
-        overrides = dict(ENV)
         # The clock shim is built against this machine's C library: not for other images.
-        shim = clockshim.shim(planner.store.root)[0] if self.node is None else None
-        if shim is not None:
-            user = os.environ.get("LD_PRELOAD")
-            overrides["LD_PRELOAD"] = f"{shim}:{user}" if user else str(shim)
+        overrides, shimmed = kernel_env(planner, shim=self.node is None)
         try:
             result = run_kernel(
                 planner.program,
@@ -254,7 +255,7 @@ class _Run:
                 env_overrides=overrides,
                 resume=resume,
                 snapshots=True,
-                clock_shim=shim is not None,
+                clock_shim=shimmed,
                 stop_on_error=stop_on_error,
                 channels=self.channels,
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from tonic import clockshim
 from tonic.errors import EngineError
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.timetravel import Choice, Planner, Verdict
@@ -15,6 +16,23 @@ from tonic.timetravel import Choice, Planner, Verdict
 # ran for less than this, the pause is not dumped: resuming from the snapshot before them
 # and running them again costs no more.
 SNAPSHOT_MIN_MS = 50.0
+
+
+def kernel_env(planner: Planner, *, shim: bool = True) -> tuple[dict[str, str], bool]:
+    """Variables a snapshot engine's kernel gets (hidden again from the notebook), and
+    whether the clock shim is preloaded (`shim`: when this machine's C library is the
+    kernel's). libuv must not open an io_uring: CRIU cannot dump one."""
+    overrides = {"UV_USE_IO_URING": "0"}
+    path = clockshim.shim(planner.store.root)[0] if shim else None
+    if path is not None:
+        user = os.environ.get("LD_PRELOAD")
+        overrides["LD_PRELOAD"] = f"{path}:{user}" if user else str(path)
+    elif shim:
+        planner.notes.append(
+            "no clock shim (no C compiler): time spent at snapshots counts on node's "
+            "clocks, so timers of different delays in different cells may reorder"
+        )
+    return overrides, path is not None
 
 
 class RestoreError(EngineError):
