@@ -17,7 +17,7 @@ from tests.timetravel_edits import random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
 EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
-DOCKER_EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_DOCKER_EDITS", "8"))
+DOCKER_EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_DOCKER_EDITS", "10"))
 NOTEBOOKS = ["analysis.js", "strict.js", "uses_lib.js", "errors.js", "files.js"]
 EDITS_RUN: Counter[str] = Counter()  # reported at the end of the test session
 
