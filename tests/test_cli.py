@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import FIXTURES, ROOT, node, tonic
+import pytest
+
+from tests.helpers import FIXTURES, ROOT, node, require_engine, tonic
 
 NB = b"""// %% Setup
 const xs = [1, 2, 3];
@@ -108,3 +110,41 @@ def test_demo_runs_like_node() -> None:
     view = tonic("run", str(demo), cwd=ROOT)
     assert view.code == 0
     assert "4/4 cells ran" in view.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("package", "env", "option", "expected"),
+    [
+        ({"tonic": {"engine": "replay"}}, {}, [], "replay"),
+        ({"tonic": {"engine": "replay"}}, {"TONIC_ENGINE": "criu"}, [], "criu"),
+        ({"tonic": {"engine": "criu"}}, {"TONIC_ENGINE": "criu"}, ["-e", "replay"], "replay"),
+        ({"tonic": {"engine": "warp"}}, {}, [], "error: unknown engine 'warp'"),
+        ({"tonic": {"engin": "replay"}}, {}, [], "unknown \"tonic\" setting 'engin'"),
+        ({"tonic": "replay"}, {}, [], '"tonic" must be an object'),
+    ],
+)
+def test_project_default_engine(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    package: dict[str, object],
+    env: dict[str, str],
+    option: list[str],
+    expected: str,
+) -> None:
+    """package.json "tonic": {"engine": ...} is the project's default; $TONIC_ENGINE and
+    --engine win over it; a bad setting is one line."""
+    if expected == "criu":
+        require_engine("criu")
+    monkeypatch.delenv("TONIC_ENGINE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "package.json").write_text(json.dumps(package))
+    path = tmp_path / "nb.js"
+    path.write_text("console.log(1);\n")
+    got = tonic("run", "--json", *option, str(path), cwd=tmp_path)
+    if expected in ("replay", "criu"):
+        assert got.code == 0, got.describe()
+        assert json.loads(got.stdout)["engine"] == expected
+    else:
+        assert got.code == 2 and expected in got.stderr.decode(), got.describe()
+        assert len(got.stderr.decode().strip().splitlines()) == 1

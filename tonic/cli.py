@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -109,9 +108,14 @@ def run(
             if engine not in (None, "docker"):
                 raise TonicError("--image is for the docker engine (--engine docker)")
             engine = "docker"
-            os.environ["TONIC_DOCKER_IMAGE"] = image
         code = command.run(
-            file, plain=plain, as_json=as_json, engine=engine, timeout=timeout, args=args or []
+            file,
+            plain=plain,
+            as_json=as_json,
+            engine=engine,
+            timeout=timeout,
+            args=args or [],
+            image=image,
         )
         command.exit_like_node(code)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.commands.run import program_for
-from tonic.engines import get_engine
+from tonic.engines import engine_for
 from tonic.results import NullSink, RunResult
 
 # What git (for every hook) and the pre-commit framework add to a hook's environment.
@@ -71,7 +71,7 @@ def record_environment(directory: Path) -> Iterator[None]:
 def record(path: Path, *, timeout: float | None = None) -> RunResult:
     """Run the notebook at `path` in view mode through the default engine."""
     program = program_for(path, plain=False, args=[])
-    engine, _ = get_engine(None)
+    engine, _ = engine_for(program.path)
     with record_environment(program.path.parent):
         return engine.run(program, NullSink(), timeout=timeout)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tonic.driver import Program
-from tonic.engines import get_engine
+from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError
 from tonic.instrument import instrument, uninstrumented
 from tonic.loader import load
@@ -44,14 +44,13 @@ def run(
     engine: str | None,
     timeout: float | None,
     args: list[str],
+    image: str | None = None,
 ) -> int:
     program = program_for(path, plain=plain, args=args)
     nb = program.notebook
-    wanted = engine or os.environ.get("TONIC_ENGINE") or None
-    if wanted is None and stdin_has_data():
-        # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
-        wanted = "replay"
-    chosen, note = get_engine(wanted)
+    # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
+    fallback = "replay" if stdin_has_data() else None
+    chosen, note = engine_for(program.path, engine, image, default=fallback)
     view: ViewSink | None = None
     sink: Sink
     if plain:

@@ -8,18 +8,21 @@ from rich.console import Console
 from rich.table import Table
 
 from tonic.commands.run import program_for
-from tonic.engines import ENGINES
+from tonic.engines import engine_for, planner_for
 from tonic.errors import TonicError
 from tonic.keys import explain
 from tonic.timetravel import Planner, SnapshotRecord
 
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
-    name = engine or "criu"
-    if name not in ENGINES or name == "replay":
-        raise TonicError(f"engine {name!r} keeps no snapshots; `tonic why` explains criu's")
     program = program_for(path, plain=plain, args=[])
-    planner = Planner(program, engine=name)
+    chosen, _ = engine_for(program.path, engine)
+    planner = planner_for(chosen, program)
+    if planner is None:
+        raise TonicError(
+            f"the {chosen.name} engine keeps no snapshots; `tonic why` explains those of "
+            "the criu and docker engines (--engine)"
+        )
     console = Console(highlight=False, soft_wrap=True)
     table = Table(box=None, pad_edge=False)
     table.add_column("cells", style="bold")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from tonic.config import settings_for
+from tonic.driver import Program
 from tonic.engines.base import Availability, Engine
 from tonic.engines.criu import CriuEngine
 from tonic.engines.docker import DockerEngine
 from tonic.engines.replay import ReplayEngine
 from tonic.errors import EngineError
+from tonic.timetravel import Planner
 
 ENGINES: dict[str, Engine] = {
     "criu": CriuEngine(),
@@ -42,4 +48,39 @@ def get_engine(name: str | None) -> tuple[Engine, str | None]:
     return engine, None
 
 
-__all__ = ["ENGINES", "PREFERENCE", "Availability", "Engine", "get_engine"]
+def engine_for(
+    notebook: Path,
+    name: str | None = None,
+    image: str | None = None,
+    *,
+    default: str | None = None,
+) -> tuple[Engine, str | None]:
+    """The engine to run `notebook` with: `name` (a command-line option), else
+    $TONIC_ENGINE, else the project's package.json ("tonic": {"engine": ...}), else
+    `default`, else the best that works here; the docker engine in `image`,
+    $TONIC_DOCKER_IMAGE or the project's "image", else tonic's own."""
+    settings = settings_for(notebook)
+    chosen = name or os.environ.get("TONIC_ENGINE") or settings.engine or default
+    engine, note = get_engine(chosen)
+    image = image or os.environ.get("TONIC_DOCKER_IMAGE") or settings.image
+    if image and isinstance(engine, DockerEngine):
+        engine = DockerEngine(image=image)
+    return engine, note
+
+
+def planner_for(engine: Engine, program: Program) -> Planner | None:
+    """The snapshot planner of a snapshot engine (None for replay)."""
+    if isinstance(engine, CriuEngine | DockerEngine):
+        return engine.planner(program)
+    return None
+
+
+__all__ = [
+    "ENGINES",
+    "PREFERENCE",
+    "Availability",
+    "Engine",
+    "engine_for",
+    "get_engine",
+    "planner_for",
+]

@@ -232,10 +232,14 @@ class CriuEngine:
         criu, why = criu_tool.availability()
         return Availability(criu is not None, why)
 
+    def planner(self, program: Program) -> Planner:
+        """The snapshots' keys and lookup for `program`."""
+        return Planner(program, engine=self.name)
+
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         criu = criu_tool.require()
         _become_subreaper()
-        planner = Planner(program, engine=self.name)
+        planner = self.planner(program)
 
         def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:
             return self._run(planner, criu, choice, out, timeout, continued)

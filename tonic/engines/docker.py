@@ -101,6 +101,9 @@ class DockerEngine:
         "files stay in the container"
     )
 
+    def __init__(self, image: str | None = None) -> None:
+        self.image = image  # None: tonic's own, built from this machine's node
+
     def availability(self) -> Availability:
         try:
             from tonic import dockerimage
@@ -114,19 +117,25 @@ class DockerEngine:
             return Availability(False, str(err))
         return Availability(True, f"Docker daemon with checkpoints, image {built.tag}")
 
+    def planner(self, program: Program, api: Docker | None = None) -> Planner:
+        """The snapshots' keys and lookup for `program` in this engine's image."""
+        own = api is None
+        api = api or _connect()
+        try:
+            image, _ = _image(api, self.image)
+        finally:
+            if own:
+                api.close()
+        state = project_state(program.path.parent, program.path, frozenset({default_root()}))
+        return Planner(
+            program, engine=self.name, files=False, extra_key={"image": image, "project": state}
+        )
+
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         api = _connect()
         try:
-            image, node = _image(api)
-            store_root = default_root()
-            project = program.path.parent
-            state = project_state(project, program.path, frozenset({store_root}))
-            planner = Planner(
-                program,
-                engine=self.name,
-                files=False,
-                extra_key={"image": image, "project": state},
-            )
+            image, node = _image(api, self.image)
+            planner = self.planner(program, api)
 
             def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:
                 return _Run(api, image, node, planner, choice).run(out, timeout, continued)
@@ -136,12 +145,11 @@ class DockerEngine:
             api.close()
 
 
-def _image(api: Docker) -> tuple[str, str | None]:
+def _image(api: Docker, wanted: str | None) -> tuple[str, str | None]:
     """(image id, node's path in it: None for the host's own, in tonic's default image)."""
     from tonic import dockerimage
     from tonic.errors import DockerError
 
-    wanted = os.environ.get("TONIC_DOCKER_IMAGE")
     if not wanted:
         return dockerimage.ready(api).image, None
     api.check()
