@@ -117,3 +117,42 @@ def test_image_option(tmp_path: Path) -> None:
     assert (got.stdout, got.code) == (b"a\nb 2\n", 0), got.describe()
     got = tonic("run", "--plain", "--image", "tonic-no-such-image:1", str(path), cwd=tmp_path)
     assert got.code == 2 and b"no image 'tonic-no-such-image:1'" in got.stderr, got.describe()
+
+
+def test_killed_run_leaves_nothing_after_gc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tonic killed (-9) while a cell spins: its kernel container keeps running, owned by
+    a dead process; `tonic cache gc` removes it."""
+    require_engine("docker")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tonic.dockerapi import KIND, Docker
+    from tonic.engines.docker import labels
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TONIC_CACHE", str(cache))
+    path = tmp_path / "spin.js"
+    path.write_text("// %% a\nconsole.log('a');\n\n// %% b\nwhile (true) {}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonic", "run", "--engine", "docker", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the first cell is done: the second one spins
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    api = Docker.connect()
+    try:
+        ours = {KIND: "kernel", **labels(cache)}
+        assert api.labeled_containers(ours), "the spinning kernel's container is gone already"
+        got = tonic("cache", "gc")
+        assert got.code == 0, got.describe()
+        assert api.labeled_containers(ours) == []
+    finally:
+        api.close()

@@ -101,7 +101,11 @@ def gc(*, max_size: str | None) -> None:
         snaps = store.snapshots()
         freed = hot.trim(store.root, hot.budget(), keep_ids={s.id for s in snaps})
     containers, images = collect_garbage(store.root, _docker_images(snaps))
-    docker = f"; docker: {containers} containers, {images} images removed" if images else ""
+    docker = (
+        f"; docker: {containers} containers, {images} images removed"
+        if images or containers
+        else ""
+    )
     print(f"tonic cache gc: {report}; {human(freed)} of unpacked images dropped{docker}")
 
 

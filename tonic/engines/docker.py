@@ -14,9 +14,12 @@ touched. The key of every snapshot adds the image and the state of the copied fo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +55,33 @@ if TYPE_CHECKING:
 
 NOTEBOOK_LABEL = "tonic.notebook"
 CACHE_LABEL = "tonic.cache"  # which snapshot cache the container or image belongs to
+OWNER_LABEL = "tonic.owner"  # the tonic process running a kernel container: "pid boot-id"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _owner() -> str:
+    return f"{os.getpid()} {_boot_id()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    pid, _, boot = owner.partition(" ")
+    if boot != _boot_id() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _short(text: str) -> str:
@@ -174,7 +204,8 @@ class _Run:
         self.node = node  # None: the host's node, at the same path
         self.planner = planner
         self.choice = choice
-        self.labels = labels(planner.store.root, planner.program.path)
+        # Whose run it is: gc removes a kernel container whose tonic was killed.
+        self.labels = {**labels(planner.store.root, planner.program.path), OWNER_LABEL: _owner()}
         self.kernel: ContainerKernel | None = None
         self.restore_seconds = 0.0
         self.restore_parts: dict[str, float] = {}
@@ -298,11 +329,17 @@ def collect_garbage(
     ours = labels(store_root)
     try:
         containers = 0
+        fifo_dirs: set[str] = set()
         for container in api.labeled_containers({KIND: "kernel", **ours}):
-            state = api.state(container)
-            if not state.get("Running") or everything:
+            details = api.inspect(container)
+            running = bool(details.get("State", {}).get("Running"))
+            owner = (details.get("Config", {}).get("Labels") or {}).get(OWNER_LABEL)
+            if everything or not running or not _owner_alive(owner):
                 api.remove_container(container)
                 containers += 1
+            else:
+                fifo_dirs.update(str(m.get("Source")) for m in details.get("Mounts") or [])
+        _sweep_fifo_dirs(fifo_dirs)
         images = 0
         for kind in ("snapshot", "files"):
             for image in api.labeled_images({KIND: kind, **ours}):
@@ -321,3 +358,13 @@ def _daemon_likely() -> bool:
     """Whether a daemon may answer (no 5 s connection timeout when there is none)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return not host.startswith("unix://") or os.path.exists(host[len("unix://") :])
+
+
+def _sweep_fifo_dirs(in_use: set[str]) -> None:
+    """Remove the kernels' FIFO folders (dockertree.py) that no container uses and that
+    are older than a minute (a killed tonic leaves its own behind)."""
+    stale = time.time() - 60
+    for folder in Path(tempfile.gettempdir()).glob("tonic-ipc-*"):
+        with contextlib.suppress(OSError):
+            if str(folder) not in in_use and folder.stat().st_mtime < stale:
+                shutil.rmtree(folder, ignore_errors=True)
