@@ -28,7 +28,8 @@ app = typer.Typer(
 ENGINE_HELP = (
     "Engine to run with: "
     + "; ".join(f"{name} ({engine.description})" for name, engine in ENGINES.items())
-    + ". Default: $TONIC_ENGINE, else the first that works here (see `tonic doctor`)."
+    + '. Default: $TONIC_ENGINE, else the package.json "tonic": {"engine": ...} of the '
+    "project, else the first that works here (see `tonic doctor`)."
 )
 
 
