@@ -154,5 +154,7 @@ def test_killed_run_leaves_nothing_after_gc(
         got = tonic("cache", "gc")
         assert got.code == 0, got.describe()
         assert api.labeled_containers(ours) == []
+        assert tonic("cache", "clear").code == 0
+        assert api.labeled_images(labels(cache)) == []
     finally:
         api.close()

@@ -340,15 +340,24 @@ def collect_garbage(
             else:
                 fifo_dirs.update(str(m.get("Source")) for m in details.get("Mounts") or [])
         _sweep_fifo_dirs(fifo_dirs)
+        doomed = [
+            image
+            for kind in ("snapshot", "files")
+            for image in api.labeled_images({KIND: kind, **ours})
+            if everything or image not in live_images
+        ]
         images = 0
-        for kind in ("snapshot", "files"):
-            for image in api.labeled_images({KIND: kind, **ours}):
-                if everything or image not in live_images:
-                    try:
-                        api.remove_image(image)
-                        images += 1
-                    except DockerError:
-                        continue  # a parent of an image still needed
+        while doomed:  # children before parents: retried while any removal succeeds
+            left = []
+            for image in doomed:
+                try:
+                    api.remove_image(image)
+                    images += 1
+                except DockerError:
+                    left.append(image)  # a parent of an image still there
+            if len(left) == len(doomed):
+                break
+            doomed = left
         return containers, images
     finally:
         api.close()
