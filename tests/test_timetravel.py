@@ -314,3 +314,28 @@ def test_early_error_after_an_edit(project: Path, edit: str) -> None:
     _same(path)
     path.write_text(path.read_text().replace("console.log('three');", edit))
     _same(path)
+
+
+@pytest.mark.parametrize("engine", ["criu", "docker"])
+def test_sigterm_ends_the_kernel(tmp_path: Path, engine: str) -> None:
+    """tonic stopped with SIGTERM while a cell spins ends its kernel too."""
+    require_engine(engine)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "spin.js"
+    path.write_text("// %% a\nconsole.log(process.pid);\n\n// %% b\nwhile (true) {}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonic", "run", "--plain", "--engine", engine, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"

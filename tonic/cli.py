@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -394,5 +395,12 @@ def hook_install(
     raise typer.Exit(code)
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    """SIGTERM ends tonic like an exception: the kernel (or its container) is removed
+    on the way out, not left running."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     app()
