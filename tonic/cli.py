@@ -198,7 +198,9 @@ def cache_gc(
         ),
     ] = None,
 ) -> None:
-    """Remove snapshots of notebooks that no longer exist, and unreferenced data."""
+    """Remove snapshots of notebooks that no longer exist, and unreferenced data: chunks,
+    unpacked images over $TONIC_HOT_CACHE, the docker engine's images no snapshot needs
+    and containers left by killed runs."""
     from tonic.commands import cache as command
 
     with error_handler():
@@ -207,7 +209,8 @@ def cache_gc(
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Remove every snapshot and stored run."""
+    """Remove every snapshot and stored run (with the docker engine's images of this
+    cache; its base image stays)."""
     from tonic.commands import cache as command
 
     with error_handler():
