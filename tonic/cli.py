@@ -187,7 +187,12 @@ def cache_ls(
         command.ls(as_json=as_json)
 
 
-@cache_app.command("gc")
+@cache_app.command(
+    "gc",
+    help="Remove snapshots of notebooks that no longer exist, and unreferenced data.\n\n"
+    "Unreferenced data: chunks no snapshot uses, unpacked images over $TONIC_HOT_CACHE, "
+    "the docker engine's images no snapshot needs and its containers left by killed runs.",
+)
 def cache_gc(
     max_size: Annotated[
         str | None,
@@ -198,19 +203,18 @@ def cache_gc(
         ),
     ] = None,
 ) -> None:
-    """Remove snapshots of notebooks that no longer exist, and unreferenced data: chunks,
-    unpacked images over $TONIC_HOT_CACHE, the docker engine's images no snapshot needs
-    and containers left by killed runs."""
     from tonic.commands import cache as command
 
     with error_handler():
         command.gc(max_size=max_size)
 
 
-@cache_app.command("clear")
+@cache_app.command(
+    "clear",
+    help="Remove every snapshot and stored run.\n\n"
+    "The docker engine's images of this cache go too; its base image stays.",
+)
 def cache_clear() -> None:
-    """Remove every snapshot and stored run (with the docker engine's images of this
-    cache; its base image stays)."""
     from tonic.commands import cache as command
 
     with error_handler():
