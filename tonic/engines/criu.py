@@ -30,17 +30,15 @@ from tonic.driver import (
     KernelProcess,
     Pipes,
     Program,
-    Resume,
     kernel_argv,
     place_channels,
-    run_kernel,
 )
 from tonic.engines.base import Availability
 from tonic.engines.snapshots import (
     Policy,
     RestoreError,
     finish,
-    kernel_env,
+    run_kernel_with_snapshots,
     run_with_snapshots,
 )
 from tonic.errors import EngineError
@@ -289,21 +287,16 @@ class CriuEngine:
                 snap.pause(record)
             return GO
 
-        resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
-        overrides, shimmed = kernel_env(planner)
         try:
-            result = run_kernel(
-                planner.program,
-                planner.watch(sink),
+            result = run_kernel_with_snapshots(
+                planner,
+                sink,
+                choice,
                 engine=self.name,
                 timeout=timeout,
+                stop_on_error=stop_on_error,
                 on_pause=on_pause,
                 launcher=launch,
-                env_overrides=overrides,
-                resume=resume,
-                snapshots=True,
-                clock_shim=shimmed,
-                stop_on_error=stop_on_error,
             )
         finally:
             snap.close()

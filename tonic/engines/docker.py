@@ -30,17 +30,15 @@ from tonic.driver import (
     KernelProcess,
     Pipes,
     Program,
-    Resume,
     kernel_argv,
     kernel_file,
-    run_kernel,
 )
 from tonic.engines.base import Availability
 from tonic.engines.snapshots import (
     Policy,
     RestoreError,
     finish,
-    kernel_env,
+    run_kernel_with_snapshots,
     run_with_snapshots,
 )
 from tonic.errors import EngineError, TonicError
@@ -147,14 +145,14 @@ class DockerEngine:
             return Availability(False, str(err))
         return Availability(True, f"Docker daemon with checkpoints, image {built.tag}")
 
-    def planner(self, program: Program, api: Docker | None = None) -> Planner:
-        """The snapshots' keys and lookup for `program` in this engine's image."""
-        own = api is None
-        api = api or _connect()
-        try:
-            image, _ = _image(api, self.image)
-        finally:
-            if own:
+    def planner(self, program: Program, image: str | None = None) -> Planner:
+        """The snapshots' keys and lookup for `program` in `image` (the id; default: this
+        engine's image, asked of the daemon)."""
+        if image is None:
+            api = _connect()
+            try:
+                image, _ = _image(api, self.image)
+            finally:
                 api.close()
         state = project_state(program.path.parent, program.path, frozenset({default_root()}))
         return Planner(
@@ -165,7 +163,7 @@ class DockerEngine:
         api = _connect()
         try:
             image, node = _image(api, self.image)
-            planner = self.planner(program, api)
+            planner = self.planner(program, image)
 
             def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:
                 return _Run(api, image, node, planner, choice).run(out, timeout, continued)
@@ -280,23 +278,19 @@ class _Run:
     def run(self, sink: Sink, timeout: float | None, stop_on_error: bool) -> RunResult:
         planner = self.planner
         choice = self.choice
-        resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
-        # The clock shim is built against this machine's C library: not for other images.
-        overrides, shimmed = kernel_env(planner, shim=self.node is None)
         try:
-            result = run_kernel(
-                planner.program,
-                planner.watch(sink),
+            result = run_kernel_with_snapshots(
+                planner,
+                sink,
+                choice,
                 engine=DockerEngine.name,
                 timeout=timeout,
+                stop_on_error=stop_on_error,
                 on_pause=self.on_pause,
                 launcher=self.launch,
-                env_overrides=overrides,
-                resume=resume,
-                snapshots=True,
-                clock_shim=shimmed,
-                stop_on_error=stop_on_error,
                 channels=self.channels,
+                # The clock shim is built against this machine's C library only.
+                shim=self.node is None,
             )
         finally:
             self.worker.release()

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 
 from tonic import clockshim
+from tonic.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
 from tonic.errors import EngineError
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.timetravel import Choice, Planner, Verdict
@@ -18,10 +19,22 @@ from tonic.timetravel import Choice, Planner, Verdict
 SNAPSHOT_MIN_MS = 50.0
 
 
-def kernel_env(planner: Planner, *, shim: bool = True) -> tuple[dict[str, str], bool]:
-    """Variables a snapshot engine's kernel gets (hidden again from the notebook), and
-    whether the clock shim is preloaded (`shim`: when this machine's C library is the
-    kernel's). libuv must not open an io_uring: CRIU cannot dump one."""
+def run_kernel_with_snapshots(
+    planner: Planner,
+    sink: Sink,
+    choice: Choice | None,
+    *,
+    engine: str,
+    timeout: float | None,
+    stop_on_error: bool,
+    on_pause: PauseHook,
+    launcher: Launcher,
+    channels: Callable[[KernelProcess], Pipes] | None = None,
+    shim: bool = True,
+) -> RunResult:
+    """One kernel run of a snapshot engine, fresh or from `choice` (its launcher restores
+    it). libuv must not open an io_uring (CRIU cannot dump one); the clock shim is
+    preloaded when `shim` says this machine's C library is the kernel's."""
     overrides = {"UV_USE_IO_URING": "0"}
     path = clockshim.shim(planner.store.root)[0] if shim else None
     if path is not None:
@@ -32,7 +45,21 @@ def kernel_env(planner: Planner, *, shim: bool = True) -> tuple[dict[str, str], 
             "no clock shim (no C compiler): time spent at snapshots counts on node's "
             "clocks, so timers of different delays in different cells may reorder"
         )
-    return overrides, path is not None
+    resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
+    return run_kernel(
+        planner.program,
+        planner.watch(sink),
+        engine=engine,
+        timeout=timeout,
+        on_pause=on_pause,
+        launcher=launcher,
+        env_overrides=overrides,
+        resume=resume,
+        snapshots=True,
+        clock_shim=path is not None,
+        stop_on_error=stop_on_error,
+        channels=channels,
+    )
 
 
 class RestoreError(EngineError):
