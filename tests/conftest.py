@@ -11,6 +11,11 @@ import pytest
 # The tests' notebooks have cells of a few milliseconds: snapshot after every one of them
 # (by default tonic skips snapshots after cells shorter than 50 ms; one test covers that).
 os.environ.setdefault("TONIC_SNAPSHOT_MIN_MS", "0")
+# Every command runs in a process of its own, as without a warm server; tests/test_server.py
+# turns the server on. Servers (if any) keep their sockets in a folder of this session's.
+os.environ["TONIC_SERVER"] = "off"
+_RUNTIME = tempfile.mkdtemp(prefix="tonic-test-run-")
+os.environ["TONIC_RUNTIME_DIR"] = _RUNTIME
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,6 +38,20 @@ def _private_cache() -> Iterator[None]:
         collect_garbage(Path(root), set(), everything=True)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_servers_left() -> Iterator[None]:
+    """Whatever tonic servers the tests started are stopped (by pid) at the end."""
+    yield
+    import shutil
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "tonic", "server", "stop"], capture_output=True, check=False
+    )
+    shutil.rmtree(_RUNTIME, ignore_errors=True)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.test_timetravel import EDITS_RUN
 
@@ -44,3 +63,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"edit-sequence differential test, {engine} engine: {sum(counts.values())} "
                 f"edits, each resumed `tonic run --plain` equal to a fresh `node FILE` ({kinds})"
             )
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A running server, and the environment of clients that use it (never start one).
+    Its commands have a snapshot cache of their own: they never merely replay what
+    in-process runs of the same notebooks stored."""
+    from tests.helpers import gone, tonic
+
+    runtime = tmp_path_factory.mktemp("runtime")
+    runtime.chmod(0o700)
+    cache = tmp_path_factory.mktemp("served-cache")
+    env = dict(
+        os.environ, TONIC_RUNTIME_DIR=str(runtime), TONIC_SERVER="on", TONIC_CACHE=str(cache)
+    )
+    out = tonic("server", "start", env=env)
+    assert out.code == 0, out.describe()
+    pid = int(out.stdout.split()[-1])
+    yield env
+    out = tonic("server", "stop", env=env)
+    assert out.code == 0, out.describe()
+    assert gone(pid), "the server did not stop"
+    from tonic.ingest import settled
+
+    with settled(cache):  # its detached ingest workers are done before pytest cleans up
+        pass

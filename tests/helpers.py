@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,24 +27,47 @@ class Outcome:
         )
 
 
-def _run(cmd: list[str], cwd: Path | None, timeout: float) -> Outcome:
+def _run(
+    cmd: list[str],
+    cwd: Path | None,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> Outcome:
     proc = subprocess.run(
         cmd,
         cwd=cwd,
         capture_output=True,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         timeout=timeout,
         check=False,
+        env=env,
     )
     return Outcome(proc.stdout, proc.stderr, proc.returncode)
 
 
-def node(path: Path, *args: str, cwd: Path | None = None, timeout: float = 60) -> Outcome:
-    return _run(["node", str(path), *args], cwd or path.parent, timeout)
+def node(
+    path: Path,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> Outcome:
+    return _run(["node", str(path), *args], cwd or path.parent, timeout, env, stdin)
 
 
-def tonic(*args: str, cwd: Path | None = None, timeout: float = 60) -> Outcome:
-    return _run([sys.executable, "-m", "tonic", *args], cwd, timeout)
+def tonic(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> Outcome:
+    """`python -m tonic ARGS`; the tests run tonic in-process ($TONIC_SERVER=off, set by
+    conftest) unless `env` says otherwise."""
+    return _run([sys.executable, "-m", "tonic", *args], cwd, timeout, env, stdin)
 
 
 def required_engines() -> set[str]:
@@ -64,3 +88,25 @@ def require_engine(name: str) -> None:
     if name in required_engines():
         pytest.fail(f"the {name} engine is required here but cannot run: {available.reason}")
     pytest.skip(f"{name} engine unavailable: {available.reason}")
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def served_count(env: dict[str, str]) -> int:
+    """Commands served so far by the warm servers of `env`'s runtime folder."""
+    from tonic.commands.server import servers
+
+    return sum(int(s.fields.get("served", "0")) for s in servers(env["TONIC_RUNTIME_DIR"]))

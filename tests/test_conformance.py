@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFORMANCE, node, require_engine, tonic
+from tests.helpers import CONFORMANCE, node, require_engine, served_count, tonic
 from tonic.instrument import VALUE_PREFIX
 
 CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs)$")
@@ -32,16 +32,23 @@ def test_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("path", cases(), ids=_id)
-@pytest.mark.parametrize("engine", ["replay", "criu", "docker"])
-def test_plain_equals_node(path: Path, engine: str) -> None:
-    """Fresh, then (criu) again unchanged: shown from the snapshot store."""
+@pytest.mark.parametrize("engine", ["replay", "criu", "docker", "criu-served"])
+def test_plain_equals_node(path: Path, engine: str, request: pytest.FixtureRequest) -> None:
+    """Fresh, then (criu) again unchanged: shown from the snapshot store. `criu-served`:
+    the criu engine, each command run by the warm server."""
+    env = None
+    if engine == "criu-served":
+        engine, env = "criu", request.getfixturevalue("served")
     require_engine(engine)
     expected = node(path)
+    before = served_count(env) if env else 0
     for _ in range(2 if engine == "criu" else 1):
-        got = tonic("run", "--plain", "--engine", engine, str(path), cwd=path.parent)
+        got = tonic("run", "--plain", "--engine", engine, str(path), cwd=path.parent, env=env)
         assert got.stdout == expected.stdout, got.describe()
         assert got.stderr == expected.stderr, got.describe()
         assert got.code == expected.code, got.describe()
+    if env:
+        assert served_count(env) == before + 2, "the server did not run the commands"
 
 
 @pytest.mark.parametrize("path", cases(), ids=_id)

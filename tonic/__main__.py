@@ -1,3 +1,3 @@
-from tonic.cli import main
+from tonic.launch import main
 
 main()

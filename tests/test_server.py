@@ -1,0 +1,197 @@
+"""The warm server (tonic.launch, tonic.server): a command served by a forked worker
+behaves as one run in its own process: node's bytes, exit codes, signals, stdin, cwd,
+environment; servers are per context, stop on request and when idle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import gone as _gone
+from tests.helpers import node, require_engine, tonic
+
+TONIC = [sys.executable, "-m", "tonic"]
+
+
+def _env(runtime: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, TONIC_RUNTIME_DIR=str(runtime), **extra)
+
+
+def _status(env: dict[str, str]) -> dict[str, str]:
+    """The fields of the server this context would use ({} if none)."""
+    out = tonic("server", "status", env=env)
+    assert out.code == 0, out.describe()
+    for line in out.stdout.decode().splitlines():
+        if line.startswith("server pid") and "(this tonic)" in line:
+            pid = line.split()[2]
+            served = line.split(": ", 1)[1].split()[0]
+            return {"pid": pid, "served": served}
+    return {}
+
+
+CASES = {
+    "output and exit code": (
+        "console.log('out'); console.error('err');\n\nprocess.exitCode = 3;\n",
+        b"",
+    ),
+    "uncaught error": ("console.log('before');\n\nnull.x;\n", b""),
+    "process.exit mid-run": ("console.log(1);\n\nprocess.exit(7);\n\nconsole.log(2);\n", b""),
+    "cwd, argv, env": (
+        "console.log(process.cwd(), process.argv.slice(2), process.env.TONIC_TEST_VALUE);\n",
+        b"",
+    ),
+    "stdin": (
+        "const data = require('fs').readFileSync(0, 'utf8');\n\n"
+        "console.log([...data].reverse().join(''));\n",
+        b"hello\n",
+    ),
+    "signal": ("console.log('x');\n\nprocess.kill(process.pid, 'SIGTERM');\n", b""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_served_equals_node(tmp_path: Path, served: dict[str, str], name: str) -> None:
+    source, stdin = CASES[name]
+    path = tmp_path / "nb.js"
+    path.write_text(source)
+    env = dict(served, TONIC_TEST_VALUE="v1")
+    before = int(_status(env)["served"])
+    expected = node(path, "a", "b c", cwd=tmp_path, env=env, stdin=stdin)
+    got = tonic(
+        "run", "--plain", "--engine", "replay", str(path), "--", "a", "b c",
+        cwd=tmp_path, env=env, stdin=stdin,
+    )  # fmt: skip
+    assert (got.stdout, got.stderr, got.code) == (
+        expected.stdout,
+        expected.stderr,
+        expected.code,
+    ), got.describe()
+    assert int(_status(env)["served"]) == before + 1, "the server did not run the command"
+
+
+def test_resume_through_the_server(tmp_path: Path, served: dict[str, str]) -> None:
+    require_engine("criu")
+    path = tmp_path / "nb.js"
+    cells = (
+        "// %% a\nconst r = Math.random();\nconsole.log('a');\n\n// %% b\nconsole.log(r < 2, {});\n"
+    )
+    path.write_text(cells)
+    first = tonic("run", "--json", str(path), cwd=tmp_path, env=served)
+    assert first.code == 0, first.describe()
+    path.write_text(cells.replace("{}", "{ edited: 1 }"))
+    got = tonic("run", "--json", str(path), cwd=tmp_path, env=served)
+    assert got.code == 0, got.describe()
+    import json
+
+    assert json.loads(got.stdout)["restored"] == 1
+    plain = tonic("run", "--plain", str(path), cwd=tmp_path, env=served)
+    assert (plain.stdout, plain.stderr, plain.code) == (
+        node(path).stdout,
+        node(path).stderr,
+        0,
+    )
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_client_signals_end_the_worker(tmp_path: Path, served: dict[str, str], how: str) -> None:
+    """SIGTERM and Ctrl-C reach the worker (exit codes as without a server); a client
+    killed outright makes the server end its worker. The kernel goes with it."""
+    require_engine("criu")
+    path = tmp_path / f"spin-{how}.js"
+    path.write_text("// %% a\nconsole.log('started');\n\n// %% b\nwhile (true) {}\n")
+    proc = subprocess.Popen(
+        [*TONIC, "run", "--plain", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=served,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    time.sleep(0.3)
+    before = int(_status(served)["served"])
+    proc.send_signal(getattr(signal, how))
+    code = proc.wait(timeout=30)
+    expected = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -signal.SIGKILL}[how]
+    assert code == expected
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        if not spinning.stdout.strip():
+            break
+        time.sleep(0.1)
+    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+    assert int(_status(served)["served"]) == before, "the command did not run on the server"
+    assert proc.stderr is not None
+    proc.stderr.close()
+    proc.stdout.close()
+
+
+def test_other_context_other_server(tmp_path: Path, served: dict[str, str]) -> None:
+    """A client whose locale (or PYTHON* variables, limits, cgroup...) differs from the
+    server's is not served by it; with TONIC_SERVER=off nothing is."""
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('x');\n")
+    before = int(_status(served)["served"])
+    for env in (dict(served, LC_ALL="C"), dict(served, TONIC_SERVER="off")):
+        got = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+        assert (got.stdout, got.code) == (b"x\n", 0), got.describe()
+    assert int(_status(served)["served"]) == before
+
+
+def test_closed_stdio_runs_in_process(tmp_path: Path, served: dict[str, str]) -> None:
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('x');\n")
+    before = int(_status(served)["served"])
+    proc = subprocess.run(
+        [*TONIC, "run", "--plain", "-e", "replay", str(path)],
+        capture_output=True,
+        env=served,
+        preexec_fn=lambda: os.close(0),
+        check=False,
+    )
+    assert (proc.stdout, proc.returncode) == (b"x\n", 0), proc.stderr
+    assert int(_status(served)["served"]) == before
+
+
+def test_auto_start_and_idle_exit(tmp_path: Path) -> None:
+    """TONIC_SERVER=auto: the first command runs itself and starts a server, the next one
+    is served; the server exits by itself after TONIC_SERVER_IDLE seconds."""
+    runtime = tmp_path / "runtime"
+    env = _env(runtime, TONIC_SERVER="auto", TONIC_SERVER_IDLE="2")
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('x');\n")
+    first = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+    assert (first.stdout, first.code) == (b"x\n", 0), first.describe()
+    assert oct(runtime.stat().st_mode & 0o777) == oct(0o700)
+    deadline = time.monotonic() + 20
+    status: dict[str, str] = {}
+    while not status and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = _status(env)
+    assert status, "no server started"
+    second = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+    assert (second.stdout, second.code) == (b"x\n", 0), second.describe()
+    assert _status(env)["served"] == "1"
+    assert _gone(int(status["pid"]), within=20), "the idle server did not exit"
+    assert not list(runtime.glob("*.sock"))
+
+
+def test_runtime_dir_not_private(tmp_path: Path) -> None:
+    """A socket folder others can use is not used: commands run in-process, quietly."""
+    runtime = tmp_path / "shared"
+    runtime.mkdir(mode=0o755)
+    runtime.chmod(0o755)
+    env = _env(runtime, TONIC_SERVER="auto")
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('x');\n")
+    got = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+    assert (got.stdout, got.stderr, got.code) == (b"x\n", b"", 0)
+    assert list(runtime.iterdir()) == []
+    status = tonic("server", "status", env=env)
+    assert status.code == 2 and b"TONIC_RUNTIME_DIR" in status.stderr, status.describe()
