@@ -6,7 +6,6 @@ tonic looks for CRIU in `$TONIC_CRIU`, then on PATH, then in the private install
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.errors import EngineError
-from tonic.store import private_file
+from tonic.store import recall, remember
 
 MIN_VERSION = (4, 0)
 
@@ -41,15 +40,32 @@ class Criu:
         )
 
 
+def _stamp(path: str) -> str:
+    """What a CRIU's answers depend on: the command and the binary it runs (a wrapper,
+    like the private install's, is rewritten when the binary is replaced)."""
+    st = os.stat(path)
+    return f"{path} {st.st_size} {st.st_mtime_ns} {os.uname().release}"
+
+
 def _version(path: str) -> tuple[int, ...] | None:
+    """CRIU's version (asking costs ~5 ms: remembered per binary)."""
     try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, check=False, timeout=20
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        stamp = _stamp(path)
+    except OSError:
         return None
+    out = recall("criu-version.txt", stamp)
+    if out is None:
+        try:
+            out = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, check=False, timeout=20
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
     m = re.search(r"Version:\s*([\d.]+)", out)
-    return tuple(int(x) for x in m.group(1).split(".") if x) if m else None
+    if not m:
+        return None
+    remember("criu-version.txt", stamp, out)
+    return tuple(int(x) for x in m.group(1).split(".") if x)
 
 
 @functools.cache
@@ -102,24 +118,14 @@ def availability() -> tuple[Criu | None, str]:
 def _checked(criu: Criu) -> str | None:
     """`criu check`'s complaint, or None. The verdict is remembered per CRIU binary and
     kernel for a day (it takes about 60 ms, on every run otherwise)."""
-    st = os.stat(criu.path)
-    kernel = os.uname().release
-    cache = private_file("criu-check.txt")
-    stamp = f"{criu.path} {st.st_mtime_ns} {kernel}"
-    try:
-        remembered = cache.read_text().splitlines()
-        if remembered[0] == stamp and time.time() - cache.stat().st_mtime < 86400:
-            return None
-    except (OSError, IndexError):
-        pass
+    stamp = _stamp(criu.path)
+    if recall("criu-check.txt", stamp, max_age=86400) == "ok":
+        return None
     check = criu.run("check")
     if check.returncode != 0:
         lines = (check.stderr or check.stdout).strip().splitlines()
         return lines[-1] if lines else "no output"
-    with contextlib.suppress(OSError):
-        fd = os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(stamp + "\n")
+    remember("criu-check.txt", stamp, "ok")
     return None
 
 

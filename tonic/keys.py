@@ -14,7 +14,6 @@ checked on reuse (`modules_still_valid`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -25,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from tonic.cells import Notebook
-from tonic.store import private_file
+from tonic.store import recall, remember
 
 KEY_VERSION = "tonic-key-1"
 # A snapshot is reused only in the environment that made it, except for these variables
@@ -55,11 +54,9 @@ def node_fingerprint(node: str) -> str:
     real = os.path.realpath(node)
     st = os.stat(real)
     stamp = f"{real} {st.st_size} {st.st_mtime_ns}"
-    cache = private_file("node.txt")
-    with contextlib.suppress(OSError, ValueError):
-        remembered = json.loads(cache.read_text())
-        if stamp in remembered:
-            return str(remembered[stamp])
+    remembered = recall("node.txt", stamp)
+    if remembered is not None:
+        return remembered
     version = subprocess.run(
         [node, "-p", "process.version + ' ' + process.arch + ' ' + process.versions.v8"],
         capture_output=True,
@@ -67,10 +64,7 @@ def node_fingerprint(node: str) -> str:
         check=False,
     ).stdout.strip()
     found = f"{stamp} {version}"
-    with contextlib.suppress(OSError):
-        fd = os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({stamp: found}, f)
+    remember("node.txt", stamp, found)
     return found
 
 

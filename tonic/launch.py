@@ -28,6 +28,7 @@ import zlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
 
 PROTOCOL = "1"
@@ -291,22 +292,19 @@ def exit_with(status: int) -> None:
     sys.exit(status)
 
 
-def start_server(directory: str, tag: str) -> None:
-    """Start a server for `tag` in the background; it outlives us (a session of its own)."""
+def spawn_server(directory: str, tag: str, stderr: int | None = None) -> subprocess.Popen[bytes]:
+    """Start a server for `tag` in the background; it outlives us (a session of its own).
+    Its stderr goes to `stderr` (default: nowhere). Raises OSError."""
     import subprocess
 
-    try:  # noqa: SIM105
-        subprocess.Popen(
-            [sys.executable, "-P", "-m", "tonic.server", directory, tag],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError:
-        pass  # no server: every command runs in its own process, as before
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "tonic.server", directory, tag],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        cwd="/",
+        start_new_session=True,
+    )
 
 
 def main() -> None:
@@ -320,7 +318,10 @@ def main() -> None:
             if status is not None:
                 exit_with(status)
             if how == "auto":
-                start_server(directory, tag)
+                try:  # noqa: SIM105
+                    spawn_server(directory, tag)
+                except OSError:
+                    pass  # no server: every command runs in its own process, as before
     from tonic.cli import main as cli_main
 
     cli_main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -107,21 +106,17 @@ def start() -> int:
     path = launch.socket_path(directory, tag)
     info = ask(path, "status")
     if info is None:
-        proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "tonic.server", directory, tag],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd="/",
-            start_new_session=True,
-        )
+        try:
+            proc = launch.spawn_server(directory, tag, stderr=subprocess.PIPE)
+        except OSError as err:
+            raise TonicError(f"cannot start the tonic server: {err}") from None
         deadline = time.monotonic() + WAIT_SECONDS
         while info is None and time.monotonic() < deadline:
             if proc.poll() is not None:
                 info = ask(path, "status")  # lost a race to another start
                 if info is None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise TonicError(f"the tonic server did not start: {err.strip()[-300:]}")
+                    said = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise TonicError(f"the tonic server did not start: {said.strip()[-300:]}")
                 break
             time.sleep(0.02)
             info = ask(path, "status")
