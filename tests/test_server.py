@@ -195,3 +195,54 @@ def test_runtime_dir_not_private(tmp_path: Path) -> None:
     assert list(runtime.iterdir()) == []
     status = tonic("server", "status", env=env)
     assert status.code == 2 and b"TONIC_RUNTIME_DIR" in status.stderr, status.describe()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _wait_state(pid: int, want: set[str], within: float = 10.0) -> str:
+    deadline = time.monotonic() + within
+    state = _state(pid)
+    while state not in want and time.monotonic() < deadline:
+        time.sleep(0.02)
+        state = _state(pid)
+    return state
+
+
+def test_ctrl_z_stops_and_continues(tmp_path: Path, served: dict[str, str]) -> None:
+    """SIGTSTP to the client stops the worker and the client; SIGCONT continues both, and
+    the output is still node's."""
+    path = tmp_path / "ticks.js"
+    path.write_text(
+        "console.log('started');\n\n"
+        "let n = 0;\n"
+        "const t = setInterval(() => { console.log(++n); if (n === 30) clearInterval(t); }, 20);\n"
+    )
+    server = int(_status(served)["pid"])
+    proc = subprocess.Popen(
+        [*TONIC, "run", "--plain", "-e", "replay", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=served,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"started\n"
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    assert len(children) == 1, children
+    worker = int(children[0])
+    proc.send_signal(signal.SIGTSTP)
+    assert _wait_state(proc.pid, {"T"}) == "T"
+    assert _wait_state(worker, {"T"}) == "T"
+    proc.send_signal(signal.SIGCONT)
+    assert _wait_state(worker, {"R", "S", "Z", "gone"}) != "T"
+    rest, err = proc.communicate(timeout=30)
+    expected = node(path)
+    assert (b"started\n" + rest, err, proc.returncode) == (
+        expected.stdout,
+        expected.stderr,
+        expected.code,
+    )

@@ -192,14 +192,28 @@ def send_message(sock: _socket.socket, payload: bytes, fds: list[int] | None = N
 
 
 class _Forwarder:
+    """Our signal handlers while a worker runs the command: pass the signal on."""
+
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
 
-    def __call__(self, signum: int, _frame: object) -> None:
+    def send(self, signum: int) -> None:
         try:  # noqa: SIM105
             self.sock.send(b"K%d\n" % signum)
         except OSError:
             pass
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.send(signum)
+
+    def suspend(self, _signum: int, _frame: object) -> None:
+        """Ctrl-Z: stop the worker, then ourselves; when we are continued (fg, bg), so is
+        the worker."""
+        self.send(_signal.SIGSTOP)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGTSTP)  # returns once we get SIGCONT
+        _signal.signal(_signal.SIGTSTP, self.suspend)
+        self.send(_signal.SIGCONT)
 
 
 def _stdio_ok() -> bool:
@@ -252,6 +266,7 @@ def serve_here(argv: list[str], directory: str, tag: str) -> int | None:
         forward = _Forwarder(sock)
         for signum in FORWARDED:
             _signal.signal(signum, forward)
+        _signal.signal(_signal.SIGTSTP, forward.suspend)
         for line in lines:
             if line.startswith(b"X"):
                 return int(line[1:])
