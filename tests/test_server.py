@@ -204,6 +204,17 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def _catches(pid: int, signum: int, within: float = 10.0) -> bool:
+    """Whether process `pid` has (or gets, within a while) a handler for `signum`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:") and int(line.split()[1], 16) >> (signum - 1) & 1:
+                return True
+        time.sleep(0.01)
+    return False
+
+
 def _wait_state(pid: int, want: set[str], within: float = 10.0) -> str:
     deadline = time.monotonic() + within
     state = _state(pid)
@@ -228,9 +239,13 @@ def test_ctrl_z_stops_and_continues(tmp_path: Path, served: dict[str, str]) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=served,
+        # A job of a shell's: a process group of its own, not orphaned (the kernel
+        # ignores SIGTSTP's stop in an orphaned one, as it is in some CI sessions).
+        process_group=0,
     )
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline() == b"started\n"
+    assert _catches(proc.pid, signal.SIGTSTP), "the client did not take over Ctrl-Z"
     children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
     assert len(children) == 1, children
     worker = int(children[0])
