@@ -261,3 +261,11 @@ def test_ctrl_z_stops_and_continues(tmp_path: Path, served: dict[str, str]) -> N
         expected.stderr,
         expected.code,
     )
+
+
+def test_doctor_says_how_it_started(served: dict[str, str]) -> None:
+    server = _status(served)["pid"]
+    got = tonic("doctor", env=served)
+    assert f"ran on the warm tonic server (pid {server})" in got.stdout.decode(), got.describe()
+    got = tonic("doctor", env=dict(served, TONIC_SERVER="off"))
+    assert "imports tonic itself (TONIC_SERVER=off)" in got.stdout.decode(), got.describe()

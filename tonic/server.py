@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 from tonic import launch
 
+# In a worker: the pid of the server it was forked from (None in any other process).
+WORKER_OF: int | None = None
+
 
 def idle_seconds() -> float:
     raw = os.environ.get("TONIC_SERVER_IDLE", "")
@@ -111,6 +114,8 @@ def _std_stream(fd: int, like: io.TextIOWrapper, *, write: bool, line: bool) -> 
 
 def become_worker(request: Request, fds: list[int]) -> None:
     """In the forked child: take on the client's stdio, place and environment."""
+    global WORKER_OF
+    WORKER_OF = os.getppid()
     signal.set_wakeup_fd(-1)
     for signum in (
         signal.SIGCHLD,
@@ -428,4 +433,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run as `tonic.server`, not as a second copy named __main__ (WORKER_OF is read there).
+    from tonic import server as _module
+
+    sys.exit(_module.main(sys.argv[1:]))

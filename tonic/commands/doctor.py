@@ -27,4 +27,19 @@ def doctor() -> int:
     console.print(
         f"default engine: {engine.name} (another with `--engine NAME` or TONIC_ENGINE=NAME)"
     )
+    console.print(_start_up())
     return 0
+
+
+def _start_up() -> str:
+    from tonic import launch, server
+
+    if server.WORKER_OF is not None:
+        return f"start-up: this command ran on the warm tonic server (pid {server.WORKER_OF})"
+    mode = launch.mode()
+    if mode == "off":
+        return "start-up: every command imports tonic itself (TONIC_SERVER=off)"
+    if launch.runtime_dir() is None:
+        return "start-up: no warm server (no private folder for its socket: see TONIC_RUNTIME_DIR)"
+    how = "starts one for the next command" if mode == "auto" else "uses one when it runs"
+    return f"start-up: this command imported tonic itself; TONIC_SERVER={mode} {how}"
