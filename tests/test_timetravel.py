@@ -339,3 +339,43 @@ def test_sigterm_ends_the_kernel(tmp_path: Path, engine: str) -> None:
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
     assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["fresh", "restored"])
+def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, restored: bool) -> None:
+    """tonic killed outright (no chance to clean up) while a cell spins: its watchdog ends
+    the kernel, fresh or restored from a snapshot."""
+    require_engine("criu")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "spin.js"
+    first = "// %% a\nconsole.log('a');\n\n// %% b\nconsole.log('b');\n"
+    if restored:
+        path.write_text(first)
+        assert tonic("run", "--plain", str(path)).code == 0
+    path.write_text(first + "\n// %% c\nwhile (true) {}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonic", "run", "--plain", "--engine", "criu", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def kernels() -> str:
+        found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        return found.stdout.strip()
+
+    # (A continued run holds its output back until it ends: wait for the kernel instead.)
+    deadline = time.monotonic() + 20
+    while not kernels() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kernels(), "no kernel started"
+    time.sleep(0.5)  # well into the endless cell
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while kernels() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernels() == "", "a kernel still runs the notebook"

@@ -8,7 +8,8 @@ node runs as its child, so signals and `process.kill(process.pid)` behave as usu
 stdin is /dev/null and stdout, stderr and the kernel's two channels are pipes, which a
 restore re-attaches to fresh pipes (`--inherit-fd`). libuv must not open an io_uring:
 UV_USE_IO_URING=0 (hidden again from the notebook's process.env) and a seccomp filter
-that fails io_uring_setup, for node versions that ignore the variable.
+that fails io_uring_setup, for node versions that ignore the variable. A watchdog
+(watchdog.py) ends the tree if tonic is killed before it can.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from tonic.ingest import Worker
 from tonic.results import RunResult, Sink
 from tonic.seccomp import deny_io_uring
 from tonic.timetravel import Choice, Planner, SnapshotRecord
+from tonic.watchdog import Watchdog
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -256,11 +258,13 @@ class CriuEngine:
         planner.prepare_files(choice)
         tree: FreshTree | RestoredTree | None = None
         restore_seconds = 0.0
+        watchdogs: list[Watchdog] = []
 
         def launch(prog: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
             nonlocal tree, restore_seconds
             if choice is None:
                 tree = FreshTree(prog, pipes, env)
+                watchdogs.append(Watchdog(tree.init_pid()))
                 return tree
             inherit = {
                 pipes.stdout: choice.record.pipes["stdout"],
@@ -273,6 +277,7 @@ class CriuEngine:
             except EngineError as err:
                 raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
             tree = RestoredTree(pid)
+            watchdogs.append(Watchdog(pid))
             return tree
 
         def root() -> int:
@@ -299,6 +304,8 @@ class CriuEngine:
                 launcher=launch,
             )
         finally:
+            for watchdog in watchdogs:  # the kernel has ended: tonic did it
+                watchdog.disarm()
             snap.close()
             planner.files_done()
         result.stats = {
