@@ -269,3 +269,36 @@ def test_doctor_says_how_it_started(served: dict[str, str]) -> None:
     assert f"ran on the warm tonic server (pid {server})" in got.stdout.decode(), got.describe()
     got = tonic("doctor", env=dict(served, TONIC_SERVER="off"))
     assert "imports tonic itself (TONIC_SERVER=off)" in got.stdout.decode(), got.describe()
+
+
+def test_server_killed_mid_command(tmp_path: Path) -> None:
+    """A server killed outright: its worker ends (and removes its kernel), and the client
+    says so in one line and exits 1."""
+    require_engine("criu")
+    runtime = tmp_path / "runtime"
+    env = _env(runtime, TONIC_SERVER="on")
+    out = tonic("server", "start", env=env)
+    assert out.code == 0, out.describe()
+    server = int(out.stdout.split()[-1])
+    path = tmp_path / "spin.js"
+    path.write_text("// %% a\nconsole.log('started');\n\n// %% b\nwhile (true) {}\n")
+    proc = subprocess.Popen(
+        [*TONIC, "run", "--plain", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"started\n"
+    os.kill(server, signal.SIGKILL)
+    assert _gone(server)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err.endswith(b"tonic: error: the tonic server stopped during the command\n"), err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        if not spinning.stdout.strip():
+            break
+        time.sleep(0.1)
+    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
