@@ -180,6 +180,9 @@ def test_auto_start_and_idle_exit(tmp_path: Path) -> None:
     assert _status(env)["served"] == "1"
     assert _gone(int(status["pid"]), within=20), "the idle server did not exit"
     assert not list(runtime.glob("*.sock"))
+    # What a server leaves (its lock file) goes with the next `tonic server stop`.
+    assert tonic("server", "stop", env=env).code == 0
+    assert list(runtime.iterdir()) == []
 
 
 def test_runtime_dir_not_private(tmp_path: Path) -> None:

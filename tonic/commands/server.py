@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import subprocess
@@ -129,6 +131,7 @@ def start() -> int:
 
 
 def stop() -> int:
+    """Stop every server in the folder (each after its running commands), then tidy it."""
     directory = _directory()
     stopped = []
     for info in servers(directory):
@@ -142,8 +145,31 @@ def stop() -> int:
                 f"tonic server {info.pid} is still finishing a command; try again later"
             )
         stopped.append(info.pid)
+    _tidy(directory)
     if stopped:
         print("stopped tonic server " + ", ".join(f"pid {p}" for p in stopped))
     else:
         print("no tonic server running")
     return 0
+
+
+def _tidy(directory: str) -> None:
+    """Remove the lock and socket files of servers that no longer run (a live server
+    holds its lock)."""
+    for lock in glob.glob(os.path.join(directory, "server-*.lock")):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(lock.removesuffix(".lock") + ".sock")
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        finally:
+            os.close(fd)
