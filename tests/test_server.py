@@ -163,7 +163,7 @@ def test_auto_start_and_idle_exit(tmp_path: Path) -> None:
     """TONIC_SERVER=auto: the first command runs itself and starts a server, the next one
     is served; the server exits by itself after TONIC_SERVER_IDLE seconds."""
     runtime = tmp_path / "runtime"
-    env = _env(runtime, TONIC_SERVER="auto", TONIC_SERVER_IDLE="2")
+    env = _env(runtime, TONIC_SERVER="auto", TONIC_SERVER_IDLE="2", CI="")
     path = tmp_path / "nb.js"
     path.write_text("console.log('x');\n")
     first = tonic("run", "--plain", "-e", "replay", str(path), env=env)
@@ -190,7 +190,7 @@ def test_runtime_dir_not_private(tmp_path: Path) -> None:
     runtime = tmp_path / "shared"
     runtime.mkdir(mode=0o755)
     runtime.chmod(0o755)
-    env = _env(runtime, TONIC_SERVER="auto")
+    env = _env(runtime, TONIC_SERVER="auto", CI="")
     path = tmp_path / "nb.js"
     path.write_text("console.log('x');\n")
     got = tonic("run", "--plain", "-e", "replay", str(path), env=env)
@@ -305,3 +305,17 @@ def test_server_killed_mid_command(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+
+
+def test_auto_does_not_start_a_server_under_ci(tmp_path: Path) -> None:
+    """With $CI set, `auto` runs commands in their own process and leaves no server."""
+    runtime = tmp_path / "runtime"
+    env = _env(runtime, TONIC_SERVER="auto", CI="true")
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('x');\n")
+    for _ in range(2):
+        got = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+        assert (got.stdout, got.code) == (b"x\n", 0), got.describe()
+    time.sleep(0.5)
+    assert not list(runtime.glob("*.sock"))
+    assert b"not started under CI" in tonic("doctor", env=env).stdout

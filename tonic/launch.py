@@ -10,9 +10,9 @@ runs the command, and reports the exit status, which we exit with. Signals sent 
 A server is used only if it was started by the same user from the same tonic files, the
 same Python and the same process context (locale, PYTHON* variables, resource limits,
 namespaces and cgroup); anything else gets a server of its own, or runs here. With no
-server running, the command runs here and (`TONIC_SERVER=auto`, the default) starts one
-in the background for the next command; it exits after `TONIC_SERVER_IDLE` seconds
-(default 600) without work. `TONIC_SERVER=off` never uses or starts one.
+server running, the command runs here and (`TONIC_SERVER=auto`, the default, unless $CI
+is set) starts one in the background for the next command; it exits after
+`TONIC_SERVER_IDLE` seconds (default 600) without work. `TONIC_SERVER=off` never uses or starts one.
 
 This module must stay cheap to import: only built-in modules, no tonic imports.
 """
@@ -52,6 +52,12 @@ def mode() -> str:
     if value in ("0", "no", "false"):
         return "off"
     return value if value in MODES else "off"
+
+
+def in_ci() -> bool:
+    """Under CI ($CI set, as GitHub Actions, GitLab CI and most others do), `auto` does
+    not start a server: a one-off job would leave it idling (a running one is used)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def runtime_dir() -> str | None:
@@ -332,7 +338,7 @@ def main() -> None:
             status = serve_here(argv, directory, tag)
             if status is not None:
                 exit_with(status)
-            if how == "auto":
+            if how == "auto" and not in_ci():
                 try:  # noqa: SIM105
                     spawn_server(directory, tag)
                 except OSError:

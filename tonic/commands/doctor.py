@@ -41,5 +41,10 @@ def _start_up() -> str:
         return "start-up: every command imports tonic itself (TONIC_SERVER=off)"
     if launch.runtime_dir() is None:
         return "start-up: no warm server (no private folder for its socket: see TONIC_RUNTIME_DIR)"
-    how = "starts one for the next command" if mode == "auto" else "uses one when it runs"
+    if mode == "auto" and not launch.in_ci():
+        how = "starts one for the next command"
+    else:
+        how = "uses one when it runs" + (
+            " (not started under CI: $CI is set)" if mode == "auto" else ""
+        )
     return f"start-up: this command imported tonic itself; TONIC_SERVER={mode} {how}"
