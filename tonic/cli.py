@@ -410,8 +410,8 @@ server_app = typer.Typer(
         "The warm tonic server, which saves each command ~70 ms of start-up. With "
         "$TONIC_SERVER=auto (the default) a command starts one in the background when none "
         "runs (not under CI: $CI set), and later commands run in a process forked from it, "
-        "with their own stdin, "
-        "stdout, stderr, arguments, environment and working directory. It exits after "
+        "with their own stdin, stdout, stderr, arguments, environment and working directory. "
+        "It exits after "
         "$TONIC_SERVER_IDLE seconds without commands (default 600) and when tonic changes. "
         "$TONIC_SERVER=on uses a running server but never starts one; off never uses one."
     ),
