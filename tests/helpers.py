@@ -110,3 +110,17 @@ def served_count(env: dict[str, str]) -> int:
     from tonic.commands.server import servers
 
     return sum(int(s.fields.get("served", "0")) for s in servers(env["TONIC_RUNTIME_DIR"]))
+
+
+def kernels_running(path: Path) -> str:
+    """pids of processes whose command line names the notebook `path` (pgrep, read-only)."""
+    found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+    return found.stdout.strip()
+
+
+def no_kernel_left(path: Path, within: float = 10.0) -> bool:
+    """Whether every process running notebook `path` is gone within `within` seconds."""
+    deadline = time.monotonic() + within
+    while kernels_running(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not kernels_running(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import gone as _gone
-from tests.helpers import node, require_engine, tonic
+from tests.helpers import no_kernel_left, node, require_engine, tonic
 
 TONIC = [sys.executable, "-m", "tonic"]
 
@@ -119,13 +119,7 @@ def test_client_signals_end_the_worker(tmp_path: Path, served: dict[str, str], h
     code = proc.wait(timeout=30)
     expected = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -signal.SIGKILL}[how]
     assert code == expected
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-        if not spinning.stdout.strip():
-            break
-        time.sleep(0.1)
-    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+    assert no_kernel_left(path), "a kernel still runs the notebook"
     assert int(_status(served)["served"]) == before, "the command did not run on the server"
     assert proc.stderr is not None
     proc.stderr.close()
@@ -298,13 +292,7 @@ def test_server_killed_mid_command(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert err.endswith(b"tonic: error: the tonic server stopped during the command\n"), err
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-        if not spinning.stdout.strip():
-            break
-        time.sleep(0.1)
-    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+    assert no_kernel_left(path), "a kernel still runs the notebook"
 
 
 def test_auto_does_not_start_a_server_under_ci(tmp_path: Path) -> None:

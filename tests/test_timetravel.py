@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, node, require_engine, tonic
+from tests.helpers import FIXTURES, kernels_running, no_kernel_left, node, require_engine, tonic
 from tests.timetravel_edits import random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
@@ -337,8 +337,7 @@ def test_sigterm_ends_the_kernel(tmp_path: Path, engine: str) -> None:
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    spinning = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-    assert spinning.stdout.strip() == "", "a kernel still runs the notebook"
+    assert no_kernel_left(path), "a kernel still runs the notebook"
 
 
 @pytest.mark.parametrize("restored", [False, True], ids=["fresh", "restored"])
@@ -363,19 +362,12 @@ def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, restored: bool) -> Non
         stderr=subprocess.DEVNULL,
     )
 
-    def kernels() -> str:
-        found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-        return found.stdout.strip()
-
     # (A continued run holds its output back until it ends: wait for the kernel instead.)
     deadline = time.monotonic() + 20
-    while not kernels() and time.monotonic() < deadline:
+    while not kernels_running(path) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert kernels(), "no kernel started"
+    assert kernels_running(path), "no kernel started"
     time.sleep(0.5)  # well into the endless cell
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while kernels() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert kernels() == "", "a kernel still runs the notebook"
+    assert no_kernel_left(path), "a kernel still runs the notebook"
