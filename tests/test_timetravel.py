@@ -340,11 +340,16 @@ def test_sigterm_ends_the_kernel(tmp_path: Path, engine: str) -> None:
     assert no_kernel_left(path), "a kernel still runs the notebook"
 
 
-@pytest.mark.parametrize("restored", [False, True], ids=["fresh", "restored"])
-def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, restored: bool) -> None:
-    """tonic killed outright (no chance to clean up) while a cell spins: its watchdog ends
-    the kernel, fresh or restored from a snapshot."""
-    require_engine("criu")
+@pytest.mark.parametrize(
+    ("engine", "restored"),
+    [("criu", False), ("criu", True), ("replay", False)],
+    ids=["criu-fresh", "criu-restored", "replay"],
+)
+def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, engine: str, restored: bool) -> None:
+    """tonic killed outright (no chance to clean up) while a cell spins: the kernel ends
+    too, fresh or restored from a snapshot (criu: its watchdog, which also removes the
+    run's private folder; replay: node dies with its parent)."""
+    require_engine(engine)
     import signal
     import subprocess
     import sys
@@ -356,10 +361,13 @@ def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, restored: bool) -> Non
         path.write_text(first)
         assert tonic("run", "--plain", str(path)).code == 0
     path.write_text(first + "\n// %% c\nwhile (true) {}\n")
+    private = tmp_path / "tmp"
+    private.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tonic", "run", "--plain", "--engine", "criu", str(path)],
+        [sys.executable, "-m", "tonic", "run", "--plain", "--engine", engine, str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TMPDIR=str(private)),
     )
 
     # (A continued run holds its output back until it ends: wait for the kernel instead.)
@@ -371,3 +379,8 @@ def test_sigkill_of_tonic_ends_the_kernel(tmp_path: Path, restored: bool) -> Non
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert no_kernel_left(path), "a kernel still runs the notebook"
+    if engine == "criu":
+        deadline = time.monotonic() + 10
+        while list(private.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(private.iterdir()) == [], "the killed run left its folder"

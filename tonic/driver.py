@@ -13,6 +13,7 @@ import os
 import select
 import selectors
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -26,6 +27,7 @@ from tonic.cells import Notebook
 from tonic.errors import EngineError
 from tonic.instrument import Instrumented
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
+from tonic.watchdog import parent_death_signal
 
 READ_SIZE = 1 << 16
 
@@ -174,7 +176,14 @@ class Resume:
 
 
 def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+    """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
     node = node_binary()
+    die_with_us = parent_death_signal(signal.SIGKILL)
+
+    def prepare() -> None:
+        place_channels(pipes)
+        die_with_us()
+
     try:
         return subprocess.Popen(
             kernel_argv(program),
@@ -182,7 +191,7 @@ def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> Kern
             stderr=pipes.stderr,
             env=env,
             pass_fds=(3, 4),
-            preexec_fn=lambda: place_channels(pipes),
+            preexec_fn=prepare,
         )
     except OSError as err:
         raise EngineError(f"cannot start node ({node}): {err.strerror}") from None

@@ -12,15 +12,21 @@ kernel's PID namespace, which ends every process in it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
 
 # Run with -I -S: no site, nothing imported but built-in modules (~10 ms of start-up,
-# spent while tonic goes on).
+# spent while tonic goes on). After the kill it removes the run's private folder (the
+# kernel's plan), which tonic would have removed.
 _HELPER = """
 import os, sys, _signal
-pidfd, pipe = int(sys.argv[1]), int(sys.argv[2])
+pidfd, pipe, leftovers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 try:
     said = os.read(pipe, 1)
 except OSError:
@@ -30,13 +36,40 @@ if not said:
         _signal.pidfd_send_signal(pidfd, 9)
     except OSError:
         pass
+    if leftovers:
+        for top, dirs, files in os.walk(leftovers, topdown=False):
+            for name in files:
+                try:
+                    os.unlink(os.path.join(top, name))
+                except OSError:
+                    pass
+            try:
+                os.rmdir(top)
+            except OSError:
+                pass
 """
 
 
+def parent_death_signal(signum: int) -> Callable[[], None]:
+    """A step that makes the calling process get `signum` when its parent dies: for a
+    child between fork and exec (preexec_fn; only the call happens there, libc is
+    looked up here), or for a forked worker. A parent already gone: exit at once."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
 class Watchdog:
-    def __init__(self, pid: int) -> None:
-        """Watch over the process tree rooted at `pid` (best effort: without pidfds or a
-        process to spare, nothing watches)."""
+    def __init__(self, pid: int, leftovers: Path | None = None) -> None:
+        """Watch over the process tree rooted at `pid`; `leftovers`: a folder of the run
+        to remove after it (best effort: without pidfds or a process to spare, nothing
+        watches)."""
         self._write: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         try:
@@ -46,7 +79,10 @@ class Watchdog:
         read, write = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER, str(pidfd), str(read)],
+                [
+                    *(sys.executable, "-I", "-S", "-c", _HELPER),
+                    *(str(pidfd), str(read), str(leftovers or "")),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

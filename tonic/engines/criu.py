@@ -58,6 +58,12 @@ def _become_subreaper() -> None:
     libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def _leftovers(env: dict[str, str]) -> Path | None:
+    """The run's private folder (the kernel's plan), for the watchdog to remove."""
+    plan = env.get("TONIC_KERNEL_PLAN")
+    return Path(plan).parent if plan else None
+
+
 def _shell_status(status: int) -> int:
     """A Popen-style return code from the namespace init's exit status (sh reports a
     child killed by signal N as 128+N; the kernel's exit event corrects real exits)."""
@@ -264,7 +270,7 @@ class CriuEngine:
             nonlocal tree, restore_seconds
             if choice is None:
                 tree = FreshTree(prog, pipes, env)
-                watchdogs.append(Watchdog(tree.init_pid()))
+                watchdogs.append(Watchdog(tree.init_pid(), _leftovers(env)))
                 return tree
             inherit = {
                 pipes.stdout: choice.record.pipes["stdout"],
@@ -277,7 +283,7 @@ class CriuEngine:
             except EngineError as err:
                 raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
             tree = RestoredTree(pid)
-            watchdogs.append(Watchdog(pid))
+            watchdogs.append(Watchdog(pid, _leftovers(env)))
             return tree
 
         def root() -> int:
