@@ -5,6 +5,7 @@ untouched, gc removes what no snapshot needs, and a missing daemon is one clear 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -137,10 +138,13 @@ def test_killed_run_leaves_nothing_after_gc(
     monkeypatch.setenv("TONIC_CACHE", str(cache))
     path = tmp_path / "spin.js"
     path.write_text("// %% a\nconsole.log('a');\n\n// %% b\nwhile (true) {}\n")
+    private = tmp_path / "tmp"  # tonic's temporary folders
+    private.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tonic", "run", "--engine", "docker", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TMPDIR=str(private)),
     )
     assert proc.stdout is not None
     proc.stdout.readline()  # the first cell is done: the second one spins
@@ -154,6 +158,9 @@ def test_killed_run_leaves_nothing_after_gc(
         got = tonic("cache", "gc")
         assert got.code == 0, got.describe()
         assert api.labeled_containers(ours) == []
+        # Its kernel's plan (the notebook's source) went as soon as the container had it;
+        # the FIFO folder goes with a `tonic cache gc` a minute later.
+        assert list(private.glob("tonic-kernel-*")) == [], "the killed run left its plan"
         assert tonic("cache", "clear").code == 0
         assert api.labeled_images(labels(cache)) == []
     finally:

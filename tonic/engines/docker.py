@@ -239,6 +239,9 @@ class _Run:
                 copies=[env["TONIC_KERNEL_PLAN"]],
                 labels=self.labels,
             )
+            # The container has its own copy of the plan: a tonic killed from here on
+            # leaves nothing of it in the host's temporary folder.
+            shutil.rmtree(Path(env["TONIC_KERNEL_PLAN"]).parent, ignore_errors=True)
             return self.kernel
         record = self.choice.record
         started = time.monotonic()
