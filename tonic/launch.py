@@ -165,21 +165,17 @@ def program_name() -> str:
     return os.path.basename(sys.argv[0]) or "tonic"
 
 
-def _fs(text: str) -> bytes:
-    return os.fsencode(text)
-
-
 def encode_request(argv: list[str]) -> bytes:
     """The run request: NUL-separated fields, environment last."""
     umask = os.umask(0)
     os.umask(umask)
     fields = [
         b"run",
-        _fs(os.getcwd()),
+        os.fsencode(os.getcwd()),
         str(umask).encode(),
-        _fs(program_name()),
+        os.fsencode(program_name()),
         str(len(argv)).encode(),
-        *(_fs(a) for a in argv),
+        *(os.fsencode(a) for a in argv),
     ]
     fields.extend(k + b"=" + v for k, v in os.environb.items())
     return b"\0".join(fields)
@@ -303,10 +299,12 @@ def _lines(sock: _socket.socket) -> Iterator[bytes]:
 
 
 def exit_with(status: int) -> None:
+    """Exit with `status`; a negative one is a signal: die of it, as node (or the worker
+    running the command) did."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     if status < 0:
         sig = -status
-        sys.stdout.flush()
-        sys.stderr.flush()
         _signal.signal(sig, _signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         status = 128 + sig

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tonic import launch
 from tonic.driver import Program
 from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError
@@ -115,11 +115,4 @@ def _timeout_message(result: RunResult, timeout: float | None) -> str:
 
 def exit_like_node(code: int) -> None:
     """Exit with node's status; a node killed by a signal makes us die of the same one."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if code < 0:
-        sig = -code
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        code = 128 + sig
-    sys.exit(code)
+    launch.exit_with(code)
