@@ -28,9 +28,11 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tonic import launch
+from tonic.watchdog import parent_death_signal
 
 # In a worker: the pid of the server it was forked from (None in any other process).
 WORKER_OF: int | None = None
@@ -144,20 +146,13 @@ def become_worker(request: Request, fds: list[int]) -> None:
     sys.argv = [request.prog_name, *request.argv]
 
 
-def _die_with_parent() -> None:
-    """If the server dies, its workers get SIGTERM (and clean up) rather than run on."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-
-def run_worker(request: Request, fds: list[int]) -> int:
-    """Run the command as `tonic ARGV` would, in this (forked) process; its exit code."""
+def run_worker(request: Request, fds: list[int], die_with_server: Callable[[], None]) -> int:
+    """Run the command as `tonic ARGV` would, in this (forked) process; its exit code.
+    `die_with_server`, prepared in the server: if it dies, the worker gets SIGTERM (and
+    cleans up) rather than run on."""
     code: int = 0
     try:
-        _die_with_parent()
+        die_with_server()
         try:
             become_worker(request, fds)
         except OSError as err:
@@ -205,6 +200,9 @@ class Server:
     idle: float
     lock: int
     private_fds: list[int] = field(default_factory=list)
+    die_with_server: Callable[[], None] = field(
+        default_factory=lambda: parent_death_signal(signal.SIGTERM)
+    )
     package: list[str] = field(default_factory=launch._package_state)
     jobs: dict[int, Job] = field(default_factory=dict)
     served: int = 0
@@ -239,9 +237,10 @@ class Server:
             elif kind == b"stop":
                 self.reply(conn, self.status())
                 self.stopping = True
-            elif self.stopping or self.stale():
-                self.stopping = True
-                conn.close()  # the client runs the command itself
+            elif self.stopping:
+                # The client runs the command itself. (A changed tonic needs no check
+                # here: its clients compute another tag and never reach this server.)
+                conn.close()
             else:
                 self.start_job(sel, conn, decode_request(body), fds)
                 return
@@ -285,7 +284,7 @@ class Server:
                 for job in self.jobs.values():
                     job.conn.close()
                 conn.close()
-                code = run_worker(request, fds)
+                code = run_worker(request, fds, self.die_with_server)
             finally:
                 os._exit(code)
         for fd in fds:
@@ -363,7 +362,8 @@ class Server:
         sel.register(wake_r, selectors.EVENT_READ, "wake")
         self.reap(sel)
         while not (self.stopping and not self.jobs):
-            for key, _ in sel.select(timeout=min(5.0, self.idle / 2)):
+            events = sel.select(timeout=min(5.0, self.idle / 2))
+            for key, _ in events:
                 if key.data == "listen":
                     self.accept(sel)
                     if self.stopping:
@@ -377,7 +377,10 @@ class Server:
                 else:
                     self.client_message(sel, key.data)
             idle = not self.jobs and not self.stopping
-            if idle and (time.monotonic() - self.last_active > self.idle or self.stale()):
+            # tonic's files are looked at only when nothing happens (a scan of them).
+            if idle and (
+                time.monotonic() - self.last_active > self.idle or (not events and self.stale())
+            ):
                 self.stopping = True
 
     def _stop_signal(self, *_: object) -> None:
