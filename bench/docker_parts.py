@@ -38,8 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tonic import dockerapi, dockerhost, dockerimage, dockertree  # noqa: E402
-from tonic.driver import node_binary  # noqa: E402
+from tonic.engines.docker import api as dockerapi  # noqa: E402
+from tonic.engines.docker import host as dockerhost  # noqa: E402
+from tonic.engines.docker import image as dockerimage  # noqa: E402
+from tonic.engines.docker import tree as dockertree  # noqa: E402
+from tonic.kernel.driver import node_binary  # noqa: E402
 
 TASKS = Path("/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby")
 

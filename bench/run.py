@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tonic.ingest import settled
+from tonic.store.ingest import settled
 
 ROOT = Path(__file__).resolve().parent.parent
 TONIC = [sys.executable, "-m", "tonic"]

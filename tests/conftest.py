@@ -28,11 +28,11 @@ def _private_cache() -> Iterator[None]:
         yield
         from pathlib import Path
 
-        from tonic.ingest import settled
+        from tonic.store.ingest import settled
 
         with settled(Path(root)):  # detached ingest workers finish before the cleanup
             pass
-        from tonic.engines.docker import collect_garbage
+        from tonic.engines.docker.engine import collect_garbage
 
         # The docker engine's containers and images of this session's cache.
         collect_garbage(Path(root), set(), everything=True)
@@ -85,7 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     out = tonic("server", "stop", env=env)
     assert out.code == 0, out.describe()
     assert gone(pid), "the server did not stop"
-    from tonic.ingest import settled
+    from tonic.store.ingest import settled
 
     with settled(cache):  # its detached ingest workers are done before pytest cleans up
         pass

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES, node
-from tonic.cells import parse
 from tonic.commands.cells import to_json
+from tonic.notebook.cells import parse
 
 PARSER = FIXTURES / "parser"
 GOLDEN = FIXTURES / "expected" / "parser"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CONFORMANCE, node, require_engine, served_count, tonic
-from tonic.instrument import VALUE_PREFIX
+from tonic.notebook.instrument import VALUE_PREFIX
 
 CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs)$")
 

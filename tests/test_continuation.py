@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tonic.cells import Notebook, parse
-from tonic.continuation import check, keep_functions, suffix_source
-from tonic.driver import GO, Program, run_kernel
-from tonic.instrument import Instrumented, instrument, pause_site
+from tonic.kernel.driver import GO, Program, run_kernel
+from tonic.notebook.cells import Notebook, parse
+from tonic.notebook.instrument import Instrumented, instrument, pause_site
 from tonic.results import NullSink, RunResult
+from tonic.timetravel.continuation import check, keep_functions, suffix_source
 
 
 def nb(source: str, filename: str = "nb.js") -> Notebook:

@@ -36,8 +36,8 @@ def _run(path: Path, *args: str) -> dict[str, object]:
 
 
 def _our_images(cache: Path) -> list[str]:
-    from tonic.dockerapi import Docker
-    from tonic.engines.docker import labels
+    from tonic.engines.docker.api import Docker
+    from tonic.engines.docker.engine import labels
 
     api = Docker.connect()
     try:
@@ -103,8 +103,8 @@ def test_image_option(tmp_path: Path) -> None:
     """--image runs in another local image (here tonic's own base, by its tag), and an
     image the daemon does not have is one line."""
     require_engine("docker")
-    from tonic.dockerapi import Docker
-    from tonic.dockerimage import image_tag
+    from tonic.engines.docker.api import Docker
+    from tonic.engines.docker.image import image_tag
 
     api = Docker.connect()
     try:
@@ -131,8 +131,8 @@ def test_killed_run_leaves_nothing_after_gc(
     import sys
     import time
 
-    from tonic.dockerapi import KIND, Docker
-    from tonic.engines.docker import labels
+    from tonic.engines.docker.api import KIND, Docker
+    from tonic.engines.docker.engine import labels
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("TONIC_CACHE", str(cache))

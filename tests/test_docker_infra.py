@@ -21,14 +21,16 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import required_engines
-from tonic import dockerapi, dockerimage, dockertree
-from tonic.driver import node_binary
+from tonic.engines.docker import api as dockerapi
+from tonic.engines.docker import image as dockerimage
+from tonic.engines.docker import tree as dockertree
 from tonic.errors import (
     DockerCriuError,
     DockerError,
     DockerNotExperimentalError,
     DockerUnreachableError,
 )
+from tonic.kernel.driver import node_binary
 
 # Blocks reading commands on fd 3; answers each with a JSON event on fd 4 and a line on
 # stdout and stderr. Its state: a counter, a random number, a file in its directory.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tonic import fstravel
+from tonic.timetravel import fstravel
 
 
 class Blobs:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CONFORMANCE, FIXTURES
-from tonic.cells import parse
-from tonic.instrument import VALUE_PREFIX, instrument
+from tonic.notebook.cells import parse
+from tonic.notebook.instrument import VALUE_PREFIX, instrument
 
 SITE_RE = re.compile(
     rb";if\(__tonic__\.p\(\d+\)\)\{\(\(\)=>eval\(__tonic__\.t\(\)\)\)\(\);return\}|"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import node
-from tonic.loader import load
+from tonic.notebook.loader import load
 
 ROWS = [
     # (file name, package.json "type" or None for no package.json, source, kind)

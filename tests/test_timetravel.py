@@ -196,8 +196,8 @@ def test_kill_9_during_checkpoints_leaves_the_cache_consistent(project: Path) ->
     import tempfile
     import time
 
-    from tonic.ingest import settled
     from tonic.store import Store
+    from tonic.store.ingest import settled
 
     path = project / "busy.js"
     path.write_text(_busy_notebook(12, 40))

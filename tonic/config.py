@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.errors import InputError
-from tonic.modkind import package_type
+from tonic.notebook.modkind import package_type
 
 KEYS = ("engine", "image")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tonic.cells import Cell, Notebook
+from tonic.notebook.cells import Cell, Notebook
 
 # Where output goes that no cell produced: after the last cell, while node's event loop
 # runs timers and callbacks (or after a top-level `return`).

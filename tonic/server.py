@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tonic import launch
-from tonic.watchdog import parent_death_signal
+from tonic.procs import parent_death_signal
 
 # In a worker: the pid of the server it was forked from (None in any other process).
 WORKER_OF: int | None = None
@@ -391,14 +391,14 @@ def warm_up() -> None:
     """Import what commands use, so that workers start with it all loaded."""
     import tonic.cli
     import tonic.commands.run
-    import tonic.engines.criu
-    import tonic.engines.docker
+    import tonic.engines.criu.engine
+    import tonic.engines.docker.engine
     import tonic.engines.replay
-    import tonic.syntax
+    import tonic.notebook.syntax
     import tonic.view
 
     tonic.cli.command()
-    tonic.syntax.language()
+    tonic.notebook.syntax.language()
 
 
 def serve(directory: str, tag: str) -> int:

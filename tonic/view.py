@@ -8,8 +8,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from tonic.cells import Cell, Notebook
-from tonic.instrument import VALUE_PREFIX
+from tonic.notebook.cells import Cell, Notebook
+from tonic.notebook.instrument import VALUE_PREFIX
 from tonic.results import CellResult, RunResult
 
 STATUS_MARK = {

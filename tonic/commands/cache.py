@@ -11,11 +11,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from tonic import hot
-from tonic.engines.docker import collect_garbage
+from tonic.engines.docker.engine import collect_garbage
 from tonic.errors import InputError
-from tonic.ingest import settled
-from tonic.store import SnapshotInfo, Store
+from tonic.store import SnapshotInfo, Store, hot
+from tonic.store.ingest import settled
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tonic.cells import Cell, Notebook
-from tonic.loader import load, node_check
+from tonic.notebook.cells import Cell, Notebook
+from tonic.notebook.loader import load, node_check
 
 
 def cells(path: Path, *, as_json: bool) -> int:

@@ -10,12 +10,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonic.cells import parse
 from tonic.errors import TonicError
-from tonic.modkind import package_type
+from tonic.notebook.cells import parse
+from tonic.notebook.modkind import package_type
+from tonic.notebook.source import read_source
 from tonic.outputs import difference, outputs_of, outputs_path, read, write
 from tonic.recorded import failure, record
-from tonic.source import read_source
 
 NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")
 SKIP_RE = re.compile(r"^\s*//\s*tonic:\s*skip\b")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tonic.driver import node_binary
 from tonic.errors import ExportError
 from tonic.export.deps import collect, node_builtins, shown
 from tonic.export.ignore import IgnoreRules
@@ -27,7 +26,8 @@ from tonic.export.render import (
     render_test,
 )
 from tonic.export.write import check_output, npm_pack, publish
-from tonic.loader import load
+from tonic.kernel.driver import node_binary
+from tonic.notebook.loader import load
 from tonic.recorded import failure, record
 
 NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")

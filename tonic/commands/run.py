@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tonic import launch
-from tonic.driver import Program
 from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError
-from tonic.instrument import instrument, uninstrumented
-from tonic.loader import load
+from tonic.kernel.driver import Program
+from tonic.notebook.instrument import instrument, uninstrumented
+from tonic.notebook.loader import load
 from tonic.results import CellResult, NullSink, RunResult, Sink
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from rich.table import Table
 from tonic.commands.run import program_for
 from tonic.engines import engine_for, planner_for
 from tonic.errors import TonicError
-from tonic.keys import explain
-from tonic.timetravel import Planner, SnapshotRecord
+from tonic.timetravel.keys import explain
+from tonic.timetravel.planner import Planner, SnapshotRecord
 
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 from tonic.config import settings_for
-from tonic.driver import Program
 from tonic.engines.base import Availability, Engine
-from tonic.engines.criu import CriuEngine
-from tonic.engines.docker import DockerEngine
+from tonic.engines.criu.engine import CriuEngine
+from tonic.engines.docker.engine import DockerEngine
 from tonic.engines.replay import ReplayEngine
 from tonic.errors import EngineError
-from tonic.timetravel import Planner
+from tonic.kernel.driver import Program
+from tonic.timetravel.planner import Planner
 
 ENGINES: dict[str, Engine] = {
     "criu": CriuEngine(),

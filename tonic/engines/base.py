@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from tonic.driver import Program
+from tonic.kernel.driver import Program
 from tonic.results import RunResult, Sink
 
 

@@ -5,9 +5,9 @@ Always available, and the correctness reference every snapshot engine is tested 
 
 from __future__ import annotations
 
-from tonic.driver import Program, node_binary, run_kernel
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
+from tonic.kernel.driver import Program, node_binary, run_kernel
 from tonic.results import RunResult, Sink
 
 

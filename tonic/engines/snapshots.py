@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from tonic import clockshim
-from tonic.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
+from tonic.engines import clockshim
 from tonic.errors import EngineError
+from tonic.kernel.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
 from tonic.results import BufferSink, RunResult, Sink
-from tonic.timetravel import Choice, Planner, Verdict
+from tonic.timetravel.planner import Choice, Planner, Verdict
 
 # A snapshot costs about 40-80 ms (CRIU) or 250 ms (docker). After cells that together
 # ran for less than this, the pause is not dumped: resuming from the snapshot before them

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tonic.cells import parse
-from tonic.driver import node_binary
 from tonic.errors import ExportError
-from tonic.modkind import package_type
-from tonic.source import read_source
+from tonic.kernel.driver import node_binary
+from tonic.notebook.cells import parse
+from tonic.notebook.modkind import package_type
+from tonic.notebook.source import read_source
 
 SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs")
 FILE_SUFFIXES = (".js", ".json", ".node", ".cjs", ".mjs")

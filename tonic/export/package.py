@@ -12,8 +12,8 @@ from tonic.errors import ExportError, InputError
 from tonic.export.deps import Graph, shown
 from tonic.export.ignore import IgnoreRules
 from tonic.export.names import npm_name_problem, sanitize, version_problem
-from tonic.loader import load
-from tonic.modkind import package_type
+from tonic.notebook.loader import load
+from tonic.notebook.modkind import package_type
 from tonic.store import default_root
 
 DEFAULT_VERSION = "0.1.0"

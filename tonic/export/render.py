@@ -14,8 +14,8 @@ from pathlib import Path
 import jinja2
 
 import tonic
-from tonic.cells import MARKER_RE, Cell, Notebook
 from tonic.errors import ExportError
+from tonic.notebook.cells import MARKER_RE, Cell, Notebook
 from tonic.outputs import normalize
 from tonic.recorded import error_summary
 from tonic.results import RunResult

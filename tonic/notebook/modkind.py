@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tree_sitter import Node
 
-from tonic.syntax import FUNCTION_SCOPES
+from tonic.notebook.syntax import FUNCTION_SCOPES
 
 CJS_WRAPPER_NAMES = frozenset({"require", "module", "exports", "__filename", "__dirname"})
 

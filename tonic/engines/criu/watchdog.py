@@ -12,14 +12,10 @@ kernel's PID namespace, which ends every process in it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-
-_PR_SET_PDEATHSIG = 1
 
 # Run with -I -S: no site, nothing imported but built-in modules (~10 ms of start-up,
 # spent while tonic goes on). After the kill it removes the run's private folder (the
@@ -48,21 +44,6 @@ if not said:
             except OSError:
                 pass
 """
-
-
-def parent_death_signal(signum: int) -> Callable[[], None]:
-    """A step that makes the calling process get `signum` when its parent dies: for a
-    child between fork and exec (preexec_fn; only the call happens there, libc is
-    looked up here), or for a forked worker. A parent already gone: exit at once."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm
 
 
 class Watchdog:

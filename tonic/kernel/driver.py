@@ -23,11 +23,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
-from tonic.cells import Notebook
 from tonic.errors import EngineError
-from tonic.instrument import Instrumented
+from tonic.notebook.cells import Notebook
+from tonic.notebook.instrument import Instrumented
+from tonic.procs import parent_death_signal
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
-from tonic.watchdog import parent_death_signal
 
 READ_SIZE = 1 << 16
 

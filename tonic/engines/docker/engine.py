@@ -24,15 +24,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tonic import fstravel
-from tonic.driver import (
-    GO,
-    KernelProcess,
-    Pipes,
-    Program,
-    kernel_argv,
-    kernel_file,
-)
 from tonic.engines.base import Availability
 from tonic.engines.snapshots import (
     Policy,
@@ -42,14 +33,23 @@ from tonic.engines.snapshots import (
     run_with_snapshots,
 )
 from tonic.errors import EngineError, TonicError
-from tonic.ingest import Worker
+from tonic.kernel.driver import (
+    GO,
+    KernelProcess,
+    Pipes,
+    Program,
+    kernel_argv,
+    kernel_file,
+)
 from tonic.results import RunResult, Sink
 from tonic.store import default_root
-from tonic.timetravel import Choice, Planner
+from tonic.store.ingest import Worker
+from tonic.timetravel import fstravel
+from tonic.timetravel.planner import Choice, Planner
 
 if TYPE_CHECKING:
-    from tonic.dockerapi import Docker
-    from tonic.dockertree import ContainerKernel
+    from tonic.engines.docker.api import Docker
+    from tonic.engines.docker.tree import ContainerKernel
 
 NOTEBOOK_LABEL = "tonic.notebook"
 CACHE_LABEL = "tonic.cache"  # which snapshot cache the container or image belongs to
@@ -95,7 +95,7 @@ def labels(store_root: Path, notebook: Path | None = None) -> dict[str, str]:
 
 
 def _connect() -> Docker:
-    from tonic.dockerapi import Docker  # the docker SDK takes ~100 ms to import
+    from tonic.engines.docker.api import Docker  # the docker SDK takes ~100 ms to import
 
     return Docker.connect()
 
@@ -134,7 +134,7 @@ class DockerEngine:
 
     def availability(self) -> Availability:
         try:
-            from tonic import dockerimage
+            from tonic.engines.docker import image as dockerimage
 
             api = _connect()
             try:
@@ -175,7 +175,7 @@ class DockerEngine:
 
 def _image(api: Docker, wanted: str | None) -> tuple[str, str | None]:
     """(image id, node's path in it: None for the host's own, in tonic's default image)."""
-    from tonic import dockerimage
+    from tonic.engines.docker import image as dockerimage
     from tonic.errors import DockerError
 
     if not wanted:
@@ -213,7 +213,7 @@ class _Run:
         self.worker = Worker(planner.store.root, planner.program.path)
 
     def launch(self, prog: Program, _pipes: Pipes, env: dict[str, str]) -> KernelProcess:
-        from tonic import dockertree
+        from tonic.engines.docker import tree as dockertree
 
         if self.choice is None:
             copies: list[Path | str] = [prog.path.parent, kernel_file("kernel.js")]
@@ -314,7 +314,7 @@ def collect_garbage(
     its snapshot and project-layer images no stored snapshot needs (all of them when
     `everything`); the base image stays. (containers, images) removed; (0, 0) when no
     daemon answers."""
-    from tonic.dockerapi import KIND
+    from tonic.engines.docker.api import KIND
     from tonic.errors import DockerError
 
     if not _daemon_likely():

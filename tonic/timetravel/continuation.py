@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from tonic.cells import Notebook
-from tonic.instrument import instrument, pause_site
-from tonic.syntax import SCOPE_NODES, parse_tree, pattern_names, text, walk
+from tonic.notebook.cells import Notebook
+from tonic.notebook.instrument import instrument, pause_site
+from tonic.notebook.syntax import SCOPE_NODES, parse_tree, pattern_names, text, walk
 
 FUNCTION_DECLARATIONS = frozenset({"function_declaration", "generator_function_declaration"})
 LEXICAL = frozenset({"let", "const", "class", "import"})

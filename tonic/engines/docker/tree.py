@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tonic import dockerhost
-from tonic.dockerapi import Docker, Mount
-from tonic.dockerimage import RootFs
-from tonic.driver import Pipes
+from tonic.engines.docker import host as dockerhost
+from tonic.engines.docker.api import Docker, Mount
+from tonic.engines.docker.image import RootFs
 from tonic.errors import DockerError
+from tonic.kernel.driver import Pipes
 
 IPC = "/run/tonic-ipc"  # the FIFO directory's place in the container
 FIFOS = ("events", "stdout", "stderr", "cmd")

@@ -7,7 +7,7 @@ holding the notebook's ingest lock (inherited, already taken, from the run) unti
 published everything. The next run of the notebook takes that lock before it looks for
 snapshots, so it never misses one that is still being stored.
 
-    python -m tonic.ingest STORE_ROOT   (jobs on stdin, one JSON object a line)
+    python -m tonic.store.ingest STORE_ROOT   (jobs on stdin, one JSON object a line)
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tonic import hot
-from tonic.store import Store
+from tonic.store import Store, hot
 
 
 def lock_path(root: Path, notebook: Path) -> Path:
@@ -68,7 +67,7 @@ class Worker:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.set_inheritable(fd, True)
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "tonic.ingest", str(self.root)],
+                    [sys.executable, "-m", "tonic.store.ingest", str(self.root)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

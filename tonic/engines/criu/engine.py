@@ -15,7 +15,6 @@ that fails io_uring_setup, for node versions that ignore the variable. A watchdo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -25,16 +24,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tonic import criu as criu_tool
-from tonic.driver import (
-    GO,
-    KernelProcess,
-    Pipes,
-    Program,
-    kernel_argv,
-    place_channels,
-)
 from tonic.engines.base import Availability
+from tonic.engines.criu import tool as criu_tool
+from tonic.engines.criu.seccomp import deny_io_uring
+from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.snapshots import (
     Policy,
     RestoreError,
@@ -43,19 +36,18 @@ from tonic.engines.snapshots import (
     run_with_snapshots,
 )
 from tonic.errors import EngineError
-from tonic.ingest import Worker
+from tonic.kernel.driver import (
+    GO,
+    KernelProcess,
+    Pipes,
+    Program,
+    kernel_argv,
+    place_channels,
+)
+from tonic.procs import become_subreaper
 from tonic.results import RunResult, Sink
-from tonic.seccomp import deny_io_uring
-from tonic.timetravel import Choice, Planner, SnapshotRecord
-from tonic.watchdog import Watchdog
-
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _become_subreaper() -> None:
-    """Restored trees are detached from criu; as subreaper we can still wait for them."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+from tonic.store.ingest import Worker
+from tonic.timetravel.planner import Choice, Planner, SnapshotRecord
 
 
 def _leftovers(env: dict[str, str]) -> Path | None:
@@ -244,7 +236,7 @@ class CriuEngine:
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         criu = criu_tool.require()
-        _become_subreaper()
+        become_subreaper()
         planner = self.planner(program)
 
         def attempt(choice: Choice | None, out: Sink, continued: bool) -> RunResult:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
-from tonic.modkind import ModuleKind, detect_syntax
-from tonic.syntax import parse_tree, pattern_names, string_value, text, walk
+from tonic.notebook.modkind import ModuleKind, detect_syntax
+from tonic.notebook.syntax import parse_tree, pattern_names, string_value, text, walk
 
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tonic.driver import kernel_file
+from tonic.kernel.driver import kernel_file
 
 
 @functools.cache

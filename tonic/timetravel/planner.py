@@ -23,11 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tonic import continuation, fstravel, hot, ingest
-from tonic import criu as criu_tool
-from tonic.cells import Notebook, parse
-from tonic.driver import GO, Program, node_binary
-from tonic.keys import (
+from tonic.engines.criu import tool as criu_tool
+from tonic.kernel.driver import GO, Program, node_binary
+from tonic.notebook.cells import Notebook, parse
+from tonic.notebook.modkind import package_type
+from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
+from tonic.store import SnapshotInfo, Store, StoreError, hot, ingest
+from tonic.timetravel import continuation, fstravel
+from tonic.timetravel.keys import (
     Environment,
     base_key,
     file_hash,
@@ -35,9 +38,6 @@ from tonic.keys import (
     prefix_keys,
     sha256,
 )
-from tonic.modkind import package_type
-from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
-from tonic.store import SnapshotInfo, Store, StoreError
 
 RUN_RECORD_VERSION = 1
 

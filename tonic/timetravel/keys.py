@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from tonic.cells import Notebook
+from tonic.notebook.cells import Notebook
 from tonic.store import recall, remember
 
 KEY_VERSION = "tonic-key-1"
@@ -44,7 +44,10 @@ def _json_hash(value: object) -> str:
 def kernel_fingerprint() -> str:
     here = resources.files("tonic")
     parts = [(here / "kernel" / "kernel.js").read_bytes()]
-    parts += [(here / name).read_bytes() for name in ("instrument.py", "continuation.py")]
+    parts += [
+        (here / name).read_bytes()
+        for name in ("notebook/instrument.py", "timetravel/continuation.py")
+    ]
     return sha256(b"\0".join(parts))
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tonic.cells import Notebook, parse
-from tonic.driver import node_binary
 from tonic.errors import NotebookSyntaxError
-from tonic.modkind import package_type
-from tonic.source import Source, read_source
+from tonic.kernel.driver import node_binary
+from tonic.notebook.cells import Notebook, parse
+from tonic.notebook.modkind import package_type
+from tonic.notebook.source import Source, read_source
 
 
 def load(path: str | Path) -> tuple[Source, Notebook]:

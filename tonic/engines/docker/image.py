@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonic.dockerapi import Docker
-from tonic.driver import node_binary
+from tonic.engines.docker.api import Docker
 from tonic.errors import DockerError
+from tonic.kernel.driver import node_binary
 from tonic.store import private_file
 
 REPOSITORY = "tonic-node"

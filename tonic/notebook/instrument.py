@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from tonic.cells import Cell, Notebook
+from tonic.notebook.cells import Cell, Notebook
 
 VALUE_PREFIX = b";__tonic__.v="
 

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tonic import criu as criu_tool
-from tonic.dockerapi import Docker
+from tonic.engines.criu import tool as criu_tool
+from tonic.engines.docker.api import Docker
 from tonic.errors import DockerError
 
 STATE_ROOTS = ("/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runc/moby")

@@ -1,0 +1,4 @@
+"""The docker engine: a container per notebook, checkpointed and committed after every
+cell (engine.py); the Engine API (api.py), runc checkpoints and the daemon's folders
+(host.py), the image from this machine's node (image.py), a kernel in a container
+(tree.py)."""

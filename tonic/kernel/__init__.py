@@ -1,0 +1,1 @@
+"""The node side (kernel.js, clockshim.c) and tonic's side of talking to it (driver.py)."""

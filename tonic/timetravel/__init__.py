@@ -1,0 +1,1 @@
+"""Time travel: which snapshot a run resumes from and what each snapshot records."""
