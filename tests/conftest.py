@@ -32,7 +32,7 @@ def _private_cache() -> Iterator[None]:
 
         with settled(Path(root)):  # detached ingest workers finish before the cleanup
             pass
-        from tonic.engines.docker.engine import collect_garbage
+        from tonic.engines.docker.gc import collect_garbage
 
         # The docker engine's containers and images of this session's cache.
         collect_garbage(Path(root), set(), everything=True)

@@ -80,9 +80,9 @@ def require_engine(name: str) -> None:
     """Skip a test of an engine that cannot run here, or fail if CI requires it."""
     import pytest
 
-    from tonic.engines import ENGINES
+    from tonic.engines import ENGINES, EngineOptions
 
-    available = ENGINES[name].availability()
+    available = ENGINES[name](EngineOptions()).availability()
     if available.ok:
         return
     if name in required_engines():

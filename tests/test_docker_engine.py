@@ -37,7 +37,7 @@ def _run(path: Path, *args: str) -> dict[str, object]:
 
 def _our_images(cache: Path) -> list[str]:
     from tonic.engines.docker.api import Docker
-    from tonic.engines.docker.engine import labels
+    from tonic.engines.docker.labels import labels
 
     api = Docker.connect()
     try:
@@ -132,7 +132,7 @@ def test_killed_run_leaves_nothing_after_gc(
     import time
 
     from tonic.engines.docker.api import KIND, Docker
-    from tonic.engines.docker.engine import labels
+    from tonic.engines.docker.labels import labels
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("TONIC_CACHE", str(cache))

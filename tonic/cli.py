@@ -12,7 +12,7 @@ import typer
 import typer.main
 
 from tonic import __version__
-from tonic.engines import ENGINES
+from tonic.engines import ENGINES, EngineOptions
 from tonic.error_handler import error_handler
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app = typer.Typer(
 
 ENGINE_HELP = (
     "Engine to run with: "
-    + "; ".join(f"{name} ({engine.description})" for name, engine in ENGINES.items())
+    + "; ".join(f"{name} ({make(EngineOptions()).description})" for name, make in ENGINES.items())
     + '. Default: $TONIC_ENGINE, else the package.json "tonic": {"engine": ...} of the '
     "project, else the first that works here (see `tonic doctor`)."
 )

@@ -11,7 +11,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from tonic.engines.docker.engine import collect_garbage
+from tonic.engines.docker.gc import collect_garbage
 from tonic.errors import InputError
 from tonic.store import SnapshotInfo, Store, hot
 from tonic.store.ingest import settled

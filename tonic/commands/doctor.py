@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tonic.engines import ENGINES, PREFERENCE, get_engine
+from tonic.engines import ENGINES, PREFERENCE, EngineOptions, get_engine
 from tonic.errors import TonicError
 
 
@@ -16,7 +16,7 @@ def doctor() -> int:
     table.add_column("works here")
     table.add_column("why")
     for name in [*PREFERENCE, *(n for n in ENGINES if n not in PREFERENCE)]:
-        available = ENGINES[name].availability()
+        available = ENGINES[name](EngineOptions()).availability()
         table.add_row(name, "yes" if available.ok else "no", available.reason)
     console.print(table)
     try:

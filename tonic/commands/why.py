@@ -8,17 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from tonic.commands.run import program_for
-from tonic.engines import engine_for, planner_for
+from tonic.engines import engine_for
 from tonic.errors import TonicError
+from tonic.timetravel.choose import Chooser
 from tonic.timetravel.keys import explain
-from tonic.timetravel.planner import Planner, SnapshotRecord
+from tonic.timetravel.records import SnapshotRecord
 
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
     program = program_for(path, plain=plain, args=[])
     chosen, _ = engine_for(program.path, engine)
-    planner = planner_for(chosen, program)
-    if planner is None:
+    chooser = chosen.chooser(program)
+    if chooser is None:
         raise TonicError(
             f"the {chosen.name} engine keeps no snapshots; `tonic why` explains those of "
             "the criu and docker engines (--engine)"
@@ -27,33 +28,34 @@ def why(path: Path, *, engine: str | None, plain: bool) -> int:
     table = Table(box=None, pad_edge=False)
     table.add_column("cells", style="bold")
     table.add_column("verdict")
-    verdicts = planner.judge_all()
+    verdicts = chooser.verdicts()
     for verdict in verdicts:
         style = "green" if verdict.reusable else "red"
         table.add_row(f"1-{verdict.cell}", f"[{style}]{verdict.reason}[/{style}]")
     console.print(table)
     reusable = [v for v in verdicts if v.reusable]
-    if planner.complete_run() is not None:
+    if chooser.stored_run() is not None:
         console.print("unchanged since its last run: the next run shows the stored outputs")
         return 0
     if reusable:
         console.print(f"the next run restores cells 1-{reusable[0].cell} and runs the rest")
         return 0
-    console.print("the next run starts afresh" + _environment_hint(planner))
+    console.print("the next run starts afresh" + _environment_hint(chooser))
     return 0
 
 
-def _environment_hint(planner: Planner) -> str:
+def _environment_hint(chooser: Chooser) -> str:
     """When no prefix matched: what differs from this notebook's latest snapshot."""
     mine = [
-        SnapshotRecord.from_meta(s.meta)
-        for s in planner.store.snapshots()
-        if s.meta.get("path") == str(planner.program.path)
+        record
+        for s in chooser.store.snapshots()
+        if s.meta.get("path") == str(chooser.program.path)
+        and (record := SnapshotRecord.from_meta(s.meta)) is not None
     ]
     if not mine:
         return " (no snapshot of this notebook yet)"
     latest = mine[0]
-    changed = explain(latest.environment, planner.environment.parts())
+    changed = explain(latest.environment, chooser.keys.environment.parts())
     if changed:
         return f" (its latest snapshot was made with a different {', '.join(changed)})"
     return " (cell 1 changed since its latest snapshot)"

@@ -1,47 +1,50 @@
-"""The engine registry: every engine tonic knows, by name, best first."""
+"""The engine registry: every engine tonic knows, by name, as a factory."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from tonic.config import settings_for
-from tonic.engines.base import Availability, Engine
-from tonic.engines.criu.engine import CriuEngine
-from tonic.engines.docker.engine import DockerEngine
+from tonic.engines.base import Availability, Engine, EngineOptions
+from tonic.engines.criu.engine import CriuBackend
+from tonic.engines.docker.engine import DockerBackend
 from tonic.engines.replay import ReplayEngine
+from tonic.engines.snapshots import SnapshotEngine
 from tonic.errors import EngineError
-from tonic.kernel.driver import Program
-from tonic.timetravel.planner import Planner
 
-ENGINES: dict[str, Engine] = {
-    "criu": CriuEngine(),
-    "replay": ReplayEngine(),
-    "docker": DockerEngine(),
+ENGINES: dict[str, Callable[[EngineOptions], Engine]] = {
+    "criu": lambda o: SnapshotEngine(CriuBackend(), min_ms=o.snapshot_min_ms),
+    "replay": lambda o: ReplayEngine(),
+    "docker": lambda o: SnapshotEngine(DockerBackend(o.image), min_ms=o.snapshot_min_ms),
 }
 # The first available engine of this list is the default (docker only when asked for:
 # with `--engine docker` or TONIC_ENGINE=docker).
 PREFERENCE = ("criu", "replay")
 
 
-def get_engine(name: str | None) -> tuple[Engine, str | None]:
+def get_engine(name: str | None, options: EngineOptions | None = None) -> tuple[Engine, str | None]:
     """The engine called `name` (the default when None), if it can run here, and a note
     when the default had to fall back from a better engine."""
+    options = options or EngineOptions()
     if name is None:
         skipped: list[str] = []
         for key in PREFERENCE:
-            available = ENGINES[key].availability()
+            engine = ENGINES[key](options)
+            available = engine.availability()
             if available.ok:
                 note = None
                 if skipped:
                     note = f"{'; '.join(skipped)}; using the {key} engine (no snapshots)"
-                return ENGINES[key], note
+                return engine, note
             skipped.append(f"the {key} engine cannot run here: {available.reason}")
         raise EngineError("no engine can run here: " + "; ".join(skipped))
-    engine = ENGINES.get(name)
-    if engine is None:
+    factory = ENGINES.get(name)
+    if factory is None:
         known = ", ".join(sorted(ENGINES))
         raise EngineError(f"unknown engine {name!r} (known: {known})")
+    engine = factory(options)
     available = engine.availability()
     if not available.ok:
         raise EngineError(f"engine {name!r} cannot run here: {available.reason}")
@@ -61,18 +64,8 @@ def engine_for(
     $TONIC_DOCKER_IMAGE or the project's "image", else tonic's own."""
     settings = settings_for(notebook)
     chosen = name or os.environ.get("TONIC_ENGINE") or settings.engine or default
-    engine, note = get_engine(chosen)
     image = image or os.environ.get("TONIC_DOCKER_IMAGE") or settings.image
-    if image and isinstance(engine, DockerEngine):
-        engine = DockerEngine(image=image)
-    return engine, note
-
-
-def planner_for(engine: Engine, program: Program) -> Planner | None:
-    """The snapshot planner of a snapshot engine (None for replay)."""
-    if isinstance(engine, CriuEngine | DockerEngine):
-        return engine.planner(program)
-    return None
+    return get_engine(chosen, EngineOptions(image=image))
 
 
 __all__ = [
@@ -80,7 +73,7 @@ __all__ = [
     "PREFERENCE",
     "Availability",
     "Engine",
+    "EngineOptions",
     "engine_for",
     "get_engine",
-    "planner_for",
 ]

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tonic.kernel.driver import Program
 from tonic.results import RunResult, Sink
+
+if TYPE_CHECKING:
+    from tonic.timetravel.choose import Chooser
 
 
 @dataclass(frozen=True)
 class Availability:
     ok: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What an engine is made with (from the settings)."""
+
+    image: str | None = None  # the docker engine's image (None: tonic's own)
+    snapshot_min_ms: float | None = None  # no snapshot after cells that ran for less
+    # (together) than this; None: $TONIC_SNAPSHOT_MIN_MS, else 50 ms
 
 
 class Engine(Protocol):
@@ -24,3 +36,7 @@ class Engine(Protocol):
     def availability(self) -> Availability: ...
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult: ...
+
+    def chooser(self, program: Program) -> Chooser | None:
+        """What the next run would resume from; None for an engine without snapshots."""
+        ...

@@ -9,6 +9,7 @@ from tonic.engines.base import Availability
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program, node_binary, run_kernel
 from tonic.results import RunResult, Sink
+from tonic.timetravel.choose import Chooser
 
 
 class ReplayEngine:
@@ -24,3 +25,6 @@ class ReplayEngine:
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         return run_kernel(program, sink, engine=self.name, timeout=timeout)
+
+    def chooser(self, program: Program) -> Chooser | None:
+        return None

@@ -1,17 +1,45 @@
-"""What every snapshot engine does the same way: which run to make (a stored one, a
-resumed one, a fresh one), falling back when a resume cannot be trusted, and when a
-pause is worth a snapshot."""
+"""The one lifecycle of a snapshotting run, shared by the criu and docker engines.
+
+    lock the notebook
+    a stored run of exactly this notebook?  show it, nothing runs
+    choose the snapshot to resume from (timetravel/choose.py), else run afresh
+    put the notebook's files into its state, launch or restore the kernel
+    at each pause: record it, and checkpoint it when the cells since the last one are
+        worth it (Policy); a detached worker stores the images (store/ingest.py)
+    finish: notes, time saved, the run's record
+    fall back to a fresh run when the restore fails, or when a continued run meets an
+        uncaught error (node's exact report needs the natively compiled file)
+
+What differs between engines is behind two small protocols: a `Backend` opens a
+`Session` for one `tonic run` (criu: find CRIU; docker: connect, resolve the image), and
+the session makes a `Kernel` for each kernel run: launch, restore a choice, checkpoint
+at a pause, close.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from tonic.engines import clockshim
+from tonic.engines.base import Availability
 from tonic.errors import EngineError
-from tonic.kernel.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
+from tonic.kernel.driver import GO, KernelProcess, Pipes, Program, Resume, node_binary, run_kernel
 from tonic.results import BufferSink, RunResult, Sink
-from tonic.timetravel.planner import Choice, Planner, Verdict
+from tonic.store import Store, StoreError, hot
+from tonic.store.ingest import Worker
+from tonic.timetravel.choose import Choice, Chooser, Verdict
+from tonic.timetravel.keys import Environment, NotebookKeys
+from tonic.timetravel.recorder import Recorder, show_stored
+from tonic.timetravel.records import SnapshotRecord
 
 # A snapshot costs about 40-80 ms (CRIU) or 250 ms (docker). After cells that together
 # ran for less than this, the pause is not dumped: resuming from the snapshot before them
@@ -19,91 +47,176 @@ from tonic.timetravel.planner import Choice, Planner, Verdict
 SNAPSHOT_MIN_MS = 50.0
 
 
-def run_kernel_with_snapshots(
-    planner: Planner,
-    sink: Sink,
-    choice: Choice | None,
-    *,
-    engine: str,
-    timeout: float | None,
-    stop_on_error: bool,
-    on_pause: PauseHook,
-    launcher: Launcher,
-    channels: Callable[[KernelProcess], Pipes] | None = None,
-    shim: bool = True,
-) -> RunResult:
-    """One kernel run of a snapshot engine, fresh or from `choice` (its launcher restores
-    it). libuv must not open an io_uring (CRIU cannot dump one); the clock shim is
-    preloaded when `shim` says this machine's C library is the kernel's."""
-    overrides = {"UV_USE_IO_URING": "0"}
-    path = clockshim.shim(planner.store.root)[0] if shim else None
-    if path is not None:
-        user = os.environ.get("LD_PRELOAD")
-        overrides["LD_PRELOAD"] = f"{path}:{user}" if user else str(path)
-    elif shim:
-        planner.notes.append(
-            "no clock shim (no C compiler): time spent at snapshots counts on node's "
-            "clocks, so timers of different delays in different cells may reorder"
-        )
-    resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
-    return run_kernel(
-        planner.program,
-        planner.watch(sink),
-        engine=engine,
-        timeout=timeout,
-        on_pause=on_pause,
-        launcher=launcher,
-        env_overrides=overrides,
-        resume=resume,
-        snapshots=True,
-        clock_shim=path is not None,
-        stop_on_error=stop_on_error,
-        channels=channels,
-    )
-
-
 class RestoreError(EngineError):
     """A snapshot could not be restored (the run falls back to a fresh one)."""
 
 
-def snapshot_min_ms() -> float:
-    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
-    try:
-        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
-    except ValueError:
-        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None
+class Kernel(Protocol):
+    """A snapshot engine's part of one kernel run, fresh or restored."""
+
+    def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+        """Start a fresh kernel with the given pipes (fds in tonic's process) and env."""
+        ...
+
+    def restore(
+        self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]
+    ) -> KernelProcess:
+        """Restore the chosen snapshot from its images."""
+        ...
+
+    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
+        """Checkpoint the paused kernel into a new folder under `staging`, which the
+        store takes over; fill in the engine's part of `record`."""
+        ...
+
+    def channels(self, proc: KernelProcess) -> Pipes:
+        """tonic's ends of the kernel's channels, when the launch made them itself
+        (Session.channels)."""
+        ...
+
+    def close(self) -> dict[str, object]:
+        """The kernel run is over (its process is gone): clean up; its measurements."""
+        ...
+
+
+@dataclass
+class Session:
+    """What a snapshot engine set up for one `tonic run`."""
+
+    kernel: Callable[[], Kernel]  # one for each kernel run
+    key: dict[str, str] = field(default_factory=dict)  # what else snapshots depend on
+    files: bool = True  # tonic follows the notebook's files (the engine does not)
+    shim: bool = True  # the clock shim fits the kernel's C library
+    channels: bool = False  # the kernel makes its own channels (Kernel.channels)
+
+
+class Backend(Protocol):
+    name: str
+    description: str
+
+    def availability(self) -> Availability: ...
+
+    def open(self, program: Program, store: Store) -> AbstractContextManager[Session]: ...
 
 
 class Policy:
     """Says at each pause whether to take a snapshot there."""
 
-    def __init__(self, planner: Planner) -> None:
-        self.planner = planner
-        self.min_ms = snapshot_min_ms()
+    def __init__(self, recorder: Recorder, min_ms: float) -> None:
+        self.recorder = recorder
+        self.min_ms = min_ms
         self.unsaved_ms = 0.0  # cell time since the last snapshot (or the restored one)
 
     def due(self, k: int) -> bool:
-        cell = self.planner.live.get(k)
-        self.unsaved_ms += (cell.ms or 0.0) if cell is not None else 0.0
+        self.unsaved_ms += self.recorder.cell_ms(k)
         if self.unsaved_ms < self.min_ms:
             return False
         self.unsaved_ms = 0.0
         return True
 
 
-# One kernel run: from `choice` (None: fresh), streaming to the sink; `stop_on_error`
-# for a continued run (see run_with_snapshots).
-Attempt = Callable[[Choice | None, Sink, bool], RunResult]
+def staging(store: Store) -> Path:
+    """Where images are written before they enter the store (the same filesystem)."""
+    tmp = store.root / "tmp"
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return tmp
 
 
-def run_with_snapshots(planner: Planner, sink: Sink, attempt: Attempt) -> RunResult:
-    """A stored run of this exact notebook, else a resumed run, else a fresh one."""
-    with planner.locked():
-        stored = planner.complete_run()
+@dataclass(frozen=True)
+class Images:
+    """A snapshot's image files, not to be written to, and a private scratch folder."""
+
+    files: Path
+    scratch: Path
+
+
+@contextlib.contextmanager
+def images(store: Store, choice: Choice) -> Iterator[Images]:
+    """The snapshot's image files: kept unpacked (store/hot.py) or recreated from the
+    store in the scratch folder, which is removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
+    try:
+        os.chmod(work, 0o700)
+        found = hot.lookup(store.root, choice.snapshot_id)
+        if found is None:
+            found = work / "images"
+            try:
+                store.materialize(choice.snapshot_id, found)
+            except StoreError:
+                store.remove(choice.snapshot_id)
+                raise
+        yield Images(found, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
+    """The keys of `program`'s snapshots and stored run under this engine's session."""
+    environment = Environment.current(
+        node=node_binary(),
+        engine=engine,
+        path=program.path,
+        args=program.args,
+        inspect=program.inspect,
+    )
+    return NotebookKeys.of(environment, program.notebook, session.key)
+
+
+class SnapshotEngine:
+    """An engine that snapshots at every pause and resumes from the longest valid prefix;
+    `backend` says how (criu, docker)."""
+
+    def __init__(self, backend: Backend, *, min_ms: float | None = None) -> None:
+        """`min_ms`: see Policy (None: $TONIC_SNAPSHOT_MIN_MS, else SNAPSHOT_MIN_MS)."""
+        self.backend = backend
+        self.name = backend.name
+        self.description = backend.description
+        self.min_ms = min_ms
+
+    def availability(self) -> Availability:
+        return self.backend.availability()
+
+    def chooser(self, program: Program) -> Chooser:
+        """What the next run would resume from (`tonic why`)."""
+        store = Store()
+        with self.backend.open(program, store) as session:
+            return Chooser(program, store, keys_for(self.name, program, session))
+
+    def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
+        store = Store()
+        with self.backend.open(program, store) as session:
+            run = _Run(self, program, store, session, timeout)
+            with store.lock(f"notebook:{program.path}"):
+                return run.run(sink)
+
+
+class _Run:
+    """One `tonic run` of a snapshot engine: one kernel run, or two with a fallback."""
+
+    def __init__(
+        self,
+        engine: SnapshotEngine,
+        program: Program,
+        store: Store,
+        session: Session,
+        timeout: float | None,
+    ) -> None:
+        self.engine = engine
+        self.program = program
+        self.store = store
+        self.session = session
+        self.timeout = timeout
+        self.keys = keys_for(engine.name, program, session)
+        self.chooser = Chooser(program, store, self.keys)
+        self.verdicts: list[Verdict] = []
+
+    def run(self, sink: Sink) -> RunResult:
+        """A stored run of this exact notebook, else a resumed run, else a fresh one."""
+        stored = self.chooser.stored_run()
         if stored is not None:
-            return planner.replay_stored(stored, sink)
-        choice = planner.choose()
-        continued = choice is not None and choice.command.get("op") == "eval"
+            return show_stored(self.store, self.program, stored, sink)
+        choice, self.verdicts = self.chooser.choose()
+        continued = choice is not None and choice.continued
         # A continued run evaluates the edited cells with eval: an uncaught error there
         # would be reported with other stack frames (and sometimes columns) than node's.
         # So its output is held back; at an uncaught error, it is dropped and the
@@ -112,9 +225,9 @@ def run_with_snapshots(planner: Planner, sink: Sink, attempt: Attempt) -> RunRes
         # whole new file, as node's loader would, before it runs the rest.)
         held = BufferSink() if continued else None
         try:
-            result = attempt(choice, held or sink, continued)
+            result = self.attempt(choice, held or sink, continued)
         except RestoreError as err:
-            planner.verdicts.append(Verdict(choice.pause if choice else 0, False, str(err)))
+            self.verdicts.append(Verdict(choice.pause if choice else 0, False, str(err)))
             note = f"{err}; ran afresh"
         else:
             if not result.aborted:
@@ -122,29 +235,119 @@ def run_with_snapshots(planner: Planner, sink: Sink, attempt: Attempt) -> RunRes
                     held.release(sink)
                 return result
             note = "an uncaught error after resuming: ran afresh for node's exact report"
-        planner.fresh()
-        result = attempt(None, sink, False)
+        result = self.attempt(None, sink, False)
         result.notes.append(note)
         return result
 
+    def attempt(self, choice: Choice | None, sink: Sink, stop_on_error: bool) -> RunResult:
+        """One kernel run, fresh or from `choice`; `stop_on_error`: a continued run stops
+        at the first uncaught error (it is run again afresh)."""
+        recorder = Recorder(self.program, self.store, self.keys, choice, files=self.session.files)
+        recorder.prepare_files()
+        steps = _Steps(self, recorder, choice)
+        overrides, shim = self._kernel_env(recorder)
+        resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
+        try:
+            result = run_kernel(
+                self.program,
+                recorder.watch(sink),
+                engine=self.engine.name,
+                timeout=self.timeout,
+                on_pause=steps.pause,
+                launcher=steps.launch,
+                env_overrides=overrides,
+                resume=resume,
+                snapshots=True,
+                clock_shim=shim,
+                stop_on_error=stop_on_error,
+                channels=steps.kernel.channels if self.session.channels else None,
+            )
+        finally:
+            stats = steps.kernel.close()
+            steps.worker.release()
+            recorder.files_done()
+        result.stats = {**stats, "restore_seconds": steps.restore_seconds if choice else None}
+        return self._finish(result, recorder, choice, steps)
 
-def finish(
-    planner: Planner,
-    result: RunResult,
-    choice: Choice | None,
-    restore_seconds: float,
-    failed: str | None,
-) -> RunResult:
-    """Notes and time saved on a finished kernel run; its record, for the next run."""
-    result.notes.extend(planner.notes)
-    if choice is not None:
-        result.saved_seconds = max(0.0, choice.saved_seconds - restore_seconds)
-        result.notes.extend(choice.notes)
-    if result.aborted:
+    def _kernel_env(self, recorder: Recorder) -> tuple[dict[str, str], bool]:
+        """What the kernel's environment adds (hidden again from the notebook's
+        process.env), and whether the clock shim is preloaded. libuv must not open an
+        io_uring (CRIU cannot dump one); the clock shim is preloaded when the session
+        says this machine's C library is the kernel's."""
+        overrides = {"UV_USE_IO_URING": "0"}
+        if not self.session.shim:
+            return overrides, False
+        path = clockshim.shim(self.store.root)[0]
+        if path is None:
+            recorder.notes.append(
+                "no clock shim (no C compiler): time spent at snapshots counts on node's "
+                "clocks, so timers of different delays in different cells may reorder"
+            )
+            return overrides, False
+        user = os.environ.get("LD_PRELOAD")
+        overrides["LD_PRELOAD"] = f"{path}:{user}" if user else str(path)
+        return overrides, True
+
+    def _finish(
+        self, result: RunResult, recorder: Recorder, choice: Choice | None, steps: _Steps
+    ) -> RunResult:
+        """Notes and time saved on a finished kernel run; its record, for the next run."""
+        result.notes.extend(recorder.notes)
+        if choice is not None:
+            result.saved_seconds = max(0.0, choice.saved_seconds - steps.restore_seconds)
+            result.notes.extend(choice.notes)
+        if result.aborted:
+            return result
+        if steps.failed:
+            result.notes.append(steps.failed)
+        if recorder.files_broken:
+            result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
+        recorder.finish(result)
         return result
-    if failed:
-        result.notes.append(failed)
-    if planner.track_files and planner.files_broken:
-        result.notes.append(f"no snapshots of this run's files: {planner.files_broken}")
-    planner.finish(result)
-    return result
+
+
+class _Steps:
+    """A kernel run's launch (or restore) and its pauses, where snapshots are taken."""
+
+    def __init__(self, run: _Run, recorder: Recorder, choice: Choice | None) -> None:
+        self.store = run.store
+        self.kernel = run.session.kernel()
+        self.recorder = recorder
+        self.choice = choice
+        min_ms = run.engine.min_ms
+        self.policy = Policy(recorder, snapshot_min_ms() if min_ms is None else min_ms)
+        self.worker = Worker(run.store.root, run.program.path)
+        self.restore_seconds = 0.0
+        self.failed: str | None = None  # why snapshots stopped in this run
+
+    def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+        choice = self.choice
+        if choice is None:
+            return self.kernel.launch(program, pipes, env)
+        started = time.monotonic()
+        try:
+            with images(self.store, choice) as found:
+                proc = self.kernel.restore(choice, found, pipes, env)
+        except (EngineError, KeyError) as err:
+            raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
+        self.restore_seconds = time.monotonic() - started
+        return proc
+
+    def pause(self, k: int) -> dict[str, object]:
+        record = self.recorder.record_at(k)
+        if record is None or self.failed is not None or not self.policy.due(k):
+            return GO
+        try:
+            folder = self.kernel.checkpoint(record, staging(self.store))
+            self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
+        except (EngineError, OSError) as err:
+            self.failed = f"snapshots stopped at cell {k}: {err}"
+        return GO
+
+
+def snapshot_min_ms() -> float:
+    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
+    try:
+        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
+    except ValueError:
+        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None

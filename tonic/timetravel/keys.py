@@ -162,6 +162,28 @@ def prefix_keys(base: str, nb: Notebook) -> dict[int, str]:
     return keys
 
 
+@dataclass(frozen=True)
+class NotebookKeys:
+    """Every key of one notebook in one environment: of each prefix of its cells, and of
+    the whole run (a stored run of exactly this text)."""
+
+    environment: Environment
+    base: str
+    prefixes: dict[int, str]  # cell index -> key of the prefix ending with that cell
+    full: str
+
+    @classmethod
+    def of(
+        cls, environment: Environment, nb: Notebook, extra: dict[str, str] | None = None
+    ) -> NotebookKeys:
+        """`extra`: what else an engine's snapshots depend on (docker: image, project)."""
+        base = base_key(environment, nb)
+        if extra:
+            base = sha256(f"{base}:{json.dumps(extra, sort_keys=True)}".encode())
+        full = sha256(f"{base}:run:{sha256(nb.data)}".encode())
+        return cls(environment, base, prefix_keys(base, nb), full)
+
+
 def explain(old: dict[str, object], new: dict[str, object]) -> list[str]:
     """Names of the base-key parts that differ between two `Environment.parts()` dicts."""
     return [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]

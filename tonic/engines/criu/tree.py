@@ -1,0 +1,156 @@
+"""A kernel's process tree under the criu engine, fresh or restored.
+
+`unshare --pid --fork setsid sh -c '"$@"' node ...`: the shell is the init of a new PID
+namespace and its own session leader, as CRIU needs to dump and restore the tree while
+the original still runs (pids inside the namespace are private); node runs as its
+child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null
+and stdout, stderr and the kernel's two channels are pipes, which a restore re-attaches
+to fresh pipes (`--inherit-fd`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tonic.engines.criu.seccomp import deny_io_uring
+from tonic.errors import EngineError
+from tonic.kernel.driver import Pipes, Program, kernel_argv, place_channels
+
+
+def _shell_status(status: int) -> int:
+    """A Popen-style return code from the namespace init's exit status (sh reports a
+    child killed by signal N as 128+N; the kernel's exit event corrects real exits)."""
+    if 128 < status < 128 + 65:
+        return -(status - 128)
+    return status
+
+
+class FreshTree:
+    """`unshare` and the namespace it made: node below a shell that is the init."""
+
+    def __init__(self, program: Program, pipes: Pipes, env: dict[str, str]) -> None:
+        def prepare() -> None:
+            place_channels(pipes)
+            deny_io_uring()
+
+        argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", '"$@"; exit $?', "tonic"]
+        env = dict(env)
+        preload = env.pop("LD_PRELOAD", None)
+        if preload:
+            # Only node loads the clock shim: in the shell it would close fds 3 and 4.
+            argv += ["env", f"LD_PRELOAD={preload}"]
+        try:
+            self.proc = subprocess.Popen(
+                [*argv, *kernel_argv(program)],
+                stdin=subprocess.DEVNULL,
+                stdout=pipes.stdout,
+                stderr=pipes.stderr,
+                env=env,
+                pass_fds=(3, 4),
+                preexec_fn=prepare,
+            )
+        except OSError as err:
+            raise EngineError(f"cannot start the kernel: {err.strerror}") from None
+        self._init: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def init_pid(self) -> int:
+        """The host pid of the namespace's init (the shell): the root CRIU dumps."""
+        if self._init is None:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            for _ in range(2000):
+                found = children.read_text().split()
+                if found:
+                    self._init = int(found[0])
+                    break
+                time.sleep(0.001)
+            else:
+                raise EngineError("the kernel's namespace did not start")
+        return self._init
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        return None if code is None else _shell_status(code)
+
+    def wait(self) -> int:
+        return _shell_status(self.proc.wait())
+
+    def kill(self) -> None:
+        if self._init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._init, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+
+class RestoredTree:
+    """A tree CRIU restored, detached: reparented to tonic, its subreaper."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._status: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def init_pid(self) -> int:
+        return self._pid
+
+    def _reap(self, flags: int) -> int | None:
+        if self._status is None:
+            try:
+                got, status = os.waitpid(self._pid, flags)
+            except ChildProcessError:
+                self._status = 0
+                return 0
+            if got == 0:
+                return None
+            code = os.waitstatus_to_exitcode(status)
+            self._status = _shell_status(code) if code >= 0 else code
+        return self._status
+
+    def poll(self) -> int | None:
+        return self._reap(os.WNOHANG)
+
+    def wait(self) -> int:
+        status = self._reap(0)
+        assert status is not None
+        return status
+
+    def kill(self) -> None:
+        if self._status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of the process tree rooted at `pid`."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total
+
+
+def pipe_names(pid: int) -> dict[str, str]:
+    """The pipes on the tree root's fds 1-4, as CRIU names them (`pipe:[inode]`)."""
+    names = {}
+    for fd, role in ((1, "stdout"), (2, "stderr"), (3, "cmd"), (4, "events")):
+        names[role] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return names

@@ -1,0 +1,165 @@
+"""Which snapshot a run resumes from: read-only, all that `tonic why` needs.
+
+A snapshot is taken at pause k (after cell k). It is found by the key of prefix k
+(keys.py) and reused only if, in this order:
+  1. every local module that cells 1..k loaded still has the content it had;
+  2. the notebook is byte-identical to the one version the process compiled (then the
+     pause is answered with "go"), or the continuation check passes against every
+     version in the snapshot's lineage (then it is answered with the edited suffix);
+Otherwise the next shorter prefix is tried, and at last a fresh run. Each rejected
+candidate's reason is kept, for `tonic why` and the notebook view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tonic.kernel.driver import GO, Program
+from tonic.notebook.cells import Notebook, parse
+from tonic.notebook.modkind import package_type
+from tonic.results import CellResult
+from tonic.store import SnapshotInfo, Store, StoreError
+from tonic.store.ingest import settled
+from tonic.timetravel import continuation
+from tonic.timetravel.keys import NotebookKeys, modules_still_valid, sha256
+from tonic.timetravel.records import RunRecord, SnapshotRecord, cell_from_meta, load_run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why the prefix ending at a cell can or cannot be resumed."""
+
+    cell: int
+    reusable: bool
+    reason: str
+
+
+@dataclass
+class Choice:
+    """The snapshot a run resumes from, and how its pause is answered."""
+
+    snapshot_id: str
+    record: SnapshotRecord
+    pause: int
+    cells: tuple[CellResult, ...]
+    command: dict[str, object]
+    lineage: list[str]  # the file versions the resumed process will have compiled
+    saved_seconds: float
+    notes: list[str]
+
+    @property
+    def continued(self) -> bool:
+        """Whether the process goes on with an edited rest of the file (eval)."""
+        return self.command.get("op") == "eval"
+
+
+# (cell, why each snapshot of its prefix cannot be used, the first that can)
+_Prefix = tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, dict[str, object]] | None]
+
+
+class Chooser:
+    """Looks up the stored run and the snapshots of one notebook; changes nothing."""
+
+    def __init__(self, program: Program, store: Store, keys: NotebookKeys) -> None:
+        self.program = program
+        self.nb = program.notebook
+        self.store = store
+        self.keys = keys
+
+    def stored_run(self) -> RunRecord | None:
+        """The record of a finished run of exactly this notebook, if still valid."""
+        record = load_run(self.store.root, self.keys.full)
+        if record is None or record.files_broken:
+            return None
+        if modules_still_valid(record.modules) is not None:
+            return None
+        return record
+
+    def verdicts(self) -> list[Verdict]:
+        """Every prefix's verdict, longest first (stops at the first reusable one)."""
+        with settled(self.store.root, self.program.path):
+            verdicts: list[Verdict] = []
+            for k, reasons, found in self._prefixes():
+                if found is not None:
+                    verdicts.append(Verdict(k, True, "reusable"))
+                    return verdicts
+                reason = reasons[0] if reasons else "no snapshot of this prefix"
+                verdicts.append(Verdict(k, False, reason))
+            return verdicts
+
+    def choose(self) -> tuple[Choice | None, list[Verdict]]:
+        """The longest prefix's usable snapshot (None: run afresh), and why each longer
+        prefix's snapshots could not be used."""
+        verdicts: list[Verdict] = []
+        if not self.nb.clean or not self.program.instrumented.pauses:
+            return None, verdicts
+        with settled(self.store.root, self.program.path):
+            for k, reasons, found in self._prefixes():
+                verdicts.extend(Verdict(k, False, r) for r in reasons)
+                if found is not None:
+                    return self._choice(k, *found), verdicts
+        return None, verdicts
+
+    def _choice(
+        self, k: int, info: SnapshotInfo, record: SnapshotRecord, command: dict[str, object]
+    ) -> Choice:
+        cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
+        lineage = list(record.lineage)
+        if command.get("op") == "eval":
+            lineage.append(sha256(self.nb.data))  # the blob's id in the store
+        saved = sum(c.ms or 0.0 for c in cells) / 1000.0
+        notes = [f"restored cells 1-{k} from a snapshot"]
+        return Choice(info.id, record, k, cells, command, lineage, saved, notes)
+
+    def _prefixes(self) -> Iterator[_Prefix]:
+        """Longest prefix first: (cell, why each snapshot of it cannot be used, the first
+        that can: info, record and the command answering its pause). Stops at that one."""
+        prefixes = self.keys.prefixes
+        for k in sorted(prefixes, reverse=True):
+            reasons: list[str] = []
+            for info in self.store.find(prefixes[k]):
+                record = SnapshotRecord.from_meta(info.meta)
+                if record is None:
+                    reasons.append("it was made by another version of tonic")
+                    continue
+                reason, command = self._judge(k, record)
+                if reason is None:
+                    yield k, reasons, (info, record, command)
+                    return
+                reasons.append(reason)
+            yield k, reasons, None
+
+    def _version(self, blob: str) -> Notebook:
+        data = self.store.get_blob(blob)
+        ptype, _ = package_type(self.program.path)
+        return parse(data, filename=self.program.path.name, package_type=ptype)
+
+    def _judge(self, k: int, record: SnapshotRecord) -> tuple[str | None, dict[str, object]]:
+        """(None, command) when the snapshot can continue this notebook; else (reason, {})."""
+        changed = modules_still_valid(record.modules)
+        if changed is not None:
+            return f"{changed} changed since cells 1-{k} loaded it", {}
+        try:
+            versions = [self._version(b) for b in record.lineage]
+        except (StoreError, OSError) as err:
+            return f"its file versions are unreadable ({err})", {}
+        if versions and versions[-1].data == self.nb.data:
+            # The process runs exactly this file's code from here on.
+            return None, dict(GO)
+        reason = continuation.check(versions, self.nb, k)
+        if reason is not None:
+            return reason, {}
+        keep = continuation.keep_functions(versions, self.nb, k)
+        source = continuation.suffix_source(
+            self.nb,
+            k,
+            file=str(self.program.path),
+            values=bool(self.program.instrumented.values),
+            keep=keep,
+        )
+        values = list(self.program.instrumented.values)
+        # `check`: the kernel compiles the new file first, as node's loader would, so an
+        # early error stops the run before anything of the rest runs.
+        text = self.nb.data.decode("utf-8")
+        return None, {"op": "eval", "source": source, "values": values, "check": text}

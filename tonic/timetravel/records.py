@@ -1,0 +1,230 @@
+"""What the store keeps of a notebook besides memory images: a record per snapshot (the
+cells before it, the file versions its process compiled, the modules and files it
+depends on) and a record per finished run (shown again, as is, for an unchanged
+notebook). Each format has a version number; a record of another version is not used.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tonic.notebook.cells import Notebook
+from tonic.results import CellResult, RunResult, Tail
+from tonic.timetravel.keys import sha256
+
+SNAPSHOT_RECORD_VERSION = 1  # a snapshot's meta without "version" is of version 1
+RUN_RECORD_VERSION = 1
+
+
+def _b64(data: bytes | bytearray) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def _unb64(text: object) -> bytearray:
+    return bytearray(base64.b64decode(str(text)))
+
+
+def cell_to_meta(result: CellResult) -> dict[str, object]:
+    return {
+        "index": result.cell.index,
+        "status": result.status,
+        "stdout": _b64(result.stdout),
+        "stderr": _b64(result.stderr),
+        "value": result.value,
+        "error": result.error,
+        "ms": result.ms,
+        "modules": list(result.modules),
+    }
+
+
+def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
+    index = int(str(meta["index"]))
+    ms = meta.get("ms")
+    value, error = meta.get("value"), meta.get("error")
+    modules = meta.get("modules")
+    return CellResult(
+        nb.cells[index - 1],
+        status=str(meta["status"]),
+        stdout=_unb64(meta["stdout"]),
+        stderr=_unb64(meta["stderr"]),
+        value=value if isinstance(value, str) else None,
+        error=error if isinstance(error, str) else None,
+        ms=float(ms) if isinstance(ms, int | float) else None,
+        origin="restored",
+        modules=[str(m) for m in modules] if isinstance(modules, list) else [],
+    )
+
+
+# path relative to the project -> [blob before the run, blob after] (None: no file)
+FileChanges = dict[str, list[str | None]]
+
+
+@dataclass
+class SnapshotRecord:
+    """What a snapshot at pause `pause` holds besides the memory images."""
+
+    pause: int
+    key: str
+    lineage: list[str]  # blob ids of the file versions compiled into the process
+    modules: dict[str, str]  # local module path -> sha256 when loaded
+    cells: list[dict[str, object]]  # results of cells 1..pause
+    pipes: dict[str, str] = field(default_factory=dict)
+    files: FileChanges = field(default_factory=dict)
+    path: str = ""
+    environment: dict[str, object] = field(default_factory=dict)
+    engine: dict[str, str] = field(default_factory=dict)  # the engine's own (docker image)
+
+    @property
+    def snapshot_id(self) -> str:
+        body = json.dumps([self.key, self.lineage, sorted(self.modules.items())])
+        return sha256(body.encode())
+
+    def meta(self) -> dict[str, object]:
+        return {
+            "version": SNAPSHOT_RECORD_VERSION,
+            "pause": self.pause,
+            "key": self.key,
+            "lineage": self.lineage,
+            "modules": self.modules,
+            "cells": self.cells,
+            "pipes": self.pipes,
+            "files": self.files,
+            "blobs": list(self.lineage)
+            + sorted({b for pair in self.files.values() for b in pair if b is not None}),
+            "path": self.path,
+            "environment": self.environment,
+            "engine": self.engine,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, object]) -> SnapshotRecord | None:
+        """The record in a snapshot's meta; None for another version's."""
+        if meta.get("version", SNAPSHOT_RECORD_VERSION) != SNAPSHOT_RECORD_VERSION:
+            return None
+        return cls(
+            pause=int(str(meta["pause"])),
+            key=str(meta["key"]),
+            lineage=[str(x) for x in meta["lineage"]],  # type: ignore[attr-defined]
+            modules={str(k): str(v) for k, v in meta["modules"].items()},  # type: ignore[attr-defined]
+            cells=list(meta["cells"]),  # type: ignore[call-overload]
+            pipes={str(k): str(v) for k, v in meta["pipes"].items()},  # type: ignore[attr-defined]
+            files={str(k): list(v) for k, v in (meta.get("files") or {}).items()},  # type: ignore[attr-defined]
+            path=str(meta.get("path", "")),
+            environment=dict(meta.get("environment") or {}),  # type: ignore[call-overload]
+            engine={str(k): str(v) for k, v in (meta.get("engine") or {}).items()},  # type: ignore[attr-defined]
+        )
+
+
+@dataclass
+class RunRecord:
+    """A finished run of one exact notebook, with what it depended on."""
+
+    engine: str
+    cells: list[dict[str, object]]  # the cells that ran (not the empty or not-run ones)
+    tail: dict[str, object]  # output after the last cell, and its error
+    exit_code: int
+    signal: int | None
+    seconds: float  # the cells' run time
+    modules: dict[str, str]  # local module path -> sha256
+    files: FileChanges
+    files_broken: str | None
+
+    @classmethod
+    def of(
+        cls, result: RunResult, modules: dict[str, str], files: FileChanges, broken: str | None
+    ) -> RunRecord:
+        return cls(
+            engine=result.engine,
+            cells=[cell_to_meta(c) for c in result.cells if c.status not in ("not-run", "empty")],
+            tail={
+                "stdout": _b64(result.tail.stdout),
+                "stderr": _b64(result.tail.stderr),
+                "error": result.tail.error,
+            },
+            exit_code=result.exit_code,
+            signal=result.signal,
+            seconds=sum(c.ms or 0.0 for c in result.cells) / 1000.0,
+            modules=modules,
+            files=files,
+            files_broken=broken,
+        )
+
+    @property
+    def blobs(self) -> list[str]:
+        """The store objects this record needs (the files' contents after the run)."""
+        return sorted({pair[1] for pair in self.files.values() if pair[1] is not None})
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": RUN_RECORD_VERSION,
+            "engine": self.engine,
+            "cells": self.cells,
+            "tail": self.tail,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "seconds": self.seconds,
+            "modules": self.modules,
+            "files": self.files,
+            "files_broken": self.files_broken,
+            "blobs": self.blobs,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> RunRecord | None:
+        """The record, or None when it is of another version or malformed."""
+        if not isinstance(doc, dict) or doc.get("version") != RUN_RECORD_VERSION:
+            return None
+        try:
+            sig = doc.get("signal")
+            return cls(
+                engine=str(doc["engine"]),
+                cells=list(doc["cells"]),
+                tail=dict(doc["tail"]),
+                exit_code=int(str(doc["exit_code"])),
+                signal=int(str(sig)) if sig is not None else None,
+                seconds=float(str(doc.get("seconds", 0.0))),
+                modules={str(k): str(v) for k, v in (doc.get("modules") or {}).items()},
+                files={str(k): list(v) for k, v in doc["files"].items()},
+                files_broken=doc.get("files_broken") or None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def cell_results(self, nb: Notebook) -> list[CellResult]:
+        return [cell_from_meta(nb, c) for c in self.cells]
+
+    def tail_result(self) -> Tail:
+        return Tail(
+            _unb64(self.tail["stdout"]),
+            _unb64(self.tail["stderr"]),
+            self.tail["error"] if isinstance(self.tail.get("error"), str) else None,  # type: ignore[arg-type]
+        )
+
+
+def run_record_path(store_root: Path, full_key: str) -> Path:
+    return store_root / "runs" / f"{full_key}.json"
+
+
+def load_run(store_root: Path, full_key: str) -> RunRecord | None:
+    try:
+        doc = json.loads(run_record_path(store_root, full_key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return RunRecord.from_json(doc)
+
+
+def save_run(store_root: Path, full_key: str, record: RunRecord) -> None:
+    """Store the record atomically (best effort: the next run just runs again)."""
+    target = run_record_path(store_root, full_key)
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record.to_json(), f)
+        os.replace(tmp, target)
