@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from tonic.config import settings_for
+from tonic.engine_catalog import PREFERENCE
 from tonic.engines.base import Availability, Engine
 from tonic.engines.criu.engine import CriuEngine
 from tonic.engines.docker.engine import DockerEngine
@@ -18,10 +19,7 @@ ENGINES: dict[str, Engine] = {
     "criu": CriuEngine(),
     "replay": ReplayEngine(),
     "docker": DockerEngine(),
-}
-# The first available engine of this list is the default (docker only when asked for:
-# with `--engine docker` or TONIC_ENGINE=docker).
-PREFERENCE = ("criu", "replay")
+}  # one per name of tonic.engine_catalog, in its order; the default: its PREFERENCE
 
 
 def get_engine(name: str | None) -> tuple[Engine, str | None]:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu.seccomp import deny_io_uring
@@ -224,7 +225,7 @@ class Snapshotter:
 
 class CriuEngine:
     name = "criu"
-    description = "CRIU snapshot after every cell; an edit resumes from the longest valid prefix"
+    description = DESCRIPTIONS[name]
 
     def availability(self) -> Availability:
         criu, why = criu_tool.availability()

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.engines.snapshots import (
     Policy,
@@ -124,10 +125,7 @@ def project_state(project: Path, notebook: Path, skip: frozenset[Path]) -> str:
 
 class DockerEngine:
     name = "docker"
-    description = (
-        "a container per notebook, checkpointed (CRIU) and committed after every cell; "
-        "files stay in the container"
-    )
+    description = DESCRIPTIONS[name]
 
     def __init__(self, image: str | None = None) -> None:
         self.image = image  # None: tonic's own, built from this machine's node
