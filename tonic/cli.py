@@ -12,8 +12,8 @@ import typer
 import typer.main
 
 from tonic import __version__
-from tonic.engines import ENGINES, EngineOptions
-from tonic.error_handler import error_handler
+from tonic.engine_catalog import DESCRIPTIONS
+from tonic.error_handler import handled
 
 app = typer.Typer(
     name="tonic",
@@ -31,7 +31,7 @@ app = typer.Typer(
 
 ENGINE_HELP = (
     "Engine to run with: "
-    + "; ".join(f"{name} ({make(EngineOptions()).description})" for name, make in ENGINES.items())
+    + "; ".join(f"{name} ({text})" for name, text in DESCRIPTIONS.items())
     + '. Default: $TONIC_ENGINE, else the package.json "tonic": {"engine": ...} of the '
     "project, else the first that works here (see `tonic doctor`)."
 )
@@ -63,6 +63,7 @@ def _root(
         "  tonic run -e docker analysis.js  in a container of its own (isolation)"
     ),
 )
+@handled
 def run(
     file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
     args: Annotated[
@@ -104,56 +105,46 @@ def run(
 ) -> None:
     """Run a notebook: each cell's line range, output, value, error and time."""
     from tonic.commands import run as command
-    from tonic.errors import TonicError
 
-    with error_handler():
-        if plain and as_json:
-            raise TonicError("--plain and --json cannot be combined")
-        if image is not None:
-            if engine not in (None, "docker"):
-                raise TonicError("--image is for the docker engine (--engine docker)")
-            engine = "docker"
-        code = command.run(
-            file,
-            plain=plain,
-            as_json=as_json,
-            engine=engine,
-            timeout=timeout,
-            args=args or [],
-            image=image,
-        )
-        command.exit_like_node(code)
+    command.main(
+        file,
+        plain=plain,
+        as_json=as_json,
+        engine=engine,
+        timeout=timeout,
+        args=args or [],
+        image=image,
+    )
 
 
 @app.command()
+@handled
 def cells(
     file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print cells, declarations and requires as JSON.")
     ] = False,
-) -> None:
+) -> int:
     """Show how a notebook splits into cells, with what each cell declares and requires.
 
     A syntax error is reported as node reports it (file:line and message), exit code 1.
     """
     from tonic.commands import cells as command
 
-    with error_handler():
-        code = command.cells(file, as_json=as_json)
-    raise typer.Exit(code)
+    return command.cells(file, as_json=as_json)
 
 
 @app.command()
-def doctor() -> None:
+@handled
+def doctor() -> int:
     """Say which engines work on this machine, and why the others do not."""
     from tonic.commands import doctor as command
 
-    with error_handler():
-        code = command.doctor()
-    raise typer.Exit(code)
+    return command.doctor()
 
 
 @app.command()
+@handled
 def why(
     file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
     engine: Annotated[
@@ -162,14 +153,12 @@ def why(
     plain: Annotated[
         bool, typer.Option("--plain", help="Judge the snapshots `tonic run --plain` uses.")
     ] = False,
-) -> None:
+) -> int:
     """Explain, cell by cell, which snapshot the next run would resume from, and what
     broke the longer prefixes (an edited cell, a changed module, the environment)."""
     from tonic.commands import why as command
 
-    with error_handler():
-        code = command.why(file, engine=engine, plain=plain)
-    raise typer.Exit(code)
+    return command.why(file, engine=engine, plain=plain)
 
 
 cache_app = typer.Typer(
@@ -180,14 +169,14 @@ app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("ls")
+@handled
 def cache_ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the snapshots: notebook, cell, age and size, and the cache's totals."""
     from tonic.commands import cache as command
 
-    with error_handler():
-        command.ls(as_json=as_json)
+    command.ls(as_json=as_json)
 
 
 @cache_app.command(
@@ -196,6 +185,7 @@ def cache_ls(
     "Unreferenced data: chunks no snapshot uses, unpacked images over $TONIC_HOT_CACHE, "
     "the docker engine's images no snapshot needs and its containers left by killed runs.",
 )
+@handled
 def cache_gc(
     max_size: Annotated[
         str | None,
@@ -208,8 +198,7 @@ def cache_gc(
 ) -> None:
     from tonic.commands import cache as command
 
-    with error_handler():
-        command.gc(max_size=max_size)
+    command.gc(max_size=max_size)
 
 
 @cache_app.command(
@@ -217,11 +206,11 @@ def cache_gc(
     help="Remove every snapshot and stored run.\n\n"
     "The docker engine's images of this cache go too; its base image stays.",
 )
+@handled
 def cache_clear() -> None:
     from tonic.commands import cache as command
 
-    with error_handler():
-        command.clear()
+    command.clear()
 
 
 @app.command(
@@ -244,6 +233,7 @@ def cache_clear() -> None:
         "  tonic export analysis.js -o pkg --force         replace pkg/"
     ),
 )
+@handled
 def export(
     files: Annotated[
         list[Path],
@@ -294,20 +284,18 @@ def export(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty output folder.")
     ] = False,
-) -> None:
+) -> int:
     from tonic.commands import export as command
 
-    with error_handler():
-        code = command.export(
-            files,
-            out=out,
-            name=name,
-            version=version,
-            tarball=tarball,
-            with_tests=with_tests,
-            force=force,
-        )
-    raise typer.Exit(code)
+    return command.export(
+        files,
+        out=out,
+        name=name,
+        version=version,
+        tarball=tarball,
+        with_tests=with_tests,
+        force=force,
+    )
 
 
 @app.command(
@@ -331,6 +319,7 @@ def export(
         "  tonic check --outputs analysis.js          ... fail once it is stale"
     ),
 )
+@handled
 def check(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Files to check (non-notebooks pass).")
@@ -358,18 +347,16 @@ def check(
         float | None,
         typer.Option("--timeout", help="Fail a cell that runs longer than this (s).", min=0.001),
     ] = None,
-) -> None:
+) -> int:
     from tonic.commands import check as command
 
-    with error_handler():
-        code = command.check(
-            files or [],
-            staged=staged,
-            outputs=outputs,
-            update_outputs=update_outputs,
-            timeout=timeout,
-        )
-    raise typer.Exit(code)
+    return command.check(
+        files or [],
+        staged=staged,
+        outputs=outputs,
+        update_outputs=update_outputs,
+        timeout=timeout,
+    )
 
 
 hook_app = typer.Typer(
@@ -389,6 +376,7 @@ app.add_typer(hook_app, name="hook")
         "  git commit --no-verify         commit once without the hook"
     ),
 )
+@handled
 def hook_install(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a pre-commit hook that is not tonic's.")
@@ -396,13 +384,11 @@ def hook_install(
     outputs: Annotated[
         bool, typer.Option("--outputs", help="The hook also checks recorded-outputs files.")
     ] = False,
-) -> None:
+) -> int:
     """Write the repository's git pre-commit hook, which runs `tonic check --staged`."""
     from tonic.commands import hook as command
 
-    with error_handler():
-        code = command.install(force=force, outputs=outputs)
-    raise typer.Exit(code)
+    return command.install(force=force, outputs=outputs)
 
 
 server_app = typer.Typer(
@@ -421,33 +407,30 @@ app.add_typer(server_app, name="server")
 
 
 @server_app.command("status")
-def server_status() -> None:
+@handled
+def server_status() -> int:
     """Show this user's tonic servers: pid, commands served, uptime."""
     from tonic.commands import server as command
 
-    with error_handler():
-        code = command.status()
-    raise typer.Exit(code)
+    return command.status()
 
 
 @server_app.command("start")
-def server_start() -> None:
+@handled
+def server_start() -> int:
     """Start a server for this tonic (if none runs) and wait until it answers."""
     from tonic.commands import server as command
 
-    with error_handler():
-        code = command.start()
-    raise typer.Exit(code)
+    return command.start()
 
 
 @server_app.command("stop")
-def server_stop() -> None:
+@handled
+def server_stop() -> int:
     """Stop this user's tonic servers, after the commands they are running."""
     from tonic.commands import server as command
 
-    with error_handler():
-        code = command.stop()
-    raise typer.Exit(code)
+    return command.stop()
 
 
 def _terminated(signum: int, _frame: object) -> None:

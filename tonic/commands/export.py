@@ -39,6 +39,29 @@ def node_range() -> str:
     return f">={proc.stdout.strip().lstrip('v')}"
 
 
+def _notebooks(files: list[Path]) -> list[Path]:
+    """The notebooks' resolved paths, each once, in order; refused: a non-notebook."""
+    notebooks: list[Path] = []
+    for file in files:
+        source, _ = load(file)
+        if source.path.suffix not in NOTEBOOK_SUFFIXES:
+            raise ExportError(f"{file}: not a .js, .cjs or .mjs notebook")
+        if source.path not in notebooks:
+            notebooks.append(source.path)
+    return notebooks
+
+
+def _run(path: Path, rel: str) -> NotebookRun:
+    """The notebook's run (an unchanged one replays its stored run); it must not fail."""
+    result = record(path)
+    problem = failure(result, path, shown(path), None)
+    if problem is not None:
+        raise ExportError(
+            f"{shown(path)}: {problem.describe()}; a notebook must run cleanly to be exported"
+        )
+    return NotebookRun(rel, path, result.notebook, result)
+
+
 def export(
     files: list[Path],
     *,
@@ -49,13 +72,7 @@ def export(
     with_tests: bool,
     force: bool,
 ) -> int:
-    notebooks: list[Path] = []
-    for file in files:
-        source, _ = load(file)
-        if source.path.suffix not in NOTEBOOK_SUFFIXES:
-            raise ExportError(f"{file}: not a .js, .cjs or .mjs notebook")
-        if source.path not in notebooks:
-            notebooks.append(source.path)
+    notebooks = _notebooks(files)
     main = notebooks[0]
     project = project_of(main)
     pkg_name = choose_name(name, main, project, node_builtins())
@@ -68,16 +85,7 @@ def export(
     shape = layout(graph)
     check_exportable(graph, IgnoreRules(ignore_root(shape.base, project)))
 
-    runs: list[NotebookRun] = []
-    for path in notebooks:
-        result = record(path)
-        problem = failure(result, path, shown(path), None)
-        if problem is not None:
-            raise ExportError(
-                f"{shown(path)}: {problem.describe()}; a notebook must run cleanly to be exported"
-            )
-        runs.append(NotebookRun(shape.files[path], path, result.notebook, result))
-
+    runs = [_run(path, shape.files[path]) for path in notebooks]
     rels = [shape.files[p] for p in notebooks]
     dependencies = [
         {"name": p.name, "version": p.version, "source": p.source}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tonic import launch
 from tonic.engines import engine_for
-from tonic.errors import CellTimeoutError
+from tonic.errors import CellTimeoutError, TonicError
 from tonic.kernel.driver import Program
 from tonic.notebook.instrument import instrument, uninstrumented
 from tonic.notebook.loader import load
@@ -34,6 +34,29 @@ class PlainSink:
 
     def cell_started(self, result: CellResult) -> None:
         pass
+
+
+def main(
+    path: Path,
+    *,
+    plain: bool,
+    as_json: bool,
+    engine: str | None,
+    timeout: float | None,
+    args: list[str],
+    image: str | None,
+) -> None:
+    """`tonic run` as typed: check the options, run, and exit as node did (`exit_like_node`)."""
+    if plain and as_json:
+        raise TonicError("--plain and --json cannot be combined")
+    if image is not None:
+        if engine not in (None, "docker"):
+            raise TonicError("--image is for the docker engine (--engine docker)")
+        engine = "docker"
+    code = run(
+        path, plain=plain, as_json=as_json, engine=engine, timeout=timeout, args=args, image=image
+    )
+    exit_like_node(code)
 
 
 def run(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tonic.config import settings_for
+from tonic.engine_catalog import PREFERENCE
 from tonic.engines.base import Availability, Engine, EngineOptions
 from tonic.engines.criu.engine import CriuBackend
 from tonic.engines.docker.engine import DockerBackend
@@ -14,14 +15,12 @@ from tonic.engines.replay import ReplayEngine
 from tonic.engines.snapshots import SnapshotEngine
 from tonic.errors import EngineError
 
+# One per name of tonic.engine_catalog, in its order; the default: its PREFERENCE.
 ENGINES: dict[str, Callable[[EngineOptions], Engine]] = {
     "criu": lambda o: SnapshotEngine(CriuBackend(), min_ms=o.snapshot_min_ms),
     "replay": lambda o: ReplayEngine(),
     "docker": lambda o: SnapshotEngine(DockerBackend(o.image), min_ms=o.snapshot_min_ms),
 }
-# The first available engine of this list is the default (docker only when asked for:
-# with `--engine docker` or TONIC_ENGINE=docker).
-PREFERENCE = ("criu", "replay")
 
 
 def get_engine(name: str | None, options: EngineOptions | None = None) -> tuple[Engine, str | None]:

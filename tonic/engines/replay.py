@@ -5,6 +5,7 @@ Always available, and the correctness reference every snapshot engine is tested 
 
 from __future__ import annotations
 
+from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program, node_binary, run_kernel
@@ -14,7 +15,7 @@ from tonic.timetravel.choose import Chooser
 
 class ReplayEngine:
     name = "replay"
-    description = "runs every cell afresh on each run (no snapshots); always available"
+    description = DESCRIPTIONS[name]
 
     def availability(self) -> Availability:
         try:

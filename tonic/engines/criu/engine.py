@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu.tree import FreshTree, RestoredTree, pipe_names, tree_rss
@@ -91,7 +92,7 @@ class CriuKernel:
 
 class CriuBackend:
     name = "criu"
-    description = "CRIU snapshot after every cell; an edit resumes from the longest valid prefix"
+    description = DESCRIPTIONS[name]
 
     def availability(self) -> Availability:
         criu, why = criu_tool.availability()

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner
 from tonic.engines.snapshots import Images, Session
@@ -69,10 +70,7 @@ def project_state(project: Path, notebook: Path, skip: frozenset[Path]) -> str:
 
 class DockerBackend:
     name = "docker"
-    description = (
-        "a container per notebook, checkpointed (CRIU) and committed after every cell; "
-        "files stay in the container"
-    )
+    description = DESCRIPTIONS[name]
 
     def __init__(self, image: str | None = None) -> None:
         self.image = image  # None: tonic's own, built from this machine's node
