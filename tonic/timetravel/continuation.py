@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from tonic.notebook.cells import Notebook
+from tonic.notebook.declarations import FUNCTION_DECLARATIONS, Binding, declared
 from tonic.notebook.instrument import instrument, pause_site
-from tonic.notebook.syntax import SCOPE_NODES, parse_tree, pattern_names, text, walk
+from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text, walk
 
-FUNCTION_DECLARATIONS = frozenset({"function_declaration", "generator_function_declaration"})
 LEXICAL = frozenset({"let", "const", "class", "import"})
 NOT_STATEMENTS = frozenset({"comment", "hash_bang_line"})
 REFERENCE_NODES = frozenset(
@@ -99,51 +99,11 @@ def _split(nb: Notebook, end: int) -> tuple[_Part, _Part]:
     )
 
 
-def _declared(stmt: Node) -> Iterator[tuple[Node, str, Node | None]]:
-    """(name node, kind, declaring node) for each binding `stmt` adds to the module scope.
-
-    Unlike cells.py this counts sloppy block-level function declarations (Annex B) as
-    `var`s: they give the wrapper a binding, which is `undefined` until the block runs.
-    """
-    t = stmt.type
-    if t == "export_statement":
-        decl = stmt.child_by_field_name("declaration")
-        if decl is not None:
-            yield from _declared(decl)
-        return
-    if t in FUNCTION_DECLARATIONS or t == "class_declaration":
-        name = stmt.child_by_field_name("name")
-        if name is not None:
-            yield name, ("class" if t == "class_declaration" else "function"), stmt
-        return
-    if t == "lexical_declaration":
-        kind_node = stmt.child_by_field_name("kind")
-        kind = text(kind_node) if kind_node is not None else "let"
-        for d in stmt.named_children:
-            if d.type == "variable_declarator":
-                for n in pattern_names(d.child_by_field_name("name")):
-                    yield n, kind, None
-        return
-    if t == "import_statement":
-        for n in walk(stmt):
-            if n.type == "identifier":
-                yield n, "import", None
-        return
-    for node in walk(stmt, into_functions=False):
-        if node.type == "variable_declaration":
-            for d in node.named_children:
-                if d.type == "variable_declarator":
-                    for n in pattern_names(d.child_by_field_name("name")):
-                        yield n, "var", None
-        elif node.type == "for_in_statement":
-            loop_kind = node.child_by_field_name("kind")
-            if loop_kind is not None and text(loop_kind) == "var":
-                for n in pattern_names(node.child_by_field_name("left")):
-                    yield n, "var", None
-        elif node.type in FUNCTION_DECLARATIONS and node is not stmt:
-            name = node.child_by_field_name("name")
-            if name is not None:
-                yield name, "var", node
+def _bindings(stmt: Node) -> Iterator[Binding]:
+    """The bindings `stmt` adds to the module scope, with sloppy block-level function
+    declarations (Annex B) as `var`s: they give the wrapper a binding, which is
+    `undefined` until the block runs (in strict code `_declarations` drops them)."""
+    return declared(stmt, block_functions=True, import_identifiers=True)
 
 
 def _declarations(part: _Part, *, strict: bool) -> dict[str, list[_Decl]]:
@@ -151,15 +111,15 @@ def _declarations(part: _Part, *, strict: bool) -> dict[str, list[_Decl]]:
     block binds nothing outside it)."""
     out: dict[str, list[_Decl]] = {}
     for stmt in part.nodes:
-        for name, kind, node in _declared(stmt):
-            block = kind == "var" and node is not None
-            if block and strict:
+        for binding in _bindings(stmt):
+            if binding.block and strict:
                 continue
-            decl = _Decl(kind, part.cell_of(stmt), block=block)
-            if kind == "function" and node is not None:
+            decl = _Decl(binding.kind, part.cell_of(stmt), block=binding.block)
+            node = binding.declaration
+            if binding.kind == "function" and node is not None:
                 at = (node.start_point[0], node.start_point[1])
-                decl = _Decl(kind, decl.cell, text(node), at)
-            out.setdefault(text(name), []).append(decl)
+                decl = _Decl(binding.kind, decl.cell, text(node), at)
+            out.setdefault(text(binding.name), []).append(decl)
     return out
 
 
@@ -432,7 +392,7 @@ def _analyse(lineage: Sequence[Notebook], new: Notebook, k: int) -> _Analysis:
             if stmt.type in FUNCTION_DECLARATIONS and (n := stmt.child_by_field_name("name")):
                 functions.setdefault(text(n), []).append(stmt)
     # R: what cells 1..k refer to, and what the hoisted old functions they name refer to.
-    names = frozenset(n.id for s in prefix.nodes for n, _, _ in _declared(s))
+    names = frozenset(b.name.id for s in prefix.nodes for b in _bindings(s))
     observed = _references(prefix.nodes, names)
     reached: list[Node] = list(prefix.nodes)
     todo = [n for n in observed if n in functions]

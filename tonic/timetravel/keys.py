@@ -46,7 +46,11 @@ def kernel_fingerprint() -> str:
     parts = [(here / "kernel" / "kernel.js").read_bytes()]
     parts += [
         (here / name).read_bytes()
-        for name in ("notebook/instrument.py", "timetravel/continuation.py")
+        for name in (
+            "notebook/instrument.py",
+            "notebook/declarations.py",
+            "timetravel/continuation.py",
+        )
     ]
     return sha256(b"\0".join(parts))
 
