@@ -7,7 +7,8 @@ destructuring patterns, import clauses and `export` of any of them; a `var` anyw
 outside functions and classes (in blocks, loops, `for (var x in/of ...)`, `try`,
 `switch`, labels) is module scope too.
 
-Two options, for continuation.py's judgement of what an eval'd suffix may rebind:
+Two options, both taken by the continuation check (timetravel/continuation/versions.py)
+and neither by cells.py:
 - `block_functions`: a function declared in a block (or an `if`, or under a label) also
   counts, as a `var` (its `block`): sloppy code hoists it to module scope (Annex B),
   where it is `undefined` until the block runs. In strict code it binds nothing outside
