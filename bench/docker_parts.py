@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tonic.engines.docker import api as dockerapi  # noqa: E402
+from tonic.engines.docker import copies as dockercopies  # noqa: E402
 from tonic.engines.docker import host as dockerhost  # noqa: E402
 from tonic.engines.docker import image as dockerimage  # noqa: E402
 from tonic.engines.docker import tree as dockertree  # noqa: E402
@@ -362,7 +363,7 @@ class Bench:
 
     def restore(self, snapshots: dict[str, dockertree.Snapshot]) -> None:
         table = Table()
-        variants: list[tuple[str, dockertree.Placement]] = [
+        variants: list[tuple[str, dockercopies.Placement]] = [
             ("runc, disk", "copy"),
             ("runc, docker root", "link"),
             ("docker, disk", "copy"),
@@ -378,7 +379,7 @@ class Bench:
         self,
         snap: dockertree.Snapshot,
         label: str,
-        how: dockertree.Placement,
+        how: dockercopies.Placement,
         table: Table,
         trace: bool = False,
     ) -> None:

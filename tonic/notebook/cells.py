@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
+from tonic.notebook.declarations import declared
 from tonic.notebook.modkind import ModuleKind, detect_syntax
-from tonic.notebook.syntax import parse_tree, pattern_names, string_value, text, walk
+from tonic.notebook.syntax import parse_tree, string_value, text, walk
 
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")
@@ -152,61 +153,6 @@ class _Positions:
     def _col(self, line: int, offset: int) -> int:
         start = self.line_starts[line - 1]
         return len(self.data[start:offset].decode("utf-8", "replace")) + 1
-
-
-def _declared(stmt: Node) -> Iterator[tuple[Node, str]]:
-    """(name node, kind) for every binding a top-level statement adds to module scope."""
-    t = stmt.type
-    if t == "export_statement":
-        decl = stmt.child_by_field_name("declaration")
-        if decl is not None:
-            yield from _declared(decl)
-        return
-    if t in ("function_declaration", "generator_function_declaration", "class_declaration"):
-        name = stmt.child_by_field_name("name")
-        if name is not None:
-            yield name, "class" if t == "class_declaration" else "function"
-        return
-    if t == "lexical_declaration":
-        kind_node = stmt.child_by_field_name("kind")
-        kind = text(kind_node) if kind_node is not None else "let"
-        for d in stmt.named_children:
-            if d.type == "variable_declarator":
-                for n in pattern_names(d.child_by_field_name("name")):
-                    yield n, kind
-        return
-    if t == "import_statement":
-        for clause in stmt.named_children:
-            if clause.type != "import_clause":
-                continue
-            for part in clause.named_children:
-                if part.type == "identifier":
-                    yield part, "import"
-                elif part.type == "namespace_import":
-                    for n in part.named_children:
-                        if n.type == "identifier":
-                            yield n, "import"
-                elif part.type == "named_imports":
-                    for spec in part.named_children:
-                        if spec.type == "import_specifier":
-                            name = spec.child_by_field_name("alias") or spec.child_by_field_name(
-                                "name"
-                            )
-                            if name is not None:
-                                yield name, "import"
-        return
-    # `var` anywhere outside functions (including for-loops and blocks) is module scope.
-    for node in walk(stmt, into_functions=False):
-        if node.type == "variable_declaration":
-            for d in node.named_children:
-                if d.type == "variable_declarator":
-                    for n in pattern_names(d.child_by_field_name("name")):
-                        yield n, "var"
-        elif node.type == "for_in_statement":
-            loop_kind = node.child_by_field_name("kind")
-            if loop_kind is not None and text(loop_kind) == "var":
-                for n in pattern_names(node.child_by_field_name("left")):
-                    yield n, "var"
 
 
 def _dependencies(stmt: Node, positions: _Positions) -> Iterator[Dependency]:
@@ -373,8 +319,8 @@ def _make_cell(index: int, group: _Group, data: bytes, positions: _Positions) ->
     if not starts:
         return None
     span = positions.span(min(starts), max(ends))
-    declared = [(n, k) for s in stmts for n, k in _declared(s)]
-    decl_ids = {n.id for n, _ in declared}
+    bindings = [b for s in stmts for b in declared(s)]
+    decl_ids = {b.name.id for b in bindings}
     refs = sorted(
         {
             text(n)
@@ -399,7 +345,7 @@ def _make_cell(index: int, group: _Group, data: bytes, positions: _Positions) ->
         source=data[span.start_byte : span.end_byte].decode("utf-8"),
         code=positions.span(stmts[0].start_byte, stmts[-1].end_byte) if stmts else None,
         statements=len(stmts),
-        declarations=tuple(Declaration(text(n), k) for n, k in declared),
+        declarations=tuple(Declaration(text(b.name), b.kind) for b in bindings),
         references=tuple(refs),
         dependencies=deps,
         last_expression=last_expr,

@@ -30,6 +30,12 @@ KEY_VERSION = "tonic-key-1"
 # A snapshot is reused only in the environment that made it, except for these variables
 # (a shell's bookkeeping) and tonic's own settings.
 UNKEYED_ENV = frozenset({"_", "OLDPWD"})  # and every TONIC_* variable
+# The modules of continuation/, which judges and builds the suffix a continued process
+# evals: with the kernel and the pause sites, their text is in every key.
+CONTINUATION = tuple(
+    f"timetravel/continuation/{name}.py"
+    for name in ("__init__", "analysis", "rules", "suffix", "versions")
+)
 
 
 def sha256(data: bytes) -> str:
@@ -46,7 +52,7 @@ def kernel_fingerprint() -> str:
     parts = [(here / "kernel" / "kernel.js").read_bytes()]
     parts += [
         (here / name).read_bytes()
-        for name in ("notebook/instrument.py", "timetravel/continuation.py")
+        for name in ("notebook/instrument.py", "notebook/declarations.py", *CONTINUATION)
     ]
     return sha256(b"\0".join(parts))
 

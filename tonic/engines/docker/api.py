@@ -1,14 +1,11 @@
-"""The one module that talks to the Docker Engine API (through docker-py's low-level
-`APIClient`), for the docker engine.
+"""The calls the docker engine makes on the Docker Engine API, on a connection to the
+daemon (daemon.py): containers, checkpoints, images, and everything tonic made.
 
 docker-py has no checkpoint calls: they are made here on the client's own HTTP session,
 against the experimental endpoints (`/containers/{id}/checkpoints`, start with a
 checkpoint). Everything tonic creates carries the label `tonic=1` and a `tonic.kind`
 (`base` and `files` images, `snapshot` images, `kernel`, `layer` and `probe` containers), so
 that it can be listed and removed (`remove_labeled`). Failures are one-line `DockerError`s.
-
-The daemon must run on this machine: checkpoint files are read and written under its
-root directory (`root_dir()`).
 """
 
 from __future__ import annotations
@@ -16,31 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
 import docker.types
-import docker.utils
 
-from tonic.errors import (
-    DockerCriuError,
-    DockerError,
-    DockerNotExperimentalError,
-    DockerUnreachableError,
-)
+from tonic.engines.docker.daemon import START_HINT, Daemon, calling, explain
+from tonic.errors import DockerCriuError, DockerError
 from tonic.store import private_file
 
 LABEL = "tonic"
 KIND = "tonic.kind"
-CONNECT_TIMEOUT = 5.0  # seconds to reach the daemon
-CALL_TIMEOUT = 600.0  # seconds for one call (checkpoints of big heaps, image imports)
 CRIU_MEMO = "docker-criu-check.txt"
 MEMO_SECONDS = 86400.0
-START_HINT = "start one with `make docker` (scripts/start-dockerd)"
 CRIU_HINT = f"dockerd needs CRIU >= 4 first on its PATH: stop it and {START_HINT}"
 
 
@@ -51,33 +38,6 @@ def labels_for(kind: str, extra: dict[str, str] | None = None) -> dict[str, str]
 
 def _label_filter(labels: dict[str, str] | None) -> list[str]:
     return [f"{k}={v}" for k, v in {LABEL: "1", **(labels or {})}.items()]
-
-
-def _explain(err: Exception) -> str:
-    """One line out of a docker-py error."""
-    text = str(err)
-    if isinstance(err, docker.errors.APIError) and err.explanation:
-        text = str(err.explanation)
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    line = lines[-1] if lines else type(err).__name__
-    # runc's failures come wrapped: "... runc did not terminate successfully: exit status
-    # 1: WHY path= /var/run/.../criu-dump.log: unknown"
-    marker = "did not terminate successfully: exit status "
-    if marker in line:
-        line = line.split(marker, 1)[1].partition(": ")[2] or line
-        line = line.split(" path= ", 1)[0]
-    return line
-
-
-@contextlib.contextmanager
-def _calling(what: str) -> Iterator[None]:
-    """Turn a docker-py failure of `what` into a one-line DockerError."""
-    try:
-        yield
-    except docker.errors.DockerException as err:
-        raise DockerError(f"docker: {what} failed: {_explain(err)}") from None
-    except OSError as err:  # the socket went away mid-call, a timeout
-        raise DockerError(f"docker: {what} failed: {err}") from None
 
 
 def _criu_problem(message: str) -> bool:
@@ -96,60 +56,8 @@ class Mount:
     read_only: bool = False
 
 
-class Docker:
-    """A connection to the local Docker daemon."""
-
-    def __init__(self, client: Any, base_url: str) -> None:
-        self.client = client
-        self.base_url = base_url
-        self._info: dict[str, Any] | None = None
-
-    # -- connection and checks ------------------------------------------------------
-
-    @classmethod
-    def connect(cls, timeout: float = CONNECT_TIMEOUT) -> Docker:
-        """Connect to $DOCKER_HOST, else the default socket; the API version is
-        negotiated. DockerUnreachableError when nothing answers within `timeout`."""
-        kwargs = docker.utils.kwargs_from_env()
-        base_url = str(kwargs.get("base_url") or "unix:///var/run/docker.sock")
-        try:
-            client = docker.APIClient(version="auto", timeout=timeout, **kwargs)
-        except docker.errors.DockerException as err:
-            why = _explain(err)
-            # A socket that is missing or refuses says nothing more than "no daemon".
-            detail = "" if "Connection" in why or "timed out" in why else f" ({why})"
-            raise DockerUnreachableError(
-                f"no Docker daemon answers at {base_url}{detail}: {START_HINT}"
-            ) from None
-        client.timeout = CALL_TIMEOUT
-        return cls(client, base_url)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def info(self) -> dict[str, Any]:
-        if self._info is None:
-            with _calling("info"):
-                self._info = dict(self.client.info())
-        return self._info
-
-    def root_dir(self) -> Path:
-        """The daemon's root directory (DockerRootDir), where containers keep checkpoints."""
-        return Path(str(self.info()["DockerRootDir"]))
-
-    def container_checkpoints(self, container: str) -> Path:
-        """The folder `start(..., checkpoint=name)` reads checkpoint `name` from."""
-        return self.root_dir() / "containers" / container / "checkpoints"
-
-    def check(self) -> None:
-        """The daemon answers and has checkpoints (experimental mode); CRIU on its side
-        is checked by `check_criu` (it needs an image)."""
-        if not self.info().get("ExperimentalBuild"):
-            raise DockerNotExperimentalError(
-                f"the Docker daemon at {self.base_url} is not in experimental mode, so it has "
-                'no checkpoints: restart it with --experimental (or "experimental": true in '
-                f"its config), or stop it and {START_HINT}"
-            )
+class Docker(Daemon):
+    """A connection to the local Docker daemon, and the calls tonic makes on it."""
 
     def _criu_stamp(self, image: str) -> str:
         info = self.info()
@@ -223,7 +131,7 @@ class Docker:
                 m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
             },
         )
-        with _calling(f"creating a container from {image}"):
+        with calling(f"creating a container from {image}"):
             made = self.client.create_container(
                 image,
                 command=command,
@@ -242,14 +150,14 @@ class Docker:
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         """Unpack the tar `data` at `path` in the container (created or running)."""
-        with _calling("copying files into the container"):
+        with calling("copying files into the container"):
             if not self.client.put_archive(container, path, data):
                 raise DockerError(f"docker: copying files into {container[:12]} failed")
 
     def start(self, container: str, checkpoint: str | None = None) -> None:
         """Start a created container; from checkpoint `name` in its own checkpoint folder
         (`container_checkpoints`) when given."""
-        with _calling("starting the container" + (f" from {checkpoint}" if checkpoint else "")):
+        with calling("starting the container" + (f" from {checkpoint}" if checkpoint else "")):
             if checkpoint is None:
                 self.client.start(container)
                 return
@@ -258,7 +166,7 @@ class Docker:
             self.client._raise_for_status(res)
 
     def inspect(self, container: str) -> dict[str, Any]:
-        with _calling("inspecting the container"):
+        with calling("inspecting the container"):
             return dict(self.client.inspect_container(container))
 
     def state(self, container: str) -> dict[str, Any]:
@@ -277,23 +185,23 @@ class Docker:
 
     def changes(self, container: str) -> list[str]:
         """Paths the container added, changed or deleted against its image (docker diff)."""
-        with _calling("listing the container's changes"):
+        with calling("listing the container's changes"):
             got = self.client.diff(container)
         return [str(c["Path"]) for c in got or []]
 
     def wait(self, container: str, timeout: float | None = None) -> int:
         """The container's exit status, once it has stopped."""
-        with _calling("waiting for the container"):
+        with calling("waiting for the container"):
             got = self.client.wait(container, timeout=timeout)
         return int(got["StatusCode"])
 
     def pause(self, container: str) -> None:
         """Freeze every process of the container (cgroup freezer)."""
-        with _calling("pausing the container"):
+        with calling("pausing the container"):
             self.client.pause(container)
 
     def unpause(self, container: str) -> None:
-        with _calling("unpausing the container"):
+        with calling("unpausing the container"):
             self.client.unpause(container)
 
     def kill(self, container: str) -> None:
@@ -303,7 +211,7 @@ class Docker:
         except docker.errors.APIError as err:
             if err.status_code in (404, 409):  # gone, or not running
                 return
-            raise DockerError(f"docker: killing the container failed: {_explain(err)}") from None
+            raise DockerError(f"docker: killing the container failed: {explain(err)}") from None
 
     def remove_container(self, container: str) -> None:
         """Remove a container, running or not, with its checkpoints; fine if gone."""
@@ -312,9 +220,9 @@ class Docker:
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as err:
-            if err.status_code == 409 and "already in progress" in _explain(err):
+            if err.status_code == 409 and "already in progress" in explain(err):
                 return
-            raise DockerError(f"docker: removing a container failed: {_explain(err)}") from None
+            raise DockerError(f"docker: removing a container failed: {explain(err)}") from None
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -337,7 +245,7 @@ class Docker:
             res = self.client._post_json(url, data=body)
             self.client._raise_for_status(res)
         except docker.errors.DockerException as err:
-            why = _explain(err)
+            why = explain(err)
             if _criu_problem(why):
                 raise DockerCriuError(
                     f"CRIU does not work on the Docker daemon's side ({why}); {CRIU_HINT}"
@@ -348,14 +256,14 @@ class Docker:
     def checkpoints(self, container: str, directory: Path | None = None) -> list[str]:
         """Names of the container's checkpoints (in `directory` when given)."""
         params = {"dir": str(directory)} if directory is not None else {}
-        with _calling("listing checkpoints"):
+        with calling("listing checkpoints"):
             url = self.client._url("/containers/{0}/checkpoints", container)
             got = self.client._result(self.client._get(url, params=params), json=True)
         return [str(c["Name"]) for c in got or []]
 
     def checkpoint_delete(self, container: str, name: str, directory: Path | None = None) -> None:
         params = {"dir": str(directory)} if directory is not None else {}
-        with _calling("deleting a checkpoint"):
+        with calling("deleting a checkpoint"):
             url = self.client._url("/containers/{0}/checkpoints/{1}", container, name)
             self.client._raise_for_status(self.client._delete(url, params=params))
 
@@ -371,7 +279,7 @@ class Docker:
     ) -> str:
         """The container's filesystem (and config) as a new labeled image; its id."""
         changes = [f'LABEL "{k}"="{v}"' for k, v in labels_for(kind, labels).items()]
-        with _calling("commit"):
+        with calling("commit"):
             got = self.client.commit(container, changes="\n".join(changes), pause=pause)
         return str(got["Id"])
 
@@ -383,7 +291,7 @@ class Docker:
             return None
         except docker.errors.DockerException as err:
             raise DockerError(
-                f"docker: inspecting image {reference} failed: {_explain(err)}"
+                f"docker: inspecting image {reference} failed: {explain(err)}"
             ) from None
 
     def import_image(
@@ -398,7 +306,7 @@ class Docker:
     ) -> str:
         """Import a root filesystem tar as `repository:tag`, labeled; the image's id."""
         lines = [*changes, *(f'LABEL "{k}"="{v}"' for k, v in labels_for(kind, labels).items())]
-        with _calling(f"importing image {repository}:{tag}"):
+        with calling(f"importing image {repository}:{tag}"):
             self.client.import_image(src=str(tar), repository=repository, tag=tag, changes=lines)
         found = self.image_id(f"{repository}:{tag}")
         if found is None:
@@ -413,20 +321,20 @@ class Docker:
             return
         except docker.errors.APIError as err:
             raise DockerError(
-                f"docker: removing image {image[:19]} failed: {_explain(err)}"
+                f"docker: removing image {image[:19]} failed: {explain(err)}"
             ) from None
 
     # -- everything tonic made ----------------------------------------------------------
 
     def labeled_containers(self, labels: dict[str, str] | None = None) -> list[str]:
         """Ids of the containers (running or not) carrying `tonic=1` and `labels`."""
-        with _calling("listing containers"):
+        with calling("listing containers"):
             got = self.client.containers(all=True, filters={"label": _label_filter(labels)})
         return [str(c["Id"]) for c in got]
 
     def labeled_images(self, labels: dict[str, str] | None = None) -> list[str]:
         """Ids of the images carrying `tonic=1` and `labels`, newest first."""
-        with _calling("listing images"):
+        with calling("listing images"):
             got = self.client.images(all=True, filters={"label": _label_filter(labels)})
         return [str(i["Id"]) for i in sorted(got, key=lambda i: -int(i.get("Created", 0)))]
 

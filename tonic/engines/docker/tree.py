@@ -14,8 +14,9 @@ no read of tonic's sees an end of file before the kernel exists. CRIU reopens th
 FIFOs by path at a restore; the new container mounts a fresh FIFO directory there.
 
 The files the kernel needs (the notebook's directory, kernel.js, the plan, the clock
-shim) are copied into the container at the same absolute paths as on the host, so stack
-traces read as under plain node; cwd, environment, user and hostname are the host's.
+shim) are copied into the container at the same absolute paths as on the host
+(copies.py), so stack traces read as under plain node; cwd, environment, user and
+hostname are the host's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Literal
 
 from tonic.engines.docker import host as dockerhost
 from tonic.engines.docker.api import Docker, Mount
-from tonic.engines.docker.image import RootFs
+from tonic.engines.docker.copies import Placement, pack, place_checkpoint, startup_files
 from tonic.errors import DockerError
 from tonic.kernel.driver import Pipes
 
@@ -43,10 +44,7 @@ FIFOS = ("events", "stdout", "stderr", "cmd")
 OPEN_TIMEOUT = 30.0  # seconds for the container's shell to open its FIFOs
 # Variables the daemon adds to a container's environment when it has none.
 DAEMON_ENV = ("PATH", "HOSTNAME")
-# Variables naming files node itself reads at startup (it warns when one is missing).
-STARTUP_FILES = ("NODE_EXTRA_CA_CERTS",)
 
-Placement = Literal["copy", "link", "move"]
 Via = Literal["auto", "runc", "docker"]
 
 
@@ -71,21 +69,6 @@ def init_script(env: dict[str, str], preload: str | None) -> str:
         run = f"LD_PRELOAD={shlex.quote(preload)} {run}"
     steps += [run, "exit $?"]
     return "; ".join(steps)
-
-
-def startup_files(env: dict[str, str]) -> list[str]:
-    """Host files that node reads at startup because of `env` (copied along)."""
-    return [env[k] for k in STARTUP_FILES if env.get(k) and os.path.isfile(env[k])]
-
-
-def pack(paths: Sequence[Path | str], target: Path, skip: frozenset[str] = frozenset()) -> int:
-    """A tar of host `paths` (files or directories) at their absolute paths, without
-    the directories in `skip` (real paths); bytes."""
-    fs = RootFs()
-    for path in paths:
-        fs.add_tree(str(path), skip)
-    fs.write(target)
-    return target.stat().st_size
 
 
 def close_pipes(pipes: Pipes) -> None:
@@ -373,33 +356,6 @@ def prepare(api: Docker, snapshot: Snapshot, labels: dict[str, str] | None = Non
         shutil.rmtree(fifo_dir, ignore_errors=True)
         raise
     return Prepared(container, fifo_dir, time.monotonic() - started)
-
-
-def place_checkpoint(source: Path, target: Path, how: Placement) -> None:
-    """Put checkpoint folder `source` at `target`: copied, hard-linked, or moved (the
-    source is gone afterwards). Links and renames fall back to copies across mounts."""
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if how == "move":
-        try:
-            os.rename(source, target)
-            return
-        except OSError as err:
-            if err.errno != errno.EXDEV:
-                raise
-        shutil.copytree(source, target)
-        shutil.rmtree(source)
-        return
-    if how == "link":
-        try:
-            shutil.copytree(source, target, copy_function=os.link)
-            return
-        except shutil.Error:
-            shutil.rmtree(target, ignore_errors=True)
-        except OSError as err:
-            shutil.rmtree(target, ignore_errors=True)
-            if err.errno != errno.EXDEV:
-                raise
-    shutil.copytree(source, target)
 
 
 def restore(

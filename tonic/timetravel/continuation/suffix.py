@@ -1,0 +1,131 @@
+"""The source a pause site evaluates to continue a paused process with an edited file.
+
+`suffix_source` builds it: the new file after cell k, instrumented as a full run would
+be, wrapped in a labelled block so that a top-level `return` and the pause sites inside
+it can leave the eval (`break`), and padded so that every character keeps its line and
+column (stack traces and node's error report point into the file).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from tree_sitter import Node
+
+from tonic.notebook.cells import Notebook
+from tonic.notebook.declarations import FUNCTION_DECLARATIONS
+from tonic.notebook.instrument import instrument, pause_site
+from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text
+
+SITE_RE = re.compile(rb"if\(__tonic__\.p\((\d+)\)\)")
+# Where the first token of a `return` argument would change meaning at a statement start.
+STATEMENT_START_RE = re.compile(r"^(?:\{|function\b|class\b|async\s+function\b|let\s*\[)")
+LINE_TERMINATOR_RE = re.compile("\r\n|[\n\r\u2028\u2029]")
+
+
+def label(k: int) -> str:
+    return f"__tonic_suffix_{k}__"
+
+
+def _name(node: Node) -> str | None:
+    name = node.child_by_field_name("name")
+    return None if name is None else text(name)
+
+
+def _utf16(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def _blank(data: bytes) -> bytes:
+    """Spaces for every character but line terminators, each as wide as it was."""
+    return "".join(
+        c if c in "\r\n\u2028\u2029" else " " * _utf16(c) for c in data.decode("utf-8")
+    ).encode()
+
+
+def _site(node: Node) -> int | None:
+    """The cell index of a pause site `instrument` inserted (without its leading `;`)."""
+    m = SITE_RE.match(node.text or b"") if node.type == "if_statement" else None
+    if m is None or b";" + (node.text or b"") != pause_site(int(m.group(1)), esm=False):
+        return None
+    return int(m.group(1))
+
+
+def _top_returns(node: Node) -> Iterator[Node]:
+    """`return` statements of the module body under `node` (not inside a function)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type == "return_statement":
+            yield current
+            continue
+        if current.type in SCOPE_NODES:
+            continue
+        stack.extend(current.children)
+
+
+def _return_edits(ret: Node, brk: bytes) -> list[tuple[int, int, bytes]]:
+    """`return x;` -> `{      x;break L};` and `return;` -> `{break L};`: the argument
+    keeps its place, and `void` keeps `{...}` or `function` an expression."""
+    keyword = ret.children[0]
+    argument = next((c for c in ret.named_children if c.type != "comment"), None)
+    if argument is None:
+        return [(keyword.start_byte, keyword.end_byte, b"{" + brk + b"}")]
+    opener = b"{void " if STATEMENT_START_RE.match(text(argument)) else b"{     "
+    return [
+        (keyword.start_byte, keyword.end_byte, opener),
+        (argument.end_byte, argument.end_byte, b";" + brk + b"}"),
+    ]
+
+
+def suffix_source(
+    new: Notebook, k: int, *, file: str, values: bool, keep: frozenset[str] = frozenset()
+) -> str:
+    """The source pause k evaluates to run `new` from cell k+1 on.
+
+    It is `instrument(new, values=values)` after pause site k, where pause sites and
+    top-level `return`s leave the labelled block around it instead of the module
+    function (a `return` inside eval is a SyntaxError), the functions in `keep` are
+    blanked, and padding puts each character at its line and column in the file; the
+    `sourceURL` names the file in stack traces.
+    """
+    if new.kind.esm:
+        raise ValueError("an ES module cannot continue with an edited suffix")
+    name = label(k).encode()
+    brk = b"break " + name
+    source = instrument(new, values=values).source
+    root = parse_tree(source).root_node
+    sites = {j: node for node in root.children if (j := _site(node)) is not None}
+    if k not in sites:
+        raise ValueError(f"cell {k} is not a code cell of the new file")
+    site = sites[k]
+    cut = site.end_byte
+    edits: list[tuple[int, int, bytes]] = []
+    for node in root.children:
+        if node.end_byte <= cut:
+            continue
+        if _site(node) is not None:
+            edits.extend((r.start_byte, r.end_byte, brk) for r in _top_returns(node))
+        elif node.type in FUNCTION_DECLARATIONS and _name(node) in keep:
+            blank = _blank(source[node.start_byte : node.end_byte])
+            edits.append((node.start_byte, node.end_byte, blank))
+        else:
+            for ret in _top_returns(node):
+                edits.extend(_return_edits(ret, brk))
+    out = bytearray()
+    pos = cut
+    for start, end, replacement in sorted(edits):
+        out += source[pos:start] + replacement
+        pos = end
+    out += source[pos:]
+    # Padding: the first character after the site stood where the site was inserted.
+    before = source[: site.start_byte - 1].decode("utf-8")  # up to the site's `;`
+    terminators = LINE_TERMINATOR_RE.findall(before)
+    column = _utf16(LINE_TERMINATOR_RE.split(before)[-1])
+    header = label(k) + ":{"
+    if terminators:
+        padding = header + "".join(terminators) + " " * column
+    else:
+        padding = header + " " * max(0, column - len(header))
+    return f"{padding}{out.decode('utf-8')}\n}}\n//# sourceURL={file}"

@@ -1,0 +1,148 @@
+"""What the continuation check reads of one file version: its top-level statements on
+either side of cell k, the module-scope bindings they declare, the names they refer to,
+a direct eval, and whether the version is strict code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+from tonic.notebook.cells import NOT_STATEMENTS, Notebook
+from tonic.notebook.declarations import Binding, declared
+from tonic.notebook.syntax import parse_tree, text, walk
+
+REFERENCE_NODES = frozenset(
+    {"identifier", "shorthand_property_identifier", "shorthand_property_identifier_pattern"}
+)
+
+
+@dataclass(frozen=True)
+class Decl:
+    """One top-level binding: its kind, the cell declaring it, and, for a hoisted
+    function, its text and position (a kept function keeps its old compiled code)."""
+
+    kind: str  # function | var | let | const | class | import
+    cell: int
+    text: str | None = None
+    at: tuple[int, int] | None = None  # (row, column) of a function declaration
+    block: bool = False  # a function declared in a block: a `var` only in sloppy code
+
+
+# Module-scope bindings by name.
+Decls = dict[str, list[Decl]]
+
+
+@dataclass(frozen=True)
+class Part:
+    """Top-level statements of one file version, from a byte offset on."""
+
+    nb: Notebook
+    nodes: tuple[Node, ...]
+
+    def cell_of(self, node: Node) -> int:
+        for cell in self.nb.cells:
+            if cell.span.start_byte <= node.start_byte < cell.span.end_byte:
+                return cell.index
+        return 0
+
+
+def statements(nb: Notebook) -> list[Node]:
+    root = parse_tree(nb.data).root_node
+    return [n for n in root.children if n.type not in NOT_STATEMENTS]
+
+
+def code_end(nb: Notebook, k: int) -> int | None:
+    """End byte of cell k, when it is a code cell (so a pause follows it)."""
+    for cell in nb.code_cells:
+        if cell.index == k:
+            return cell.span.end_byte
+    return None
+
+
+def split(nb: Notebook, end: int) -> tuple[Part, Part]:
+    nodes = statements(nb)
+    return (
+        Part(nb, tuple(n for n in nodes if n.start_byte < end)),
+        Part(nb, tuple(n for n in nodes if n.start_byte >= end)),
+    )
+
+
+def shared_end(version: Notebook, new: Notebook, k: int) -> int:
+    """End of the last cell (at most k) that `version` and `new` have byte for byte."""
+    same = next(
+        (i for i, (a, b) in enumerate(zip(version.data, new.data, strict=False)) if a != b),
+        min(len(version.data), len(new.data)),
+    )
+    ends = {c.index: c.span.end_byte for c in version.cells}
+    shared = 0
+    for cell in new.code_cells:
+        end = cell.span.end_byte
+        if cell.index <= k and end <= same and ends.get(cell.index) == end:
+            shared = end
+    return shared
+
+
+def bindings(stmt: Node) -> Iterator[Binding]:
+    """The bindings `stmt` adds to the module scope, with sloppy block-level function
+    declarations (Annex B) as `var`s: they give the wrapper a binding, which is
+    `undefined` until the block runs (in strict code `declarations` drops them)."""
+    return declared(stmt, block_functions=True, import_identifiers=True)
+
+
+def declarations(part: Part, *, strict: bool) -> Decls:
+    """Module-scope bindings of `part` by name (in strict code a function declared in a
+    block binds nothing outside it)."""
+    out: Decls = {}
+    for stmt in part.nodes:
+        for binding in bindings(stmt):
+            if binding.block and strict:
+                continue
+            decl = Decl(binding.kind, part.cell_of(stmt), block=binding.block)
+            node = binding.declaration
+            if binding.kind == "function" and node is not None:
+                at = (node.start_point[0], node.start_point[1])
+                decl = Decl(binding.kind, decl.cell, text(node), at)
+            out.setdefault(text(binding.name), []).append(decl)
+    return out
+
+
+def references(nodes: Sequence[Node], exclude: frozenset[int] = frozenset()) -> set[str]:
+    """Every identifier token under `nodes` but the declaration names in `exclude`."""
+    return {
+        text(n)
+        for root in nodes
+        for n in walk(root)
+        if n.type in REFERENCE_NODES and n.id not in exclude
+    }
+
+
+def direct_eval(nodes: Sequence[Node]) -> Node | None:
+    """A direct `eval(...)` call or a `with` statement: both let code see any binding."""
+    for root in nodes:
+        for n in walk(root):
+            if n.type == "with_statement":
+                return n
+            if n.type == "call_expression":
+                fn = n.child_by_field_name("function")
+                while fn is not None and fn.type == "parenthesized_expression":
+                    fn = fn.named_children[0] if fn.named_children else None
+                if fn is not None and fn.type == "identifier" and text(fn) == "eval":
+                    return n
+    return None
+
+
+def is_strict(nb: Notebook) -> bool:
+    """A 'use strict' directive in the prologue makes every cell strict (ESM always is)."""
+    if nb.kind.esm:
+        return True
+    for stmt in statements(nb):
+        if stmt.type != "expression_statement" or not stmt.named_children:
+            return False
+        expr = stmt.named_children[0]
+        if expr.type != "string":
+            return False
+        if text(expr)[1:-1] == "use strict":
+            return True
+    return False
