@@ -79,11 +79,7 @@ KNOWN_OVERSIZE = {
     "tonic/store/__init__.py:Store._ingest_files",
     "tonic/store/__init__.py:Store.materialize",
     "tonic/store/__init__.py:Store.gc",
-    "tonic/timetravel/continuation.py",
-    "tonic/timetravel/continuation.py:_analyse",
     "tonic/kernel/driver.py:drive",
-    "tonic/engines/docker/api.py",
-    "tonic/engines/docker/tree.py",
 }
 
 # All `import tonic.cli` may load: the command line builds its help from these alone.
