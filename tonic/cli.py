@@ -145,7 +145,8 @@ def cells(
 
 @app.command()
 def doctor() -> None:
-    """Say which engines work on this machine, and why the others do not."""
+    """Say which engines work on this machine, and why the others do not; show the
+    settings in effect and where each came from."""
     from tonic.commands import doctor as command
 
     with error_handler():

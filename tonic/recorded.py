@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tonic import settings
 from tonic.commands.run import program_for
 from tonic.engines import engine_for
 from tonic.results import NullSink, RunResult
@@ -71,7 +72,7 @@ def record_environment(directory: Path) -> Iterator[None]:
 def record(path: Path, *, timeout: float | None = None) -> RunResult:
     """Run the notebook at `path` in view mode through the default engine."""
     program = program_for(path, plain=False, args=[])
-    engine, _ = engine_for(program.path)
+    engine, _ = engine_for(settings.load(program.path))
     with record_environment(program.path.parent):
         return engine.run(program, NullSink(), timeout=timeout)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tonic import launch
+from tonic import launch, settings
 from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError
 from tonic.kernel.driver import Program
@@ -50,7 +50,8 @@ def run(
     nb = program.notebook
     # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
     fallback = "replay" if stdin_has_data() else None
-    chosen, note = engine_for(program.path, engine, image, default=fallback)
+    given = settings.load(program.path, options={"engine": engine, "image": image})
+    chosen, note = engine_for(given, default=fallback)
     view: ViewSink | None = None
     sink: Sink
     if plain:

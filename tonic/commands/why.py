@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tonic import settings
 from tonic.commands.run import program_for
 from tonic.engines import engine_for, planner_for
 from tonic.errors import TonicError
@@ -16,7 +17,7 @@ from tonic.timetravel.planner import Planner, SnapshotRecord
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
     program = program_for(path, plain=plain, args=[])
-    chosen, _ = engine_for(program.path, engine)
+    chosen, _ = engine_for(settings.load(program.path, options={"engine": engine}))
     planner = planner_for(chosen, program)
     if planner is None:
         raise TonicError(

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from tonic.config import settings_for
 from tonic.engines.base import Availability, Engine
 from tonic.engines.criu.engine import CriuEngine
 from tonic.engines.docker.engine import DockerEngine
 from tonic.engines.replay import ReplayEngine
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program
+from tonic.settings import Settings
 from tonic.timetravel.planner import Planner
 
 ENGINES: dict[str, Engine] = {
@@ -48,21 +45,13 @@ def get_engine(name: str | None) -> tuple[Engine, str | None]:
     return engine, None
 
 
-def engine_for(
-    notebook: Path,
-    name: str | None = None,
-    image: str | None = None,
-    *,
-    default: str | None = None,
-) -> tuple[Engine, str | None]:
-    """The engine to run `notebook` with: `name` (a command-line option), else
-    $TONIC_ENGINE, else the project's package.json ("tonic": {"engine": ...}), else
-    `default`, else the best that works here; the docker engine in `image`,
-    $TONIC_DOCKER_IMAGE or the project's "image", else tonic's own."""
-    settings = settings_for(notebook)
-    chosen = name or os.environ.get("TONIC_ENGINE") or settings.engine or default
-    engine, note = get_engine(chosen)
-    image = image or os.environ.get("TONIC_DOCKER_IMAGE") or settings.image
+def engine_for(settings: Settings, *, default: str | None = None) -> tuple[Engine, str | None]:
+    """The engine `settings` name (--engine, $TONIC_ENGINE, the project's package.json:
+    tonic.settings.load), else `default`, else the best that works here; the docker
+    engine in the settings' image (--image, $TONIC_DOCKER_IMAGE, "image"), else tonic's
+    own. A note when the default had to fall back from a better engine."""
+    engine, note = get_engine(settings.engine or default)
+    image = settings.image
     if image and isinstance(engine, DockerEngine):
         engine = DockerEngine(image=image)
     return engine, note

@@ -7,16 +7,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from tonic import settings
 from tonic.engines import clockshim
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.timetravel.planner import Choice, Planner, Verdict
-
-# A snapshot costs about 40-80 ms (CRIU) or 250 ms (docker). After cells that together
-# ran for less than this, the pause is not dumped: resuming from the snapshot before them
-# and running them again costs no more.
-SNAPSHOT_MIN_MS = 50.0
 
 
 def run_kernel_with_snapshots(
@@ -67,11 +63,10 @@ class RestoreError(EngineError):
 
 
 def snapshot_min_ms() -> float:
-    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
-    try:
-        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
-    except ValueError:
-        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None
+    """A snapshot costs about 40-80 ms (CRIU) or 250 ms (docker). After cells that together
+    ran for less than $TONIC_SNAPSHOT_MIN_MS (default 50), the pause is not dumped:
+    resuming from the snapshot before them and running them again costs no more."""
+    return settings.current().snapshot_min_ms
 
 
 class Policy:

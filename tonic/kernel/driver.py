@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from tonic import settings
 from tonic.errors import EngineError
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
@@ -37,7 +38,7 @@ def kernel_file(name: str) -> Path:
 
 
 def node_binary() -> str:
-    node = os.environ.get("TONIC_NODE") or shutil.which("node")
+    node = settings.current().node or shutil.which("node")
     if node is None:
         raise EngineError("node was not found on PATH (or set TONIC_NODE to its path)")
     return node
