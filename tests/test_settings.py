@@ -4,6 +4,7 @@ steer the engine through their Program, never through this process's environment
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -365,5 +366,131 @@ def test_every_tonic_variable_is_in_the_table() -> None:
             assert name in known, f"{path.relative_to(ROOT)} names {name}"
         if re.search(r"environ(?:\.get\(|\[)\s*[\"']TONIC_(?!KERNEL_PLAN)", text):
             readers.add(path.relative_to(ROOT).as_posix())
-    # recorded.py: the hook environment it still makes in this process (for now)
-    assert readers <= {"tonic/launch.py", "tonic/recorded.py"}, readers
+    assert readers <= {"tonic/launch.py"}, readers
+
+
+# -- layers and global state -----------------------------------------------------------
+
+ENTRY_POINTS = {"cli.py", "launch.py", "server.py", "__main__.py"}  # above the commands
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_lower_layers_never_import_the_commands() -> None:
+    for path in sorted((ROOT / "tonic").rglob("*.py")):
+        rel = path.relative_to(ROOT / "tonic")
+        if rel.parts[0] == "commands" or rel.as_posix() in ENTRY_POINTS:
+            continue
+        bad = {m for m in _imports(path) if m.startswith(("tonic.commands", "tonic.cli"))}
+        assert not bad, f"tonic/{rel} imports {sorted(bad)}"
+
+
+def test_nothing_steers_through_the_process_environment() -> None:
+    """No part of tonic writes os.environ or changes directory, but the warm server's
+    worker taking on its client's (server.py)."""
+    writes = re.compile(
+        r"os\.environ(?:b)?\s*\[[^\]]+\]\s*=|os\.environ(?:b)?\.(?:update|pop|clear|setdefault)\("
+        r"|del\s+os\.environ|os\.putenv\(|os\.unsetenv\(|os\.chdir\("
+    )
+    for path in sorted((ROOT / "tonic").rglob("*.py")):
+        if path.name == "server.py" and path.parent.name == "tonic":
+            continue
+        found = writes.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.relative_to(ROOT)}: {found}"
+
+
+# -- recorded runs (tonic check, tonic export) ------------------------------------------
+
+SHOW_ENV = """// %% Where
+console.log(JSON.stringify([process.cwd(), process.env.GIT_AUTHOR_DATE ?? null]));
+"""
+
+
+def test_record_changes_nothing_of_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tonic check` and `tonic export` record runs from the notebook's folder without git's
+    hook variables: through the Program, not by changing this process; a hook variable
+    reaches neither the notebook's process.env nor the snapshot key."""
+    from tonic import recorded
+    from tonic.engines import Engine
+    from tonic.kernel.program import Program
+    from tonic.results import RunResult, Sink
+    from tonic.timetravel.planner import Planner
+
+    project = tmp_path / "project"
+    project.mkdir()
+    nb = project / "where.js"
+    nb.write_text(SHOW_ENV)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "@1700000000 +0000")
+    monkeypatch.setenv("PRE_COMMIT", "1")
+    monkeypatch.setenv("TONIC_CACHE", os.path.relpath(os.environ["TONIC_CACHE"]))
+
+    before_env, before_cwd = dict(os.environ), os.getcwd()
+    seen: list[tuple[dict[str, str], str]] = []  # this process, while the engine runs
+    engine_for = recorded.engine_for
+
+    class Spy:
+        def __init__(self, engine: Engine) -> None:
+            self.engine = engine
+            self.name = engine.name
+
+        def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
+            seen.append((dict(os.environ), os.getcwd()))
+            return self.engine.run(program, sink, timeout=timeout)
+
+    def spy(chosen: settings.Settings, *, default: str | None = None) -> tuple[Spy, str | None]:
+        engine, note = engine_for(chosen, default=default)
+        return Spy(engine), note
+
+    monkeypatch.setattr(recorded, "engine_for", spy)
+    result = recorded.record(nb, timeout=60)
+    assert seen == [(before_env, before_cwd)]
+    assert dict(os.environ) == before_env
+    assert os.getcwd() == before_cwd
+
+    assert result.exit_code == 0
+    assert json.loads(result.cells[0].stdout) == [str(project), None]
+
+    program = recorded.record_program(nb)
+    assert program.cwd == project
+    assert "GIT_AUTHOR_DATE" not in program.env and "PRE_COMMIT" not in program.env
+    assert program.env["TONIC_CACHE"] == os.path.abspath(os.environ["TONIC_CACHE"])
+    assert settings.current().cache == Path(os.path.abspath(os.environ["TONIC_CACHE"]))
+    with_hook = Planner(program, engine="criu").base
+    monkeypatch.delenv("GIT_AUTHOR_DATE")
+    monkeypatch.delenv("PRE_COMMIT")
+    assert Planner(recorded.record_program(nb), engine="criu").base == with_hook
+    monkeypatch.setenv("SOMETHING_ELSE", "1")  # while any other variable is in the key
+    assert Planner(recorded.record_program(nb), engine="criu").base != with_hook
+
+
+def test_record_environment_drops_hook_variables() -> None:
+    from tonic.recorded import record_environment
+
+    env = {
+        "PATH": os.pathsep.join(["/usr/lib/git-core", "/usr/bin"]),
+        "GIT_EXEC_PATH": "/usr/lib/git-core",
+        "GIT_AUTHOR_DATE": "@1 +0000",
+        "PRE_COMMIT_HOME": "/x",
+        "GIT_CONFIG_GLOBAL": "/dev/null",  # the user's, not a hook's
+        "HOME": "/home/me",
+    }
+    assert record_environment(env) == {
+        "PATH": "/usr/bin",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "HOME": "/home/me",
+    }
+    assert env["GIT_AUTHOR_DATE"] == "@1 +0000"  # the argument is left alone

@@ -20,7 +20,9 @@ which this table uses too, so the two readings cannot differ.
 Not settings: TONIC_KERNEL_PLAN (tonic tells its kernel where its plan is), and the
 variables of the test suite and the scripts (README.md, "Settings").
 
-The engine to run with comes from them: `engines.engine_for(settings)`.
+Settings steer tonic itself, never through the environment: the engines get them as
+arguments (`engines.engine_for`), and the environment and working directory a notebook
+runs with are the `Program`'s (`kernel.program`).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tonic import settings
-from tonic.commands.run import program_for
 from tonic.engines import engine_for, planner_for
 from tonic.errors import TonicError
+from tonic.kernel.program import program_for
 from tonic.timetravel.keys import explain
 from tonic.timetravel.planner import Planner, SnapshotRecord
 

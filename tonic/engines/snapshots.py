@@ -4,7 +4,6 @@ pause is worth a snapshot."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from tonic import settings
@@ -34,7 +33,7 @@ def run_kernel_with_snapshots(
     overrides = {"UV_USE_IO_URING": "0"}
     path = clockshim.shim(planner.store.root)[0] if shim else None
     if path is not None:
-        user = os.environ.get("LD_PRELOAD")
+        user = planner.program.env.get("LD_PRELOAD")
         overrides["LD_PRELOAD"] = f"{path}:{user}" if user else str(path)
     elif shim:
         planner.notes.append(

@@ -218,6 +218,8 @@ class Planner:
             path=program.path,
             args=program.args,
             inspect=program.inspect,
+            env=program.env,
+            cwd=program.cwd,
         )
         self.base = base_key(self.environment, self.nb)
         if extra_key:

@@ -235,7 +235,7 @@ class _Run:
                 layer,
                 argv,
                 env=env,
-                cwd=os.getcwd(),
+                cwd=str(prog.cwd),
                 copies=[env["TONIC_KERNEL_PLAN"]],
                 labels=self.labels,
             )
