@@ -80,9 +80,10 @@ def require_engine(name: str) -> None:
     """Skip a test of an engine that cannot run here, or fail if CI requires it."""
     import pytest
 
-    from tonic.engines import ENGINES, EngineOptions
+    from tonic import settings
+    from tonic.engines import ENGINES
 
-    available = ENGINES[name](EngineOptions()).availability()
+    available = ENGINES[name](settings.current()).availability()
     if available.ok:
         return
     if name in required_engines():

@@ -127,9 +127,10 @@ def test_second_check_resumes_despite_hook_variables(tmp_path: Path) -> None:
         )
         runs.append(check("good.js", cwd=tmp_path, env=env))
     assert all(r.code == 0 for r in runs)
-    from tonic.engines import ENGINES, EngineOptions
+    from tonic import settings
+    from tonic.engines import ENGINES
 
-    if ENGINES["criu"](EngineOptions()).availability().ok:
+    if ENGINES["criu"](settings.current()).availability().ok:
         assert "restored" not in runs[0].stdout.decode()
         assert "2 cells, 2 restored" in runs[1].stdout.decode(), runs[1].describe()
 

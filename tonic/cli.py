@@ -137,7 +137,7 @@ def cells(
 @app.command()
 @handled
 def doctor() -> int:
-    """Say which engines work on this machine, and why the others do not."""
+    """Say which engines work here (and why the others do not), and the settings in effect."""
     from tonic.commands import doctor as command
 
     return command.doctor()

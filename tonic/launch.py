@@ -14,7 +14,10 @@ server running, the command runs here and (`TONIC_SERVER=auto`, the default, unl
 is set) starts one in the background for the next command; it exits after
 `TONIC_SERVER_IDLE` seconds (default 600) without work. `TONIC_SERVER=off` never uses or starts one.
 
-This module must stay cheap to import: only built-in modules, no tonic imports.
+This module must stay cheap to import: only built-in modules, no tonic imports. So it
+reads `TONIC_SERVER` and `TONIC_RUNTIME_DIR` itself: the one exception to "every setting
+is read by tonic.settings", which documents them and uses this module's grammar for them
+(`server_mode`, `default_runtime_dir`).
 """
 
 from __future__ import annotations
@@ -45,13 +48,18 @@ FORWARDED = (
 )
 
 
-def mode() -> str:
-    """`$TONIC_SERVER`: auto (use a server, start one if none), on (use one if running,
-    never start one) or off; unknown values count as off."""
-    value = os.environ.get("TONIC_SERVER", "auto").strip().lower() or "auto"
+def server_mode(value: str | None) -> str:
+    """A `$TONIC_SERVER` value: auto (use a server, start one if none; also unset or
+    empty), on (use one if running, never start one) or off; unknown values count as off."""
+    value = (value or "auto").strip().lower() or "auto"
     if value in ("0", "no", "false"):
         return "off"
     return value if value in MODES else "off"
+
+
+def mode() -> str:
+    """This process's `$TONIC_SERVER` (tonic.settings reads it the same way)."""
+    return server_mode(os.environ.get("TONIC_SERVER"))
 
 
 def in_ci() -> bool:
@@ -60,13 +68,20 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def runtime_dir() -> str | None:
-    """A private folder for the servers' sockets: $TONIC_RUNTIME_DIR, else
-    $XDG_RUNTIME_DIR/tonic, else /tmp/tonic-UID. None if it is not ours alone."""
-    base = os.environ.get("TONIC_RUNTIME_DIR")
+def default_runtime_dir(xdg: str | None) -> str:
+    """Where the servers' sockets live without $TONIC_RUNTIME_DIR: $XDG_RUNTIME_DIR/tonic,
+    else /tmp/tonic-UID."""
+    return os.path.join(xdg, "tonic") if xdg else f"/tmp/tonic-{os.getuid()}"
+
+
+def runtime_dir(base: str | None = None) -> str | None:
+    """A private folder for the servers' sockets: `base` (the setting), else this
+    process's $TONIC_RUNTIME_DIR, else `default_runtime_dir`. None if it is not ours
+    alone."""
     if not base:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        base = os.path.join(xdg, "tonic") if xdg else f"/tmp/tonic-{os.getuid()}"
+        base = os.environ.get("TONIC_RUNTIME_DIR") or default_runtime_dir(
+            os.environ.get("XDG_RUNTIME_DIR")
+        )
     try:
         os.mkdir(base, 0o700)
     except FileExistsError:

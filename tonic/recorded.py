@@ -5,20 +5,22 @@ unchanged notebook shows its stored run without starting node, and an edited one
 from its snapshots. It runs from the notebook's own folder, and without the variables
 git and pre-commit set for hooks (GIT_AUTHOR_DATE changes with every commit, and the
 environment is part of a snapshot's key): a hook's second run finds the first one's
-snapshots.
+snapshots. Both are the `Program`'s: nothing of this process (its environment, its
+working directory) changes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonic.commands.run import program_for
+from tonic import settings
 from tonic.engines import engine_for
+from tonic.kernel.driver import Program
+from tonic.kernel.program import program_for
 from tonic.results import NullSink, RunResult
 
 # What git (for every hook) and the pre-commit framework add to a hook's environment.
@@ -44,36 +46,42 @@ HOOK_PREFIXES = ("PRE_COMMIT_",)
 ERROR_LINE_RE = re.compile(r"^(?:[A-Za-z_$][\w$]*(?:Error|Exception)|Error)\b.*")
 
 
-@contextlib.contextmanager
-def record_environment(directory: Path) -> Iterator[None]:
-    """Run in `directory`, without hook variables (git's exec path leaves PATH too)."""
-    saved = dict(os.environ)
-    cwd = os.getcwd()
-    try:
-        exec_path = os.environ.get("GIT_EXEC_PATH")
-        for name in list(os.environ):
-            if name in HOOK_VARIABLES or name.startswith(HOOK_PREFIXES):
-                del os.environ[name]
-        if exec_path and "PATH" in os.environ:
-            parts = os.environ["PATH"].split(os.pathsep)
-            os.environ["PATH"] = os.pathsep.join(p for p in parts if p != exec_path)
-        cache = os.environ.get("TONIC_CACHE")
-        if cache and not os.path.isabs(cache):
-            os.environ["TONIC_CACHE"] = os.path.abspath(cache)
-        os.chdir(directory)
-        yield
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
+def record_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without hook variables (git's exec path leaves PATH too), and with an
+    absolute TONIC_CACHE (the notebook runs in its own folder)."""
+    clean = {
+        name: value
+        for name, value in env.items()
+        if name not in HOOK_VARIABLES and not name.startswith(HOOK_PREFIXES)
+    }
+    exec_path = env.get("GIT_EXEC_PATH")
+    if exec_path and "PATH" in clean:
+        parts = clean["PATH"].split(os.pathsep)
+        clean["PATH"] = os.pathsep.join(p for p in parts if p != exec_path)
+    cache = clean.get("TONIC_CACHE")
+    if cache and not os.path.isabs(cache):
+        clean["TONIC_CACHE"] = os.path.abspath(cache)
+    return clean
+
+
+def record_program(path: Path) -> Program:
+    """The program of a recorded run: view mode, from the notebook's own folder, in
+    this process's environment without hook variables."""
+    resolved = Path(path).resolve()
+    return program_for(
+        path,
+        plain=False,
+        args=[],
+        env=record_environment(os.environ),
+        cwd=resolved.parent,
+    )
 
 
 def record(path: Path, *, timeout: float | None = None) -> RunResult:
     """Run the notebook at `path` in view mode through the default engine."""
-    program = program_for(path, plain=False, args=[])
-    engine, _ = engine_for(program.path)
-    with record_environment(program.path.parent):
-        return engine.run(program, NullSink(), timeout=timeout)
+    program = record_program(path)
+    engine, _ = engine_for(settings.load(program.path))
+    return engine.run(program, NullSink(), timeout=timeout)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tonic import launch
+from tonic import launch, settings
 from tonic.procs import parent_death_signal
 
 # In a worker: the pid of the server it was forked from (None in any other process).
@@ -39,12 +39,8 @@ WORKER_OF: int | None = None
 
 
 def idle_seconds() -> float:
-    raw = os.environ.get("TONIC_SERVER_IDLE", "")
-    try:
-        value = float(raw)
-    except ValueError:
-        return launch.IDLE_SECONDS
-    return value if value > 0 else launch.IDLE_SECONDS
+    """$TONIC_SERVER_IDLE (tonic.settings)."""
+    return settings.current().server_idle
 
 
 def lock_path(directory: str, tag: str) -> str:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tonic.commands.run import program_for
+from tonic import settings
 from tonic.engines.base import Availability
 from tonic.engines.snapshots import Images, Session, SnapshotEngine
 from tonic.errors import EngineError
 from tonic.kernel import driver
 from tonic.kernel.driver import KernelProcess, Pipes, Program
+from tonic.kernel.program import program_for
 from tonic.results import NullSink
 from tonic.store import Store
 from tonic.store.ingest import settled
@@ -89,7 +90,8 @@ class FakeBackend:
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapshotEngine]:
     monkeypatch.setenv("TONIC_CACHE", str(tmp_path / "cache"))
     FakeKernel.made.clear()
-    yield SnapshotEngine(FakeBackend(), min_ms=0)
+    monkeypatch.setenv("TONIC_SNAPSHOT_MIN_MS", "0")
+    yield SnapshotEngine(FakeBackend(), settings.current())
     with settled(tmp_path / "cache"):  # the ingest worker is done before tmp_path goes
         pass
 

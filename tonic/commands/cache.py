@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 
 from rich.console import Console
 from rich.table import Table
 
+from tonic import settings
 from tonic.engines.docker.gc import collect_garbage
 from tonic.errors import InputError
 from tonic.store import SnapshotInfo, Store, hot
 from tonic.store.ingest import settled
-
-UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def human(n: float) -> str:
@@ -28,10 +26,10 @@ def human(n: float) -> str:
 
 
 def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if m is None:
-        raise InputError(f"--max-size: {text!r} is not a size (examples: 500M, 2G)")
-    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
+    """--max-size, in the settings' grammar of sizes (tonic.settings.parse_size)."""
+    return settings.checked(
+        "--max-size", text, lambda t: settings.parse_size(t, "500M, 2G"), InputError
+    )
 
 
 def _age(created: float) -> str:

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tonic import launch
+from tonic import launch, settings
 from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError, TonicError
-from tonic.kernel.driver import Program
-from tonic.notebook.instrument import instrument, uninstrumented
-from tonic.notebook.loader import load
+from tonic.kernel.program import program_for
 from tonic.results import CellResult, NullSink, RunResult, Sink
 
 if TYPE_CHECKING:
@@ -73,7 +71,8 @@ def run(
     nb = program.notebook
     # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
     fallback = "replay" if stdin_has_data() else None
-    chosen, note = engine_for(program.path, engine, image, default=fallback)
+    given = settings.load(program.path, options={"engine": engine, "image": image})
+    chosen, note = engine_for(given, default=fallback)
     view: ViewSink | None = None
     sink: Sink
     if plain:
@@ -110,18 +109,6 @@ def stdin_has_data() -> bool:
     if stat.S_ISCHR(st.st_mode):
         return False
     return stat.S_ISFIFO(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)
-
-
-def program_for(path: Path, *, plain: bool, args: list[str]) -> Program:
-    """What `tonic run` runs: the notebook, instrumented for the view or for --plain."""
-    _, nb = load(path)
-    return Program(
-        notebook=nb,
-        path=Path(path).resolve(),
-        instrumented=instrument(nb, values=not plain) if nb.clean else uninstrumented(nb),
-        args=tuple(args),
-        inspect=not plain,
-    )
 
 
 def _json(result: RunResult, path: Path) -> dict[str, object]:

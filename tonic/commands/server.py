@@ -10,7 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from tonic import launch
+from tonic import launch, settings
 from tonic.errors import TonicError
 
 WAIT_SECONDS = 10.0
@@ -27,7 +27,7 @@ class ServerInfo:
 
 
 def _directory() -> str:
-    directory = launch.runtime_dir()
+    directory = launch.runtime_dir(settings.current().runtime_dir)
     if directory is None:
         raise TonicError(
             "no private folder for tonic servers (set $TONIC_RUNTIME_DIR to a folder only "
@@ -85,7 +85,7 @@ def _alive(pid: int) -> bool:
 def status() -> int:
     directory = _directory()
     found = servers(directory)
-    mode = launch.mode()
+    mode = settings.current().server
     print(f"mode: {mode} ($TONIC_SERVER: auto, on or off)")
     if not found:
         print(f"no tonic server running (folder {directory})")

@@ -7,9 +7,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tonic.commands.run import program_for
+from tonic import settings
 from tonic.engines import engine_for
 from tonic.errors import TonicError
+from tonic.kernel.program import program_for
 from tonic.timetravel.choose import Chooser
 from tonic.timetravel.keys import explain
 from tonic.timetravel.records import SnapshotRecord
@@ -17,7 +18,7 @@ from tonic.timetravel.records import SnapshotRecord
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
     program = program_for(path, plain=plain, args=[])
-    chosen, _ = engine_for(program.path, engine)
+    chosen, _ = engine_for(settings.load(program.path, options={"engine": engine}))
     chooser = chosen.chooser(program)
     if chooser is None:
         raise TonicError(

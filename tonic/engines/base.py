@@ -18,15 +18,6 @@ class Availability:
     reason: str
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """What an engine is made with (from the settings)."""
-
-    image: str | None = None  # the docker engine's image (None: tonic's own)
-    snapshot_min_ms: float | None = None  # no snapshot after cells that ran for less
-    # (together) than this; None: $TONIC_SNAPSHOT_MIN_MS, else 50 ms
-
-
 class Engine(Protocol):
     """Runs a Program, streaming to a Sink. Engines differ in what they can skip."""
 

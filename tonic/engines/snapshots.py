@@ -34,17 +34,13 @@ from tonic.engines.base import Availability
 from tonic.errors import EngineError
 from tonic.kernel.driver import GO, KernelProcess, Pipes, Program, Resume, node_binary, run_kernel
 from tonic.results import BufferSink, RunResult, Sink
+from tonic.settings import Settings
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
 from tonic.timetravel.choose import Choice, Chooser, Verdict
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Recorder, show_stored
 from tonic.timetravel.records import SnapshotRecord
-
-# A snapshot costs about 40-80 ms (CRIU) or 250 ms (docker). After cells that together
-# ran for less than this, the pause is not dumped: resuming from the snapshot before them
-# and running them again costs no more.
-SNAPSHOT_MIN_MS = 50.0
 
 
 class RestoreError(EngineError):
@@ -100,7 +96,10 @@ class Backend(Protocol):
 
 
 class Policy:
-    """Says at each pause whether to take a snapshot there."""
+    """Says at each pause whether to take a snapshot there. A snapshot costs about
+    40-80 ms (CRIU) or 250 ms (docker). After cells that together ran for less than
+    `min_ms` ($TONIC_SNAPSHOT_MIN_MS), the pause is not dumped: resuming from the
+    snapshot before them and running them again costs no more."""
 
     def __init__(self, recorder: Recorder, min_ms: float) -> None:
         self.recorder = recorder
@@ -158,6 +157,8 @@ def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
         path=program.path,
         args=program.args,
         inspect=program.inspect,
+        env=program.env,
+        cwd=program.cwd,
     )
     return NotebookKeys.of(environment, program.notebook, session.key)
 
@@ -166,24 +167,23 @@ class SnapshotEngine:
     """An engine that snapshots at every pause and resumes from the longest valid prefix;
     `backend` says how (criu, docker)."""
 
-    def __init__(self, backend: Backend, *, min_ms: float | None = None) -> None:
-        """`min_ms`: see Policy (None: $TONIC_SNAPSHOT_MIN_MS, else SNAPSHOT_MIN_MS)."""
+    def __init__(self, backend: Backend, settings: Settings) -> None:
         self.backend = backend
+        self.settings = settings
         self.name = backend.name
         self.description = backend.description
-        self.min_ms = min_ms
 
     def availability(self) -> Availability:
         return self.backend.availability()
 
     def chooser(self, program: Program) -> Chooser:
         """What the next run would resume from (`tonic why`)."""
-        store = Store()
+        store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
             return Chooser(program, store, keys_for(self.name, program, session))
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
-        store = Store()
+        store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
             run = _Run(self, program, store, session, timeout)
             with store.lock(f"notebook:{program.path}"):
@@ -284,7 +284,7 @@ class _Run:
                 "clocks, so timers of different delays in different cells may reorder"
             )
             return overrides, False
-        user = os.environ.get("LD_PRELOAD")
+        user = self.program.env.get("LD_PRELOAD")
         overrides["LD_PRELOAD"] = f"{path}:{user}" if user else str(path)
         return overrides, True
 
@@ -314,8 +314,7 @@ class _Steps:
         self.kernel = run.session.kernel()
         self.recorder = recorder
         self.choice = choice
-        min_ms = run.engine.min_ms
-        self.policy = Policy(recorder, snapshot_min_ms() if min_ms is None else min_ms)
+        self.policy = Policy(recorder, run.engine.settings.snapshot_min_ms)
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
@@ -343,11 +342,3 @@ class _Steps:
         except (EngineError, OSError) as err:
             self.failed = f"snapshots stopped at cell {k}: {err}"
         return GO
-
-
-def snapshot_min_ms() -> float:
-    raw = os.environ.get("TONIC_SNAPSHOT_MIN_MS")
-    try:
-        return max(0.0, float(raw)) if raw else SNAPSHOT_MIN_MS
-    except ValueError:
-        raise EngineError(f"TONIC_SNAPSHOT_MIN_MS={raw!r} is not a number") from None

@@ -17,12 +17,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from tonic import settings
 from tonic.errors import EngineError
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
@@ -37,7 +38,7 @@ def kernel_file(name: str) -> Path:
 
 
 def node_binary() -> str:
-    node = os.environ.get("TONIC_NODE") or shutil.which("node")
+    node = settings.current().node or shutil.which("node")
     if node is None:
         raise EngineError("node was not found on PATH (or set TONIC_NODE to its path)")
     return node
@@ -45,13 +46,16 @@ def node_binary() -> str:
 
 @dataclass(frozen=True)
 class Program:
-    """What to run: the notebook, how it is instrumented, and node's arguments."""
+    """What to run: the notebook, how it is instrumented, node's arguments, and the
+    environment and working directory it runs with (by default this process's)."""
 
     notebook: Notebook
     path: Path
     instrumented: Instrumented
     args: tuple[str, ...] = ()
     inspect: bool = False  # record completion values and error descriptions
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), hash=False)
+    cwd: Path = field(default_factory=Path.cwd)
 
 
 class _Run:
@@ -190,6 +194,7 @@ def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> Kern
             stdout=pipes.stdout,
             stderr=pipes.stderr,
             env=env,
+            cwd=program.cwd,
             pass_fds=(3, 4),
             preexec_fn=prepare,
         )
@@ -266,10 +271,10 @@ def run_kernel(
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
     os.chmod(tmp, 0o700)
-    env = dict(os.environ)
+    env = dict(program.env)
     hidden: dict[str, str | None] = {}
     for name, value in (env_overrides or {}).items():
-        hidden[name] = os.environ.get(name)
+        hidden[name] = program.env.get(name)
         env[name] = value
     plan = write_plan(program, tmp, hidden, snapshots, clock_shim)
     env["TONIC_KERNEL_PLAN"] = str(plan)

@@ -16,6 +16,7 @@ from pathlib import Path
 from tree_sitter import Node
 
 from tonic.notebook.syntax import FUNCTION_SCOPES
+from tonic.settings import nearest_package
 
 CJS_WRAPPER_NAMES = frozenset({"require", "module", "exports", "__filename", "__dirname"})
 
@@ -32,15 +33,14 @@ class ModuleKind:
 
 def package_type(path: Path) -> tuple[str | None, Path | None]:
     """The "type" field of the package.json that governs `path`, and that file."""
-    for directory in path.resolve().parents:
-        candidate = directory / "package.json"
-        if candidate.is_file():
-            try:
-                value = json.loads(candidate.read_text(encoding="utf-8")).get("type")
-            except (OSError, ValueError, AttributeError):
-                return None, candidate
-            return (value if isinstance(value, str) else None), candidate
-    return None, None
+    candidate = nearest_package(path)
+    if candidate is None:
+        return None, None
+    try:
+        value = json.loads(candidate.read_text(encoding="utf-8")).get("type")
+    except (OSError, ValueError, AttributeError):
+        return None, candidate
+    return (value if isinstance(value, str) else None), candidate
 
 
 def _esm_syntax(root: Node) -> str | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tonic import settings
 from tonic.errors import InputError
 
-DEFAULT_MAX_BYTES = 2 * 1024 * 1024
-MAX_BYTES_ENV = "TONIC_MAX_BYTES"
+MAX_BYTES_ENV = settings.MAX_BYTES.variable
 
 
 @dataclass(frozen=True)
@@ -25,16 +24,8 @@ class Source:
 
 
 def max_bytes() -> int:
-    raw = os.environ.get(MAX_BYTES_ENV)
-    if raw is None:
-        return DEFAULT_MAX_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{MAX_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
-    if value <= 0:
-        raise InputError(f"{MAX_BYTES_ENV} must be positive, got {value}")
-    return value
+    """$TONIC_MAX_BYTES (tonic.settings)."""
+    return settings.current().max_bytes
 
 
 def _size(n: int) -> str:

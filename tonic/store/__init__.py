@@ -47,6 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tonic import settings
 from tonic.errors import TonicError
 
 CHUNK = 64 * 1024  # default fixed chunk size of large files (a multiple of the page size)
@@ -73,14 +74,8 @@ class StoreError(TonicError):
 
 
 def default_root() -> Path:
-    """$TONIC_CACHE, else $XDG_CACHE_HOME/tonic, else ~/.cache/tonic."""
-    env = os.environ.get("TONIC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "tonic"
-    return Path.home() / ".cache" / "tonic"
+    """$TONIC_CACHE, else $XDG_CACHE_HOME/tonic, else ~/.cache/tonic (tonic.settings)."""
+    return settings.current().cache
 
 
 def private_file(name: str) -> Path:

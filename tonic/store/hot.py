@@ -20,21 +20,14 @@ import shutil
 import time
 from pathlib import Path
 
-from tonic.errors import TonicError
+from tonic import settings
 
-DEFAULT_BUDGET = 512 << 20
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _ID = re.compile(r"[0-9a-f]{64}")
 
 
 def budget() -> int:
-    raw = os.environ.get("TONIC_HOT_CACHE")
-    if not raw:
-        return DEFAULT_BUDGET
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", raw, re.IGNORECASE)
-    if m is None:
-        raise TonicError(f"TONIC_HOT_CACHE={raw!r} is not a size (examples: 0, 256M, 2G)")
-    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+    """$TONIC_HOT_CACHE in bytes (tonic.settings)."""
+    return settings.current().hot_cache
 
 
 def _dir(root: Path) -> Path:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -114,12 +115,21 @@ class Environment:
 
     @classmethod
     def current(
-        cls, *, node: str, engine: str, path: Path, args: tuple[str, ...], inspect: bool
+        cls,
+        *,
+        node: str,
+        engine: str,
+        path: Path,
+        args: tuple[str, ...],
+        inspect: bool,
+        env: Mapping[str, str],
+        cwd: Path,
     ) -> Environment:
-        env = tuple(
+        """The key's parts for a program run with `env` in `cwd` (the Program's)."""
+        keyed = tuple(
             sorted(
                 (k, v)
-                for k, v in os.environ.items()
+                for k, v in env.items()
                 if k not in UNKEYED_ENV and not k.startswith("TONIC_")
             )
         )
@@ -128,8 +138,8 @@ class Environment:
             engine=engine,
             path=str(path),
             args=args,
-            env=env,
-            cwd=os.getcwd(),
+            env=keyed,
+            cwd=str(cwd),
             packages=packages_fingerprint(path.parent),
             inspect=inspect,
         )

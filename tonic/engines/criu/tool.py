@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tonic import settings
 from tonic.errors import EngineError
 from tonic.store import recall, remember
 
@@ -22,11 +23,7 @@ MIN_VERSION = (4, 0)
 
 
 def private_install() -> Path:
-    home = os.environ.get("TONIC_CRIU_HOME")
-    if home:
-        return Path(home) / "bin" / "criu"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "tonic" / "criu" / "bin" / "criu"
+    return settings.current().criu_home / "bin" / "criu"
 
 
 @dataclass(frozen=True)
@@ -74,8 +71,9 @@ def _version(path: str) -> tuple[int, ...] | None:
 def locate() -> tuple[Criu | None, str]:
     """(CRIU, None-reason): the first usable CRIU, or why there is none."""
     candidates: list[tuple[str, str]] = []
-    if os.environ.get("TONIC_CRIU"):
-        candidates.append((os.environ["TONIC_CRIU"], "$TONIC_CRIU"))
+    chosen = settings.current().criu
+    if chosen:
+        candidates.append((chosen, "$TONIC_CRIU"))
     on_path = shutil.which("criu")
     if on_path:
         candidates.append((on_path, "PATH"))

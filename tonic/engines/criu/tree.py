@@ -51,6 +51,7 @@ class FreshTree:
                 stdout=pipes.stdout,
                 stderr=pipes.stderr,
                 env=env,
+                cwd=program.cwd,
                 pass_fds=(3, 4),
                 preexec_fn=prepare,
             )

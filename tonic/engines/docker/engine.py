@@ -165,7 +165,7 @@ class DockerKernel:
             layer,
             argv,
             env=env,
-            cwd=os.getcwd(),
+            cwd=str(program.cwd),
             copies=[env["TONIC_KERNEL_PLAN"]],
             labels=self.labels,
         )
