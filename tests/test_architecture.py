@@ -56,15 +56,6 @@ EVERYONE = {"tonic", "errors"}
 PERMITTED = {("tonic.settings.table", "tonic.launch")}
 TOP = {"cli", "startup"}
 
-# Imports that break the table today, each with what ends it. Every other check leaves out
-# just these imports; `test_known_break_is_gone` fails (xfail) until each is gone.
-KNOWN_BREAKS: dict[tuple[str, str], str] = {
-    ("tonic.notebook.loader", "tonic.kernel.driver"): (
-        "the loader takes node_binary from the kernel's driver (to let node check the "
-        "syntax), but the kernel builds on the notebook; node_binary belongs below both"
-    ),
-}
-
 # Start-up's client/server knot: `tonic` (launch) hands the command to a warm server or
 # runs the command line itself; the server imports the command line for its workers; the
 # commands `tonic server ...` and `tonic doctor` ask launch and server about servers, and
@@ -92,10 +83,6 @@ class Import:
     module: str  # the tonic module imported (resolved as the docstring says)
     line: int
     top_level: bool  # run on import: not in a function, not under `if TYPE_CHECKING:`
-
-    @property
-    def known_break(self) -> bool:
-        return (self.importer, self.module) in KNOWN_BREAKS
 
 
 def module_name(path: Path) -> str:
@@ -186,9 +173,7 @@ def test_only_the_top_imports_the_commands() -> None:
     wrong = [
         _where(i)
         for i in IMPORTS
-        if re.match(r"tonic\.(cli|commands)(\.|$)", i.module)
-        and layer_of(i.importer) not in TOP
-        and not i.known_break
+        if re.match(r"tonic\.(cli|commands)(\.|$)", i.module) and layer_of(i.importer) not in TOP
     ]
     assert not wrong, "\n".join(wrong)
 
@@ -222,7 +207,7 @@ def test_each_layer_imports_only_what_the_table_allows() -> None:
         src, dst = layer_of(i.importer), layer_of(i.module)
         assert src in ALLOWED and (dst in ALLOWED or dst == "tonic"), f"no layer for {i}"
         allowed = _closure(src)
-        if src == dst or dst in EVERYONE or allowed == "*" or i.known_break:
+        if src == dst or dst in EVERYONE or allowed == "*":
             continue
         if (i.importer, i.module) in PERMITTED:
             continue
@@ -243,24 +228,12 @@ def test_architecture_md_shows_this_table() -> None:
     assert shown == ALLOWED
 
 
-@pytest.mark.parametrize(
-    ("importer", "imported"),
-    [
-        pytest.param(a, b, id=f"{a}->{b}", marks=pytest.mark.xfail(strict=False, reason=why))
-        for (a, b), why in KNOWN_BREAKS.items()
-    ],
-)
-def test_known_break_is_gone(importer: str, imported: str) -> None:
-    """When this passes (XPASS), the break is fixed: drop it from KNOWN_BREAKS."""
-    assert (importer, imported) not in {(i.importer, i.module) for i in IMPORTS}
-
-
 def _graph() -> dict[str, set[str]]:
     """What loading each module loads first: its top-level imports, and the packages
     around an imported module (their __init__ runs first) that are not its own."""
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for i in IMPORTS:
-        if not i.top_level or i.known_break:
+        if not i.top_level:
             continue
         parts = i.module.split(".")
         own = {".".join(i.importer.split(".")[:n]) for n in range(1, i.importer.count(".") + 2)}

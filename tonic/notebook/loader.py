@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 from tonic.errors import NotebookSyntaxError
-from tonic.kernel.driver import node_binary
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.notebook.source import Source, read_source
+from tonic.settings import node_binary
 
 
 def load(path: str | Path) -> tuple[Source, Notebook]:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tonic.errors import InputError, TonicError
+from tonic.errors import EngineError, InputError, TonicError
 from tonic.settings.table import (
     BY_KEY,
     CACHE,
@@ -205,6 +206,14 @@ def current() -> Settings:
     return load()
 
 
+def node_binary() -> str:
+    """The node notebooks run with: $TONIC_NODE, else node on PATH."""
+    node = current().node or shutil.which("node")
+    if node is None:
+        raise EngineError("node was not found on PATH (or set TONIC_NODE to its path)")
+    return node
+
+
 def nearest_package(path: Path) -> Path | None:
     """The package.json that governs `path`, as node finds it: the nearest one in the
     folders above it."""
@@ -270,6 +279,7 @@ __all__ = [
     "load",
     "markdown_table",
     "nearest_package",
+    "node_binary",
     "parse_size",
     "project_defaults",
 ]
