@@ -53,7 +53,7 @@ def _no_servers_left() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.test_timetravel import EDITS_RUN
+    from tests.timetravel.test_edits import EDITS_RUN
 
     for engine in ("criu", "docker"):
         counts = {k.split(":", 1)[1]: n for k, n in EDITS_RUN.items() if k.startswith(engine)}

@@ -390,3 +390,19 @@ def test_help_names_and_describes_the_engines() -> None:
     assert run.code == 0, run.describe()
     for name, description in DESCRIPTIONS.items():
         assert f"{name} ({description})" in _text(run.stdout)
+
+
+def test_readme_layout_names_every_folder() -> None:
+    """README.md's Layout section names every folder of the package and of the tests."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    folders = sorted(
+        f"tonic/{p.parent.relative_to(PACKAGE).as_posix()}/" for p in PACKAGE.glob("*/__init__.py")
+    )
+    tests = sorted(
+        f"{p.parent.relative_to(ROOT / 'tests').as_posix()}/"
+        for p in (ROOT / "tests").glob("*/__init__.py")
+    )
+    missing = [f for f in folders if f"\n{f}" not in layout]
+    missing += [f"tests/{t}" for t in tests if t not in layout]
+    assert not missing, f"README.md's Layout section does not name {missing}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES, kernels_running, no_kernel_left, node, require_engine, tonic
-from tests.timetravel_edits import random_edit
+from tests.timetravel.edits import random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
 EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
