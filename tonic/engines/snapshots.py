@@ -10,6 +10,7 @@ from collections.abc import Callable
 from tonic.engines import clockshim
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
+from tonic.kernel.protocol import continues
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.timetravel.planner import Choice, Planner, Verdict
 
@@ -103,7 +104,7 @@ def run_with_snapshots(planner: Planner, sink: Sink, attempt: Attempt) -> RunRes
         if stored is not None:
             return planner.replay_stored(stored, sink)
         choice = planner.choose()
-        continued = choice is not None and choice.command.get("op") == "eval"
+        continued = choice is not None and continues(choice.command)
         # A continued run evaluates the edited cells with eval: an uncaught error there
         # would be reported with other stack frames (and sometimes columns) than node's.
         # So its output is held back; at an uncaught error, it is dropped and the

@@ -1,8 +1,8 @@
 """Starts node with the kernel preloaded and drives it from pause to pause.
 
 The kernel talks over two pipes on its fds 3 (commands, tonic -> kernel) and 4 (events,
-kernel -> tonic, JSON lines). The notebook's stdout and stderr are pipes read
-here; at each pause everything already in them belongs to the cells before it.
+kernel -> tonic), in the messages of protocol.py. The notebook's stdout and stderr are
+pipes read here; at each pause everything already in them belongs to the cells before it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tonic.errors import EngineError
+from tonic.kernel.protocol import GO, Command, Error, Exit, Pause, decode_event, encode
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
@@ -93,30 +94,24 @@ class _Run:
         target += data
         self.sink.output(stream, data)
 
-    def paused(self, event: dict[str, object]) -> None:
-        index = int(str(event["cell"]))
-        res = self.results[index - 1]
+    def paused(self, event: Pause) -> None:
+        res = self.results[event.cell - 1]
         res.status = "ok"
-        res.ms = float(str(event.get("ms", 0.0)))
-        value = event.get("value")
-        res.value = value if isinstance(value, str) else None
-        modules = event.get("modules")
-        if isinstance(modules, list):
-            res.modules = [str(m) for m in modules]
-        self.last_pause = index
+        res.ms = event.ms
+        res.value = event.value
+        if event.modules is not None:
+            res.modules = list(event.modules)
+        self.last_pause = event.cell
         self.sink.cell_done(res)
         self._advance()
 
-    def errored(self, event: dict[str, object]) -> None:
-        error = event.get("error")
-        text = error if isinstance(error, str) else None
+    def errored(self, event: Error) -> None:
         if self.current is None:
-            self.result.tail.error = text
+            self.result.tail.error = event.error
             return
         self.current.status = "error"
-        self.current.error = text
-        ms = event.get("ms")
-        self.current.ms = float(ms) if isinstance(ms, int | float) else None
+        self.current.error = event.error
+        self.current.ms = event.ms
 
     def finish(self, exit_code: int, sig: int | None) -> RunResult:
         self.result.exit_code = exit_code
@@ -158,11 +153,9 @@ class Pipes:
 
 
 # A pause hook sees the cell index and returns the command to answer the pause with.
-PauseHook = Callable[[int], dict[str, object]]
+PauseHook = Callable[[int], Command]
 # A launcher starts the kernel with the given pipes (fds in tonic's process) and plan.
 Launcher = Callable[[Program, Pipes, dict[str, str]], KernelProcess]
-
-GO: dict[str, object] = {"op": "go"}
 
 
 @dataclass(frozen=True)
@@ -172,7 +165,7 @@ class Resume:
 
     pause: int
     cells: tuple[CellResult, ...]
-    command: dict[str, object]
+    command: Command
 
 
 def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
@@ -319,9 +312,8 @@ def close_all(pipes: Pipes) -> None:
             os.close(fd)
 
 
-def send(ours: Pipes, command: dict[str, object]) -> None:
-    data = json.dumps(command).encode() + b"\n"
-    view = memoryview(data)
+def send(ours: Pipes, command: Command) -> None:
+    view = memoryview(encode(command))
     while view:
         try:
             written = os.write(ours.cmd, view)
@@ -391,18 +383,17 @@ def drive(
                 pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
-                    event = json.loads(line)
-                    kind = event.get("ev")
-                    if kind == "pause":
+                    event = decode_event(line)
+                    if isinstance(event, Pause):
                         for out_fd in list(open_streams):
                             drain(out_fd)
                         state.paused(event)
-                        send(ours, on_pause(int(event["cell"])))
+                        send(ours, on_pause(event.cell))
                         if timeout is not None:
                             deadline = time.monotonic() + timeout
-                    elif kind == "exit":
-                        state.reported_exit = int(event["code"])
-                    elif kind == "error":
+                    elif isinstance(event, Exit):
+                        state.reported_exit = event.code
+                    elif isinstance(event, Error):
                         if stop_on_error:
                             state.result.aborted = True
                             _kill(proc)

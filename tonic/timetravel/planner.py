@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tonic.engines.criu import tool as criu_tool
-from tonic.kernel.driver import GO, Program, node_binary
+from tonic.kernel.driver import Program, node_binary
+from tonic.kernel.protocol import GO, Command, Eval, continues
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
@@ -141,7 +142,7 @@ class Choice:
     record: SnapshotRecord
     pause: int
     cells: tuple[CellResult, ...]
-    command: dict[str, object]
+    command: Command
     saved_seconds: float
     notes: list[str]
 
@@ -328,21 +329,22 @@ class Planner:
         ptype, _ = package_type(self.program.path)
         return parse(data, filename=self.program.path.name, package_type=ptype)
 
-    def _judge(self, k: int, record: SnapshotRecord) -> tuple[str | None, dict[str, object]]:
-        """(None, command) when the snapshot can continue this notebook; else (reason, {})."""
+    def _judge(self, k: int, record: SnapshotRecord) -> str | Command:
+        """The command answering the snapshot's pause when it can continue this notebook;
+        else why not."""
         changed = modules_still_valid(record.modules)
         if changed is not None:
-            return f"{changed} changed since cells 1-{k} loaded it", {}
+            return f"{changed} changed since cells 1-{k} loaded it"
         try:
             versions = [self._version(b) for b in record.lineage]
         except (StoreError, OSError) as err:
-            return f"its file versions are unreadable ({err})", {}
+            return f"its file versions are unreadable ({err})"
         if versions and versions[-1].data == self.nb.data:
             # The process runs exactly this file's code from here on.
-            return None, dict(GO)
+            return GO
         reason = continuation.check(versions, self.nb, k)
         if reason is not None:
-            return reason, {}
+            return reason
         keep = continuation.keep_functions(versions, self.nb, k)
         source = continuation.suffix_source(
             self.nb,
@@ -351,11 +353,11 @@ class Planner:
             values=bool(self.program.instrumented.values),
             keep=keep,
         )
-        values = list(self.program.instrumented.values)
+        values = self.program.instrumented.values
         # `check`: the kernel compiles the new file first, as node's loader would, so an
         # early error stops the run before anything of the rest runs.
         text = self.nb.data.decode("utf-8")
-        return None, {"op": "eval", "source": source, "values": values, "check": text}
+        return Eval(source, values, text)
 
     def judge_all(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
@@ -375,20 +377,18 @@ class Planner:
 
     def _prefixes(
         self,
-    ) -> Iterator[
-        tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, dict[str, object]] | None]
-    ]:
+    ) -> Iterator[tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, Command] | None]]:
         """Longest prefix first: (cell, why each snapshot of it cannot be used, the first
         that can: info, record and the command answering its pause). Stops at that one."""
         for k in sorted(self.keys, reverse=True):
             reasons: list[str] = []
             for info in self.store.find(self.keys[k]):
                 record = SnapshotRecord.from_meta(info.meta)
-                reason, command = self._judge(k, record)
-                if reason is None:
-                    yield k, reasons, (info, record, command)
+                verdict = self._judge(k, record)
+                if not isinstance(verdict, str):
+                    yield k, reasons, (info, record, verdict)
                     return
-                reasons.append(reason)
+                reasons.append(verdict)
             yield k, reasons, None
 
     def choose(self) -> Choice | None:
@@ -405,7 +405,7 @@ class Planner:
                 continue
             info, record, command = found
             cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
-            if command.get("op") == "eval":
+            if continues(command):
                 self.lineage = [*record.lineage, self.store.put_blob(self.nb.data)]
             else:
                 self.lineage = list(record.lineage)

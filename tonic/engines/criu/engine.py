@@ -37,13 +37,13 @@ from tonic.engines.snapshots import (
 )
 from tonic.errors import EngineError
 from tonic.kernel.driver import (
-    GO,
     KernelProcess,
     Pipes,
     Program,
     kernel_argv,
     place_channels,
 )
+from tonic.kernel.protocol import GO, Command
 from tonic.procs import become_subreaper
 from tonic.results import RunResult, Sink
 from tonic.store.ingest import Worker
@@ -284,7 +284,7 @@ class CriuEngine:
 
         snap = Snapshotter(planner, criu, root)
 
-        def on_pause(k: int) -> dict[str, object]:
+        def on_pause(k: int) -> Command:
             record = planner.record_at(k)
             if record is not None:
                 snap.pause(record)

@@ -34,13 +34,13 @@ from tonic.engines.snapshots import (
 )
 from tonic.errors import EngineError, TonicError
 from tonic.kernel.driver import (
-    GO,
     KernelProcess,
     Pipes,
     Program,
     kernel_argv,
     kernel_file,
 )
+from tonic.kernel.protocol import GO, Command
 from tonic.results import RunResult, Sink
 from tonic.store import default_root
 from tonic.store.ingest import Worker
@@ -263,7 +263,7 @@ class _Run:
         assert self.kernel is not None and self.kernel.ours is not None
         return self.kernel.ours
 
-    def on_pause(self, k: int) -> dict[str, object]:
+    def on_pause(self, k: int) -> Command:
         record = self.planner.record_at(k)
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO
