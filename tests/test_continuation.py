@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tonic.kernel.driver import Program, run_kernel
+from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.instrument import Instrumented, instrument, pause_site
@@ -610,9 +610,8 @@ def continued(edit: Edit, path: Path) -> Output:
     # Cells are recorded against the newest version, whose pauses every later one hits.
     plan = Instrumented(first.source, instrument(newest).pauses, ())
     program = Program(notebook=newest, path=path, instrumented=plan)
-    result = run_kernel(
-        program, NullSink(), engine="replay", timeout=20, on_pause=lambda k: answers.get(k, GO)
-    )
+    options = KernelOptions(on_pause=lambda k: answers.get(k, GO))
+    result = run_kernel(program, NullSink(), engine="replay", timeout=20, options=options)
     return _joined(result)
 
 

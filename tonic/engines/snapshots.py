@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from tonic.engines import clockshim
 from tonic.errors import EngineError
-from tonic.kernel.driver import KernelProcess, Launcher, PauseHook, Pipes, Resume, run_kernel
+from tonic.kernel.driver import KernelOptions, Launcher, PauseHook, Resume, run_kernel
+from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.protocol import continues
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.timetravel.planner import Choice, Planner, Verdict
@@ -52,14 +53,16 @@ def run_kernel_with_snapshots(
         planner.watch(sink),
         engine=engine,
         timeout=timeout,
-        on_pause=on_pause,
-        launcher=launcher,
-        env_overrides=overrides,
-        resume=resume,
-        snapshots=True,
-        clock_shim=path is not None,
-        stop_on_error=stop_on_error,
-        channels=channels,
+        options=KernelOptions(
+            on_pause=on_pause,
+            launcher=launcher,
+            env_overrides=overrides,
+            resume=resume,
+            snapshots=True,
+            clock_shim=path is not None,
+            stop_on_error=stop_on_error,
+            channels=channels,
+        ),
     )
 
 

@@ -1,1 +1,2 @@
-"""The node side (kernel.js, clockshim.c) and tonic's side of talking to it (driver.py)."""
+"""The node side (kernel.js, clockshim.c) and tonic's side of talking to it: the messages
+(protocol.py), the pipes (pipes.py), and the run from pause to pause (driver.py)."""

@@ -36,13 +36,8 @@ from tonic.engines.snapshots import (
     run_with_snapshots,
 )
 from tonic.errors import EngineError
-from tonic.kernel.driver import (
-    KernelProcess,
-    Pipes,
-    Program,
-    kernel_argv,
-    place_channels,
-)
+from tonic.kernel.driver import Program, kernel_argv
+from tonic.kernel.pipes import KernelProcess, Pipes, place_channels
 from tonic.kernel.protocol import GO, Command
 from tonic.procs import become_subreaper
 from tonic.results import RunResult, Sink

@@ -33,13 +33,8 @@ from tonic.engines.snapshots import (
     run_with_snapshots,
 )
 from tonic.errors import EngineError, TonicError
-from tonic.kernel.driver import (
-    KernelProcess,
-    Pipes,
-    Program,
-    kernel_argv,
-    kernel_file,
-)
+from tonic.kernel.driver import Program, kernel_argv, kernel_file
+from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.protocol import GO, Command
 from tonic.results import RunResult, Sink
 from tonic.store import default_root

@@ -36,7 +36,7 @@ from tonic.engines.docker import host as dockerhost
 from tonic.engines.docker.api import Docker, Mount
 from tonic.engines.docker.image import RootFs
 from tonic.errors import DockerError
-from tonic.kernel.driver import Pipes
+from tonic.kernel.pipes import Pipes
 
 IPC = "/run/tonic-ipc"  # the FIFO directory's place in the container
 FIFOS = ("events", "stdout", "stderr", "cmd")
