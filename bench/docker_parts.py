@@ -43,7 +43,7 @@ from tonic.engines.docker import copies as dockercopies  # noqa: E402
 from tonic.engines.docker import host as dockerhost  # noqa: E402
 from tonic.engines.docker import image as dockerimage  # noqa: E402
 from tonic.engines.docker import tree as dockertree  # noqa: E402
-from tonic.kernel.driver import node_binary  # noqa: E402
+from tonic.settings import node_binary  # noqa: E402
 
 TASKS = Path("/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby")
 

@@ -70,7 +70,6 @@ KNOWN_OVERSIZE = {
     "tonic/store/__init__.py:Store._ingest_files",
     "tonic/store/__init__.py:Store.materialize",
     "tonic/store/__init__.py:Store.gc",
-    "tonic/kernel/driver.py:drive",
 }
 
 # All `import tonic.cli` may load: the command line builds its help from these alone.

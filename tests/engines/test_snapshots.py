@@ -17,7 +17,8 @@ from tonic.engines.base import Availability
 from tonic.engines.snapshots import Images, Session, SnapshotEngine
 from tonic.errors import EngineError
 from tonic.kernel import driver
-from tonic.kernel.driver import KernelProcess, Pipes, Program
+from tonic.kernel.driver import Program
+from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.program import program_for
 from tonic.results import NullSink
 from tonic.store import Store
@@ -51,7 +52,7 @@ class FakeKernel:
         FakeKernel.made.append(self)
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
-        return driver._popen_launcher(program, pipes, env)
+        return driver.popen_launcher(program, pipes, env)
 
     def restore(
         self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]

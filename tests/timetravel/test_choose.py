@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tonic.kernel.driver import Program
+from tonic.kernel.protocol import GO, Eval
 from tonic.notebook.cells import parse
 from tonic.notebook.instrument import instrument
 from tonic.store import Store
@@ -105,7 +106,7 @@ def test_unchanged_notebook_goes_on_from_the_longest_prefix(
     wanted = snapshot(store, work, prog, 2)
     choice, verdicts = chooser(store, prog).choose()
     assert choice is not None and choice.snapshot_id == wanted
-    assert choice.pause == 2 and choice.command == {"op": "go"} and not choice.continued
+    assert choice.pause == 2 and choice.command == GO and not choice.continued
     assert choice.lineage == [sha256(V1)]
     assert verdicts == []
 
@@ -132,7 +133,7 @@ def test_edited_notebook(
         assert choice is None
         return
     assert choice is not None and choice.pause == pause and choice.continued == continued
-    assert choice.command["op"] == "eval" and "source" in choice.command
+    assert isinstance(choice.command, Eval) and choice.command.check == edited.decode()
     assert choice.lineage == [sha256(V1), sha256(edited)]
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tonic.kernel.driver import GO, Program, run_kernel
+from tonic.kernel.driver import KernelOptions, Program, run_kernel
+from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.instrument import Instrumented, instrument, pause_site
 from tonic.results import NullSink, RunResult
@@ -598,20 +599,19 @@ def continued(edit: Edit, path: Path) -> Output:
     books = [nb(v) for v in edit.versions]
     newest = books[-1]
     path.write_text(edit.versions[-1])
-    answers: dict[int, dict[str, object]] = {}
+    answers: dict[int, Command] = {}
     for i, k in enumerate(edit.ks, start=1):
         lineage, new = books[:i], books[i]
         assert check(lineage, new, k) is None, check(lineage, new, k)
         keep = keep_functions(lineage, new, k)
         source = suffix_source(new, k, file=str(path), values=edit.values, keep=keep)
-        answers[k] = {"op": "eval", "source": source}
+        answers[k] = Eval(source)
     first = instrument(books[0], values=edit.values)
     # Cells are recorded against the newest version, whose pauses every later one hits.
     plan = Instrumented(first.source, instrument(newest).pauses, ())
     program = Program(notebook=newest, path=path, instrumented=plan)
-    result = run_kernel(
-        program, NullSink(), engine="replay", timeout=20, on_pause=lambda k: answers.get(k, GO)
-    )
+    options = KernelOptions(on_pause=lambda k: answers.get(k, GO))
+    result = run_kernel(program, NullSink(), engine="replay", timeout=20, options=options)
     return _joined(result)
 
 

@@ -26,9 +26,9 @@ from tonic.export.render import (
     render_test,
 )
 from tonic.export.write import check_output, npm_pack, publish
-from tonic.kernel.driver import node_binary
 from tonic.notebook.loader import load
 from tonic.recorded import failure, record
+from tonic.settings import node_binary
 
 NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")
 

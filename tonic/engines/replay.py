@@ -8,8 +8,9 @@ from __future__ import annotations
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
-from tonic.kernel.driver import Program, node_binary, run_kernel
+from tonic.kernel.driver import Program, run_kernel
 from tonic.results import RunResult, Sink
+from tonic.settings import node_binary
 from tonic.timetravel.choose import Chooser
 
 

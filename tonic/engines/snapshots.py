@@ -32,9 +32,11 @@ from typing import Protocol
 from tonic.engines import clockshim
 from tonic.engines.base import Availability
 from tonic.errors import EngineError
-from tonic.kernel.driver import GO, KernelProcess, Pipes, Program, Resume, node_binary, run_kernel
+from tonic.kernel.driver import KernelOptions, Program, Resume, run_kernel
+from tonic.kernel.pipes import KernelProcess, Pipes
+from tonic.kernel.protocol import GO, Command
 from tonic.results import BufferSink, RunResult, Sink
-from tonic.settings import Settings
+from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
 from tonic.timetravel.choose import Choice, Chooser, Verdict
@@ -253,14 +255,16 @@ class _Run:
                 recorder.watch(sink),
                 engine=self.engine.name,
                 timeout=self.timeout,
-                on_pause=steps.pause,
-                launcher=steps.launch,
-                env_overrides=overrides,
-                resume=resume,
-                snapshots=True,
-                clock_shim=shim,
-                stop_on_error=stop_on_error,
-                channels=steps.kernel.channels if self.session.channels else None,
+                options=KernelOptions(
+                    on_pause=steps.pause,
+                    launcher=steps.launch,
+                    env_overrides=overrides,
+                    resume=resume,
+                    snapshots=True,
+                    clock_shim=shim,
+                    stop_on_error=stop_on_error,
+                    channels=steps.kernel.channels if self.session.channels else None,
+                ),
             )
         finally:
             stats = steps.kernel.close()
@@ -332,7 +336,7 @@ class _Steps:
         self.restore_seconds = time.monotonic() - started
         return proc
 
-    def pause(self, k: int) -> dict[str, object]:
+    def pause(self, k: int) -> Command:
         record = self.recorder.record_at(k)
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO

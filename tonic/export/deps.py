@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tonic.errors import ExportError
-from tonic.kernel.driver import node_binary
 from tonic.notebook.cells import parse
 from tonic.notebook.modkind import package_type
 from tonic.notebook.source import read_source
+from tonic.settings import node_binary
 
 SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs")
 FILE_SUFFIXES = (".js", ".json", ".node", ".cjs", ".mjs")

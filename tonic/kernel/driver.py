@@ -1,16 +1,14 @@
 """Starts node with the kernel preloaded and drives it from pause to pause.
 
 The kernel talks over two pipes on its fds 3 (commands, tonic -> kernel) and 4 (events,
-kernel -> tonic, JSON lines). The notebook's stdout and stderr are pipes read
-here; at each pause everything already in them belongs to the cells before it.
+kernel -> tonic), in the messages of protocol.py. The notebook's stdout and stderr are
+pipes read here; at each pause everything already in them belongs to the cells before it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import select
 import selectors
 import shutil
 import signal
@@ -21,27 +19,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
 
-from tonic import settings
 from tonic.errors import EngineError
+from tonic.kernel.pipes import (
+    KernelProcess,
+    Pipes,
+    close_all,
+    end,
+    open_pipes,
+    place_channels,
+    write_all,
+)
+from tonic.kernel.protocol import GO, Command, Error, Event, Exit, Pause, decode_event, encode
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
+from tonic.settings import node_binary
 
 READ_SIZE = 1 << 16
 
 
 def kernel_file(name: str) -> Path:
     return Path(str(resources.files("tonic") / "kernel" / name))
-
-
-def node_binary() -> str:
-    node = settings.current().node or shutil.which("node")
-    if node is None:
-        raise EngineError("node was not found on PATH (or set TONIC_NODE to its path)")
-    return node
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Program:
 
 
 class _Run:
-    """State of one kernel run, updated by the event loop in `run_kernel`."""
+    """State of one kernel run, updated from the kernel's output and events."""
 
     def __init__(
         self, program: Program, sink: Sink, engine: str, resume: Resume | None = None
@@ -97,30 +97,28 @@ class _Run:
         target += data
         self.sink.output(stream, data)
 
-    def paused(self, event: dict[str, object]) -> None:
-        index = int(str(event["cell"]))
-        res = self.results[index - 1]
+    def paused(self, event: Pause) -> None:
+        res = self.results[event.cell - 1]
         res.status = "ok"
-        res.ms = float(str(event.get("ms", 0.0)))
-        value = event.get("value")
-        res.value = value if isinstance(value, str) else None
-        modules = event.get("modules")
-        if isinstance(modules, list):
-            res.modules = [str(m) for m in modules]
-        self.last_pause = index
+        res.ms = event.ms
+        res.value = event.value
+        if event.modules is not None:
+            res.modules = list(event.modules)
+        self.last_pause = event.cell
         self.sink.cell_done(res)
         self._advance()
 
-    def errored(self, event: dict[str, object]) -> None:
-        error = event.get("error")
-        text = error if isinstance(error, str) else None
+    def errored(self, event: Error) -> None:
         if self.current is None:
-            self.result.tail.error = text
+            self.result.tail.error = event.error
             return
         self.current.status = "error"
-        self.current.error = text
-        ms = event.get("ms")
-        self.current.ms = float(ms) if isinstance(ms, int | float) else None
+        self.current.error = event.error
+        self.current.ms = event.ms
+
+    def timed_out(self) -> None:
+        self.result.timed_out = True
+        self.result.stuck_cell = self.current.cell.index if self.current else None
 
     def finish(self, exit_code: int, sig: int | None) -> RunResult:
         self.result.exit_code = exit_code
@@ -138,35 +136,15 @@ class _Run:
         return self.result
 
 
-class KernelProcess(Protocol):
-    """A running kernel (or the process tree around it) that tonic may wait for or end."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self) -> int: ...
-
-    def kill(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Pipes:
-    """The kernel's side of its four pipes, as they must appear in its process."""
-
-    cmd: int  # fd 3 in the kernel: tonic -> kernel commands
-    events: int  # fd 4 in the kernel: kernel -> tonic events
-    stdout: int
-    stderr: int
-
-
 # A pause hook sees the cell index and returns the command to answer the pause with.
-PauseHook = Callable[[int], dict[str, object]]
+PauseHook = Callable[[int], Command]
 # A launcher starts the kernel with the given pipes (fds in tonic's process) and plan.
 Launcher = Callable[[Program, Pipes, dict[str, str]], KernelProcess]
 
-GO: dict[str, object] = {"op": "go"}
+
+def go_on(_cell: int) -> Command:
+    """The pause hook of a run without snapshots: every pause is answered with "go"."""
+    return GO
 
 
 @dataclass(frozen=True)
@@ -176,10 +154,10 @@ class Resume:
 
     pause: int
     cells: tuple[CellResult, ...]
-    command: dict[str, object]
+    command: Command
 
 
-def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
     """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
     node = node_binary()
     die_with_us = parent_death_signal(signal.SIGKILL)
@@ -202,23 +180,32 @@ def _popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> Kern
         raise EngineError(f"cannot start node ({node}): {err.strerror}") from None
 
 
+@dataclass(frozen=True)
+class KernelOptions:
+    """How a run differs from a plain one (the replay engine's: all defaults).
+
+    `on_pause` answers each pause; `launcher` starts the process; `env_overrides` are
+    set for node and hidden from the notebook's `process.env` again by the kernel.
+    `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
+    modules each cell loaded); `clock_shim` says that node runs with the clock shim
+    preloaded. `resume`: the launcher restores a kernel blocked at that pause.
+    `stop_on_error`: at the first uncaught error, kill the kernel and mark the run
+    aborted. `channels`: the launcher made the kernel's channels itself (FIFOs into a
+    container): tonic's ends.
+    """
+
+    on_pause: PauseHook = go_on
+    launcher: Launcher = popen_launcher
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    resume: Resume | None = None
+    snapshots: bool = False
+    clock_shim: bool = False
+    stop_on_error: bool = False
+    channels: Callable[[KernelProcess], Pipes] | None = None
+
+
 def kernel_argv(program: Program) -> list[str]:
     return [node_binary(), "-r", str(kernel_file("kernel.js")), str(program.path), *program.args]
-
-
-def place_channels(pipes: Pipes) -> None:
-    """In the child before exec: put the command and event pipes on fds 3 and 4."""
-    cmd, events = os.dup(pipes.cmd), os.dup(pipes.events)
-    os.dup2(cmd, 3)
-    os.dup2(events, 4)
-    os.close(cmd)
-    os.close(events)
-
-
-def _kill(proc: KernelProcess) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
 
 
 def write_plan(
@@ -244,55 +231,48 @@ def write_plan(
     return path
 
 
+def _kernel_env(program: Program, directory: Path, options: KernelOptions) -> dict[str, str]:
+    """node's environment: the program's, the overrides, and the plan (written to `directory`)
+    that tells the kernel what to run and which variables to hide again."""
+    env = dict(program.env)
+    hidden: dict[str, str | None] = {}
+    for name, value in options.env_overrides.items():
+        hidden[name] = program.env.get(name)
+        env[name] = value
+    plan = write_plan(program, directory, hidden, options.snapshots, options.clock_shim)
+    env["TONIC_KERNEL_PLAN"] = str(plan)
+    return env
+
+
 def run_kernel(
     program: Program,
     sink: Sink,
     *,
     engine: str,
     timeout: float | None = None,
-    on_pause: PauseHook | None = None,
-    launcher: Launcher | None = None,
-    env_overrides: dict[str, str] | None = None,
-    resume: Resume | None = None,
-    snapshots: bool = False,
-    clock_shim: bool = False,
-    stop_on_error: bool = False,
-    channels: Callable[[KernelProcess], Pipes] | None = None,
+    options: KernelOptions | None = None,
 ) -> RunResult:
-    """Run the notebook once in a fresh kernel; stream to `sink`; return every cell's record.
-
-    `on_pause` answers each pause (default: go on); `launcher` starts the process
-    (default: node as a child of tonic); `env_overrides` are set for node and hidden
-    from the notebook's `process.env` again by the kernel. `snapshots` asks the kernel
-    for what a snapshot engine needs (how node exited, the modules each cell loaded);
-    `clock_shim` says that node runs with the clock shim preloaded. `channels`: the
-    launcher made the kernel's channels itself (FIFOs into a container): tonic's ends.
-    """
+    """Run the notebook once in a fresh kernel (or, with `options.resume`, a restored
+    one); stream to `sink`; return every cell's record."""
+    opts = options or KernelOptions()
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
     os.chmod(tmp, 0o700)
-    env = dict(program.env)
-    hidden: dict[str, str | None] = {}
-    for name, value in (env_overrides or {}).items():
-        hidden[name] = program.env.get(name)
-        env[name] = value
-    plan = write_plan(program, tmp, hidden, snapshots, clock_shim)
-    env["TONIC_KERNEL_PLAN"] = str(plan)
     ours, kernel_ends = open_pipes()
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None
     try:
-        proc = (launcher or _popen_launcher)(program, kernel_ends, env)
+        proc = opts.launcher(program, kernel_ends, _kernel_env(program, tmp, opts))
         close_all(kernel_ends)
         theirs = None
-        if channels is not None:
+        if opts.channels is not None:
             close_all(ours)
-            ours = channels(proc)
+            ours = opts.channels(proc)
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
-        state = _Run(program, sink, engine, resume)
-        if resume is not None:
-            send(ours, resume.command)
-        drive(proc, state, ours, timeout, on_pause or (lambda _k: GO), stop_on_error)
+        state = _Run(program, sink, engine, opts.resume)
+        if opts.resume is not None:
+            write_all(ours.cmd, encode(opts.resume.command))
+        _Relay(proc, state, ours, timeout, opts).run()
         code = proc.wait()
         if state.reported_exit is not None and code < 0:
             # node exited normally (it said so): a status of 128+N was its exit code.
@@ -302,118 +282,114 @@ def run_kernel(
         return result
     finally:
         if proc is not None:
-            _kill(proc)
+            end(proc)
         if theirs is not None:
             close_all(theirs)
         close_all(ours)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def open_pipes() -> tuple[Pipes, Pipes]:
-    """(tonic's ends, the kernel's ends) of the command, event, stdout and stderr pipes."""
-    cmd_r, cmd_w = os.pipe()
-    ev_r, ev_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    return Pipes(cmd_w, ev_r, out_r, err_r), Pipes(cmd_r, ev_w, out_w, err_w)
+class _Relay:
+    """Relays output and events until the kernel's stdout and stderr close (or, with
+    `stop_on_error`, until the first uncaught error: the run is then marked aborted).
+    A timeout counts from the start and again from each pause."""
 
+    def __init__(
+        self,
+        proc: KernelProcess,
+        state: _Run,
+        ours: Pipes,
+        timeout: float | None,
+        options: KernelOptions,
+    ) -> None:
+        self.proc = proc
+        self.state = state
+        self.ours = ours
+        self.timeout = timeout
+        self.on_pause = options.on_pause
+        self.stop_on_error = options.stop_on_error
+        self.streams = {ours.stdout: 1, ours.stderr: 2}
+        self.open_streams = set(self.streams)
+        self.pending = b""
+        self.deadline: float | None = None
+        self.sel = selectors.DefaultSelector()
 
-def close_all(pipes: Pipes) -> None:
-    for fd in (pipes.cmd, pipes.events, pipes.stdout, pipes.stderr):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def send(ours: Pipes, command: dict[str, object]) -> None:
-    data = json.dumps(command).encode() + b"\n"
-    view = memoryview(data)
-    while view:
+    def run(self) -> None:
+        ours = self.ours
+        for fd in (*self.streams, ours.events, ours.cmd):
+            os.set_blocking(fd, False)
+        for fd in (*self.streams, ours.events):
+            self.sel.register(fd, selectors.EVENT_READ)
+        self._rearm()
         try:
-            written = os.write(ours.cmd, view)
-        except BlockingIOError:
-            select.select([], [ours.cmd], [])
-            continue
-        view = view[written:]
+            while self.open_streams:
+                deadline = self.deadline
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = self.sel.select(wait)
+                if not ready and deadline is not None and time.monotonic() >= deadline:
+                    self.state.timed_out()
+                    end(self.proc)
+                    self._drain_all()
+                    return
+                for key, _ in ready:
+                    fd = int(key.fd)
+                    if fd != ours.events:
+                        if fd in self.open_streams:  # it may have closed at a pause
+                            self._drain(fd)
+                    elif not self._read_events():
+                        return
+        finally:
+            self.sel.close()
 
+    def _rearm(self) -> None:
+        if self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
 
-def drive(
-    proc: KernelProcess,
-    state: _Run,
-    ours: Pipes,
-    timeout: float | None,
-    on_pause: PauseHook,
-    stop_on_error: bool = False,
-) -> None:
-    """Relay output and events until the kernel's stdout and stderr close (or, with
-    `stop_on_error`, until the first uncaught error: the run is then marked aborted)."""
-    streams = {ours.stdout: 1, ours.stderr: 2}
-    for fd in (*streams, ours.events, ours.cmd):
-        os.set_blocking(fd, False)
-    sel = selectors.DefaultSelector()
-    for fd in streams:
-        sel.register(fd, selectors.EVENT_READ)
-    sel.register(ours.events, selectors.EVENT_READ)
-    pending = b""
-    open_streams = set(streams)
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    def drain(fd: int) -> None:
+    def _drain(self, fd: int) -> None:
         while True:
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 return
             if not data:
-                sel.unregister(fd)
-                open_streams.discard(fd)
+                self.sel.unregister(fd)
+                self.open_streams.discard(fd)
                 return
-            state.output(streams[fd], data)
+            self.state.output(self.streams[fd], data)
 
-    try:
-        while open_streams:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = sel.select(wait)
-            if not ready and deadline is not None and time.monotonic() >= deadline:
-                state.result.timed_out = True
-                state.result.stuck_cell = state.current.cell.index if state.current else None
-                _kill(proc)
-                for fd in list(open_streams):
-                    drain(fd)
-                return
-            for key, _ in ready:
-                fd = int(key.fd)
-                if fd != ours.events:
-                    if fd in open_streams:  # it may have closed while draining for a pause
-                        drain(fd)
-                    continue
-                try:
-                    chunk = os.read(ours.events, READ_SIZE)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(ours.events)
-                    continue
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    event = json.loads(line)
-                    kind = event.get("ev")
-                    if kind == "pause":
-                        for out_fd in list(open_streams):
-                            drain(out_fd)
-                        state.paused(event)
-                        send(ours, on_pause(int(event["cell"])))
-                        if timeout is not None:
-                            deadline = time.monotonic() + timeout
-                    elif kind == "exit":
-                        state.reported_exit = int(event["code"])
-                    elif kind == "error":
-                        if stop_on_error:
-                            state.result.aborted = True
-                            _kill(proc)
-                            return
-                        for out_fd in list(open_streams):
-                            drain(out_fd)
-                        state.errored(event)
-    finally:
-        sel.close()
+    def _drain_all(self) -> None:
+        for fd in list(self.open_streams):
+            self._drain(fd)
+
+    def _read_events(self) -> bool:
+        """Handle the complete event lines that arrived; False when the run stops here."""
+        try:
+            chunk = os.read(self.ours.events, READ_SIZE)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            self.sel.unregister(self.ours.events)
+            return True
+        self.pending += chunk
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            if not self._handle(decode_event(line)):
+                return False
+        return True
+
+    def _handle(self, event: Event) -> bool:
+        if isinstance(event, Pause):
+            self._drain_all()
+            self.state.paused(event)
+            write_all(self.ours.cmd, encode(self.on_pause(event.cell)))
+            self._rearm()
+        elif isinstance(event, Exit):
+            self.state.reported_exit = event.code
+        elif isinstance(event, Error):
+            if self.stop_on_error:
+                self.state.result.aborted = True
+                end(self.proc)
+                return False
+            self._drain_all()
+            self.state.errored(event)
+        return True

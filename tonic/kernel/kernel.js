@@ -1,15 +1,39 @@
 // tonic's node-side kernel, preloaded with `node -r kernel.js FILE`.
 //
 // It lets node's own module loader compile and run FILE, but hands it the instrumented
-// source (pause sites between cells; see tonic/instrument.py). At each pause site it
-// reports to tonic and blocks in read(2) on a FIFO until tonic answers, so nothing else
-// (no microtask, no timer) runs between cells, and the process can be checkpointed there.
+// source (pause sites between cells; see tonic/notebook/instrument.py). At each pause
+// site it reports to tonic and blocks in read(2) on a pipe until tonic answers, so
+// nothing else (no microtask, no timer) runs between cells, and the process can be
+// checkpointed there.
 //
 // It hides itself: its environment variable, its `-r` flag in process.execArgv and its
 // require.cache entry are removed before the notebook runs.
 'use strict';
 
 (function tonicKernel() {
+  // The messages between tonic and the kernel, one JSON object a line (the other side:
+  // tonic/kernel/protocol.py). Events go to tonic on fd 4; commands, one answering each
+  // pause, come from tonic on fd 3: {op: 'go'}, or {op: 'eval', source, values?, check?}
+  // to continue with an edited rest of the notebook (see continuation.py).
+  const events = {
+    hello: (pid, kind) => ({ ev: 'hello', pid, kind }),
+    // After cell `cell`: its time, the files its require() loaded (snapshot runs) and its
+    // completion value (when inspected), each left out when undefined.
+    pause(cell, ms, modules, value) {
+      const msg = { ev: 'pause', cell, ms };
+      if (modules !== undefined) msg.modules = modules;
+      if (value !== undefined) msg.value = value;
+      return msg;
+    },
+    // An uncaught error after pause `after` (origin 'early': the edited file of a
+    // continued run does not compile).
+    error: (after, origin, error, ms) => ({ ev: 'error', after, origin, error, ms }),
+    exit: (code) => ({ ev: 'exit', code }),
+  };
+  const commands = {
+    isEval: (cmd) => cmd.op === 'eval',
+  };
+
   const fs = require('fs');
   const util = require('util');
   const url = require('url');
@@ -128,22 +152,23 @@
     v: NONE,
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
-      const msg = { ev: 'pause', cell: k, ms: now() - mark };
-      if (plan.snapshots) msg.modules = newModules();
-      if (plan.inspect && valueCells.has(k) && tonic.v !== NONE) msg.value = show(tonic.v);
+      const ms = now() - mark;
+      const modules = plan.snapshots ? newModules() : undefined;
+      const inspected = plan.inspect && valueCells.has(k) && tonic.v !== NONE;
+      const value = inspected ? show(tonic.v) : undefined;
       tonic.v = NONE;
       lastCell = k;
-      send(msg);
+      send(events.pause(k, ms, modules, value));
       const cmd = receive();
       mark = now();
-      if (cmd.op !== 'eval') return false;
+      if (!commands.isEval(cmd)) return false;
       if (typeof cmd.check === 'string') {
         // The edited file's early errors (node reports them before running anything):
         // compiled as node's CommonJS loader compiles a module, then thrown away.
         try {
           vm.compileFunction(cmd.check, WRAPPER_PARAMS, { filename: plan.file });
         } catch (err) {
-          send({ ev: 'error', after: k, origin: 'early', error: describe(err), ms: 0 });
+          send(events.error(k, 'early', describe(err), 0));
           process.kill(process.pid, 'SIGKILL');
         }
       }
@@ -164,13 +189,13 @@
   Object.defineProperty(globalThis, '__tonic__', { value: tonic, enumerable: false });
 
   process.on('uncaughtExceptionMonitor', (err, origin) => {
-    send({ ev: 'error', after: lastCell, origin, error: describe(err), ms: now() - mark });
+    send(events.error(lastCell, origin, describe(err), now() - mark));
   });
 
   if (plan.snapshots) {
     // Under a snapshot engine node runs below a shell in its own PID namespace, whose
     // status cannot tell exit(137) from SIGKILL: say how we exited.
-    process.on('exit', (code) => send({ ev: 'exit', code }));
+    process.on('exit', (code) => send(events.exit(code)));
   }
 
   const file = plan.file;
@@ -200,5 +225,5 @@
       return readFileSync.call(this, p, ...rest);
     };
   }
-  send({ ev: 'hello', pid: process.pid, kind: plan.kind });
+  send(events.hello(process.pid, plan.kind));
 })();

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tonic.kernel.driver import GO, Program
+from tonic.kernel.driver import Program
+from tonic.kernel.protocol import GO, Command, Eval, continues
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult
@@ -43,7 +44,7 @@ class Choice:
     record: SnapshotRecord
     pause: int
     cells: tuple[CellResult, ...]
-    command: dict[str, object]
+    command: Command
     lineage: list[str]  # the file versions the resumed process will have compiled
     saved_seconds: float
     notes: list[str]
@@ -51,11 +52,11 @@ class Choice:
     @property
     def continued(self) -> bool:
         """Whether the process goes on with an edited rest of the file (eval)."""
-        return self.command.get("op") == "eval"
+        return continues(self.command)
 
 
 # (cell, why each snapshot of its prefix cannot be used, the first that can)
-_Prefix = tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, dict[str, object]] | None]
+_Prefix = tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, Command] | None]
 
 
 class Chooser:
@@ -102,11 +103,11 @@ class Chooser:
         return None, verdicts
 
     def _choice(
-        self, k: int, info: SnapshotInfo, record: SnapshotRecord, command: dict[str, object]
+        self, k: int, info: SnapshotInfo, record: SnapshotRecord, command: Command
     ) -> Choice:
         cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
         lineage = list(record.lineage)
-        if command.get("op") == "eval":
+        if continues(command):
             lineage.append(sha256(self.nb.data))  # the blob's id in the store
         saved = sum(c.ms or 0.0 for c in cells) / 1000.0
         notes = [f"restored cells 1-{k} from a snapshot"]
@@ -123,11 +124,11 @@ class Chooser:
                 if record is None:
                     reasons.append("it was made by another version of tonic")
                     continue
-                reason, command = self._judge(k, record)
-                if reason is None:
-                    yield k, reasons, (info, record, command)
+                verdict = self._judge(k, record)
+                if not isinstance(verdict, str):
+                    yield k, reasons, (info, record, verdict)
                     return
-                reasons.append(reason)
+                reasons.append(verdict)
             yield k, reasons, None
 
     def _version(self, blob: str) -> Notebook:
@@ -135,21 +136,22 @@ class Chooser:
         ptype, _ = package_type(self.program.path)
         return parse(data, filename=self.program.path.name, package_type=ptype)
 
-    def _judge(self, k: int, record: SnapshotRecord) -> tuple[str | None, dict[str, object]]:
-        """(None, command) when the snapshot can continue this notebook; else (reason, {})."""
+    def _judge(self, k: int, record: SnapshotRecord) -> str | Command:
+        """The command answering the snapshot's pause when it can continue this notebook;
+        else why it cannot."""
         changed = modules_still_valid(record.modules)
         if changed is not None:
-            return f"{changed} changed since cells 1-{k} loaded it", {}
+            return f"{changed} changed since cells 1-{k} loaded it"
         try:
             versions = [self._version(b) for b in record.lineage]
         except (StoreError, OSError) as err:
-            return f"its file versions are unreadable ({err})", {}
+            return f"its file versions are unreadable ({err})"
         if versions and versions[-1].data == self.nb.data:
             # The process runs exactly this file's code from here on.
-            return None, dict(GO)
+            return GO
         reason = continuation.check(versions, self.nb, k)
         if reason is not None:
-            return reason, {}
+            return reason
         keep = continuation.keep_functions(versions, self.nb, k)
         source = continuation.suffix_source(
             self.nb,
@@ -158,8 +160,8 @@ class Chooser:
             values=bool(self.program.instrumented.values),
             keep=keep,
         )
-        values = list(self.program.instrumented.values)
+        values = tuple(self.program.instrumented.values)
         # `check`: the kernel compiles the new file first, as node's loader would, so an
         # early error stops the run before anything of the rest runs.
         text = self.nb.data.decode("utf-8")
-        return None, {"op": "eval", "source": source, "values": values, "check": text}
+        return Eval(source, values, text)

@@ -30,7 +30,7 @@ from tonic.errors import (
     DockerNotExperimentalError,
     DockerUnreachableError,
 )
-from tonic.kernel.driver import node_binary
+from tonic.settings import node_binary
 
 # Blocks reading commands on fd 3; answers each with a JSON event on fd 4 and a line on
 # stdout and stderr. Its state: a counter, a random number, a file in its directory.

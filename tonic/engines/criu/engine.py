@@ -23,7 +23,8 @@ from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu.tree import FreshTree, RestoredTree, pipe_names, tree_rss
 from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.snapshots import Images, Session
-from tonic.kernel.driver import KernelProcess, Pipes, Program
+from tonic.kernel.driver import Program
+from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.procs import become_subreaper
 from tonic.store import Store
 from tonic.timetravel.choose import Choice

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tonic.engines.criu.seccomp import deny_io_uring
 from tonic.errors import EngineError
-from tonic.kernel.driver import Pipes, Program, kernel_argv, place_channels
+from tonic.kernel.driver import Program, kernel_argv
+from tonic.kernel.pipes import Pipes, place_channels
 
 
 def _shell_status(status: int) -> int:

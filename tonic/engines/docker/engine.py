@@ -29,7 +29,8 @@ from tonic.engines.base import Availability
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner
 from tonic.engines.snapshots import Images, Session
 from tonic.errors import TonicError
-from tonic.kernel.driver import KernelProcess, Pipes, Program, kernel_argv, kernel_file
+from tonic.kernel.driver import Program, kernel_argv, kernel_file
+from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.store import Store
 from tonic.timetravel import fstravel
 from tonic.timetravel.choose import Choice

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tonic.engines.docker.api import Docker
 from tonic.errors import DockerError
-from tonic.kernel.driver import node_binary
+from tonic.settings import node_binary
 from tonic.store import private_file
 
 REPOSITORY = "tonic-node"

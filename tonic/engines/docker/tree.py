@@ -37,7 +37,7 @@ from tonic.engines.docker import host as dockerhost
 from tonic.engines.docker.api import Docker, Mount
 from tonic.engines.docker.copies import Placement, pack, place_checkpoint, startup_files
 from tonic.errors import DockerError
-from tonic.kernel.driver import Pipes
+from tonic.kernel.pipes import Pipes
 
 IPC = "/run/tonic-ipc"  # the FIFO directory's place in the container
 FIFOS = ("events", "stdout", "stderr", "cmd")

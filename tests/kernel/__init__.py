@@ -1,0 +1,1 @@
+"""Tests of the kernel (kernel.js, by node --test) and of tonic's side of its protocol."""

@@ -1,0 +1,157 @@
+"""The messages between tonic and the kernel (kernel.js), one JSON object a line.
+
+Events go from the kernel to tonic on its fd 4, `{"ev": KIND, ...}`; commands from tonic
+to the kernel on its fd 3, `{"op": KIND, ...}`, one answering each pause. kernel.js
+builds and reads the same shapes (its `events` and `commands`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tonic.errors import EngineError
+
+
+class ProtocolError(EngineError):
+    """A line from the kernel that is not one of its events."""
+
+
+# -- events: kernel -> tonic ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The kernel is in place, before the notebook's first line runs."""
+
+    pid: int
+    kind: str  # the module kind node runs the notebook as: commonjs | esm
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Cell `cell` ran to its end; the kernel blocks until a command answers."""
+
+    cell: int
+    ms: float
+    value: str | None = None  # its completion value, inspected (when asked for)
+    modules: tuple[str, ...] | None = None  # files its require() loaded (snapshot runs)
+
+
+@dataclass(frozen=True)
+class Error:
+    """An uncaught error (`origin` as node's uncaughtExceptionMonitor says, or "early":
+    the edited file of a continued run does not compile)."""
+
+    after: int  # the last pause before it (0: none yet)
+    origin: str
+    error: str | None  # its description, when the run inspects
+    ms: float | None  # time since the last pause
+
+
+@dataclass(frozen=True)
+class Exit:
+    """node is exiting with `code` (snapshot runs, whose status cannot tell)."""
+
+    code: int
+
+
+Event = Hello | Pause | Error | Exit
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _hello(msg: dict[str, object]) -> Hello:
+    return Hello(int(str(msg["pid"])), str(msg["kind"]))
+
+
+def _pause(msg: dict[str, object]) -> Pause:
+    value = msg.get("value")
+    modules = msg.get("modules")
+    return Pause(
+        cell=int(str(msg["cell"])),
+        ms=float(str(msg.get("ms", 0.0))),
+        value=value if isinstance(value, str) else None,
+        modules=tuple(str(m) for m in modules) if isinstance(modules, list) else None,
+    )
+
+
+def _error(msg: dict[str, object]) -> Error:
+    error = msg.get("error")
+    return Error(
+        after=int(str(msg.get("after", 0))),
+        origin=str(msg.get("origin", "")),
+        error=error if isinstance(error, str) else None,
+        ms=_number(msg.get("ms")),
+    )
+
+
+def _exit(msg: dict[str, object]) -> Exit:
+    return Exit(int(str(msg["code"])))
+
+
+_EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
+    "hello": _hello,
+    "pause": _pause,
+    "error": _error,
+    "exit": _exit,
+}
+
+
+def decode_event(line: bytes) -> Event:
+    """One event line (without its newline)."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        raise ProtocolError(f"the kernel sent a line that is not JSON: {line[:200]!r}") from None
+    decode = _EVENTS.get(str(msg.get("ev"))) if isinstance(msg, dict) else None
+    if decode is None:
+        raise ProtocolError(f"the kernel sent an unknown event: {line[:200]!r}")
+    try:
+        return decode(msg)
+    except (KeyError, ValueError) as err:
+        raise ProtocolError(f"the kernel sent a malformed event ({err}): {line[:200]!r}") from None
+
+
+# -- commands: tonic -> kernel ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Go:
+    """Go on with the code the process compiled."""
+
+
+@dataclass(frozen=True)
+class Eval:
+    """Continue with `source` instead, the edited rest of the notebook (continuation.py)."""
+
+    source: str
+    values: tuple[int, ...] | None = None  # the cells whose values to record from here on
+    check: str | None = None  # the whole edited file: compiled first, for early errors
+
+
+Command = Go | Eval
+
+GO = Go()
+
+
+def continues(command: Command) -> bool:
+    """Whether the command continues the process with an edited rest of the notebook."""
+    return isinstance(command, Eval)
+
+
+def encode(command: Command) -> bytes:
+    """The command's line, newline included."""
+    msg: dict[str, object]
+    if isinstance(command, Go):
+        msg = {"op": "go"}
+    else:
+        msg = {"op": "eval", "source": command.source}
+        if command.values is not None:
+            msg["values"] = list(command.values)
+        if command.check is not None:
+            msg["check"] = command.check
+    return json.dumps(msg).encode() + b"\n"
