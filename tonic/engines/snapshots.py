@@ -39,7 +39,7 @@ from tonic.results import BufferSink, RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
-from tonic.timetravel.choose import Choice, Chooser, Verdict
+from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Recorder, show_stored
 from tonic.timetravel.records import SnapshotRecord
@@ -210,14 +210,13 @@ class _Run:
         self.timeout = timeout
         self.keys = keys_for(engine.name, program, session)
         self.chooser = Chooser(program, store, self.keys)
-        self.verdicts: list[Verdict] = []
 
     def run(self, sink: Sink) -> RunResult:
         """A stored run of this exact notebook, else a resumed run, else a fresh one."""
         stored = self.chooser.stored_run()
         if stored is not None:
             return show_stored(self.store, self.program, stored, sink)
-        choice, self.verdicts = self.chooser.choose()
+        choice, _ = self.chooser.choose()
         continued = choice is not None and choice.continued
         # A continued run evaluates the edited cells with eval: an uncaught error there
         # would be reported with other stack frames (and sometimes columns) than node's.
@@ -229,7 +228,6 @@ class _Run:
         try:
             result = self.attempt(choice, held or sink, continued)
         except RestoreError as err:
-            self.verdicts.append(Verdict(choice.pause if choice else 0, False, str(err)))
             note = f"{err}; ran afresh"
         else:
             if not result.aborted:

@@ -167,9 +167,9 @@ class Tracker:
             self.broken = f"tonic could not record {rel} before it changed"
         return blob
 
-    def snapshot(self) -> dict[str, object]:
-        changed = {p: [self.before.get(p), b] for p, b in self.after.items()}
-        return {"files": changed, "broken": self.broken}
+    def changes(self) -> dict[str, list[str | None]]:
+        """[content before the run, content now] of every file the run changed."""
+        return {p: [self.before.get(p), b] for p, b in self.after.items()}
 
 
 def hash_file(path: Path, put: Callable[[bytes], str]) -> str | None:

@@ -118,7 +118,7 @@ class Recorder:
         if not self.track_files:
             return {}
         self.tracker.step()
-        files = {p: [self.tracker.before.get(p), b] for p, b in self.tracker.after.items()}
+        files = self.tracker.changes()
         fstravel.save_last(self.store.root, self.program.path, files)
         return files
 
@@ -163,9 +163,8 @@ class Recorder:
         """Store the whole run's record, for an unchanged notebook's next run."""
         if result.timed_out or not self.nb.clean:
             return
-        tracker = self.tracker
-        files = {p: [tracker.before.get(p), b] for p, b in tracker.after.items()}
-        record = RunRecord.of(result, self._modules(result.cells), files, tracker.broken)
+        modules = self._modules(result.cells)
+        record = RunRecord.of(result, modules, self.tracker.changes(), self.tracker.broken)
         save_run(self.store.root, self.keys.full, record)
 
 
