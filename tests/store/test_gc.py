@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.store.trees import objects_on_disk, read_tree, referenced, sid, write_tree
-from tonic.store import CHUNK, Store, StoreError
+from tonic.store import CHUNK, RUNS, Store, StoreError
+from tonic.timetravel import fstravel
 
 
 def test_gc_keeps_referenced(store: Store, tmp_path: Path) -> None:
@@ -102,3 +103,52 @@ def test_clear(store: Store, tmp_path: Path) -> None:
     store.ingest(sid(1), "t", src, {})  # the same Store still works
     store.materialize(sid(1), tmp_path / "out")
     assert read_tree(tmp_path / "out") == read_tree(src)
+
+
+def _old_stat(path: Path) -> fstravel.Stat:
+    """The file's stat, made old enough for save_stats to keep it (not "racy")."""
+    t = path.stat().st_mtime_ns - 10 * fstravel.RACY_NS
+    os.utime(path, ns=(t, t))
+    return (fstravel.scan(path.parent) or {})[path.name]
+
+
+def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> None:
+    """Each record declares its objects in "blobs"; an id only another field of a record
+    mentions does not keep its object."""
+    blob = {name: store.put_blob(name.encode()) for name in "ABCDEFG"}
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "a.txt").write_text("a")
+    notebook = project / "nb.js"
+    # a run record as the planner writes it: its files' blobs declared
+    run = {"version": 1, "files": {"a.txt": [blob["A"], blob["B"]]}, "modules": {}}
+    store.put_record(RUNS, "f" * 64, run, blobs=[blob["A"], blob["B"]])
+    # the files records the file tracker writes (they declare their blobs themselves)
+    fstravel.save_last(store.root, notebook, {"a.txt": [None, blob["C"]]})
+    fstravel.save_stats(store.root, notebook, {"a.txt": (_old_stat(project / "a.txt"), blob["D"])})
+    # ids in fields a record does not declare
+    undeclared = {"files": {"a.txt": [blob["E"], None]}, "value": blob["F"]}
+    store.put_record(RUNS, "e" * 64, undeclared, blobs=[])
+    (store.root / "files" / "handmade.json").write_text(
+        json.dumps({"files": {"b.txt": [None, blob["G"]]}, "blobs": []})
+    )
+
+    report = store.gc(blob_grace=0)
+    assert report.objects_removed == 3
+    for name in "ABCD":
+        assert store.get_blob(blob[name]) == name.encode()
+    for name in "EFG":
+        assert not store.has_blob(blob[name]), name
+    assert fstravel.load_last(store.root, notebook) == {"a.txt": [None, blob["C"]]}
+    loaded = fstravel.load_stats(store.root, notebook, store.has_blob)
+    assert loaded["a.txt"][1] == blob["D"]
+
+
+def test_gc_ignores_hex_outside_blobs_of_a_raw_record(store: Store) -> None:
+    """A record written by hand (not through put_record): still only "blobs" counts."""
+    kept, mentioned = store.put_blob(b"declared"), store.put_blob(b"only mentioned")
+    (store.root / "runs").mkdir()
+    doc = {"blobs": [kept], "files": {"x.txt": [None, mentioned]}, "note": mentioned}
+    (store.root / "runs" / "r.json").write_text(json.dumps(doc))
+    assert store.gc(blob_grace=0).objects_removed == 1
+    assert store.has_blob(kept) and not store.has_blob(mentioned)

@@ -29,6 +29,7 @@ from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
 from tonic.store import SnapshotInfo, Store, StoreError, hot, ingest
+from tonic.store.layout import RUNS
 from tonic.timetravel import continuation, fstravel
 from tonic.timetravel.keys import (
     Environment,
@@ -244,19 +245,12 @@ class Planner:
         with self.store.lock(f"notebook:{self.program.path}"):
             yield
 
-    def _run_record_path(self) -> Path:
-        return self.store.root / "runs" / f"{self.full_key}.json"
-
     def complete_run(self) -> dict[str, object] | None:
         """The stored record of a finished run of exactly this notebook, if still valid."""
-        path = self._run_record_path()
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        record = self.store.get_record(RUNS, self.full_key)
+        if record is None or record.get("version") != RUN_RECORD_VERSION:
             return None
-        if record.get("version") != RUN_RECORD_VERSION:
-            return None
-        if modules_still_valid(record.get("modules", {})) is not None:
+        if modules_still_valid(record.get("modules", {})) is not None:  # type: ignore[arg-type]
             return None
         files = record.get("files")
         if not isinstance(files, dict) or record.get("files_broken"):
@@ -294,6 +288,7 @@ class Planner:
         if result.timed_out or not self.nb.clean:
             return
         modules = self._modules(result.cells)
+        files = {p: [self.tracker.before.get(p), b] for p, b in self.tracker.after.items()}
         record = {
             "version": RUN_RECORD_VERSION,
             "engine": result.engine,
@@ -309,17 +304,12 @@ class Planner:
             "signal": result.signal,
             "seconds": sum(c.ms or 0.0 for c in result.cells) / 1000.0,
             "modules": modules,
-            "files": {p: [self.tracker.before.get(p), b] for p, b in self.tracker.after.items()},
+            "files": files,
             "files_broken": self.tracker.broken,
-            "blobs": sorted({b for b in self.tracker.after.values() if b is not None}),
         }
-        target = self._run_record_path()
-        with contextlib.suppress(OSError):
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            os.replace(tmp, target)
+        blobs = {b for pair in files.values() for b in pair if b is not None}
+        with contextlib.suppress(OSError, StoreError):
+            self.store.put_record(RUNS, self.full_key, record, blobs=blobs)
 
     # -- choosing a snapshot ------------------------------------------------------------
 
