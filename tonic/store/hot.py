@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from tonic.errors import TonicError
+from tonic.store.layout import HOT
 
 DEFAULT_BUDGET = 512 << 20
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -38,7 +39,7 @@ def budget() -> int:
 
 
 def _dir(root: Path) -> Path:
-    return root / "hot"
+    return root / HOT
 
 
 def _size(folder: Path) -> int:

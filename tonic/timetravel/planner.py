@@ -29,7 +29,7 @@ from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, show_output
 from tonic.store import SnapshotInfo, Store, StoreError, hot, ingest
-from tonic.store.layout import RUNS
+from tonic.store.layout import RUNS, TMP
 from tonic.timetravel import continuation, fstravel
 from tonic.timetravel.keys import (
     Environment,
@@ -412,7 +412,7 @@ class Planner:
 
     def staging(self) -> str:
         """Where CRIU images are written before they enter the store (same filesystem)."""
-        tmp = self.store.root / "tmp"
+        tmp = self.store.root / TMP
         tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         return str(tmp)
 
