@@ -1,3 +1,5 @@
+"""The store tests' fixture: an empty store in the test's own folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
