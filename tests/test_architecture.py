@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ROOT, tonic
 from tonic.engine_catalog import DESCRIPTIONS, PREFERENCE
 
@@ -64,14 +62,6 @@ KNOT = re.compile(r"tonic\.(cli|launch|server|__main__|commands(\..*)?)$")
 
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 70
-# Over the limits today, in parts that issue 11 is restructuring elsewhere.
-KNOWN_OVERSIZE = {
-    "tonic/store/__init__.py",
-    "tonic/store/__init__.py:Store._ingest_files",
-    "tonic/store/__init__.py:Store.materialize",
-    "tonic/store/__init__.py:Store.gc",
-}
-
 # All `import tonic.cli` may load: the command line builds its help from these alone.
 CLI_IMPORTS = {"tonic", "tonic.cli", "tonic.error_handler", "tonic.errors", "tonic.engine_catalog"}
 
@@ -332,19 +322,9 @@ def _too_big() -> list[str]:
     return out
 
 
-def test_no_new_oversize_module_or_function() -> None:
-    """Besides the known ones (KNOWN_OVERSIZE), no module over 450 lines, no function
-    (methods and nested ones too, from `def` to its last line) over 70."""
-    new = sorted(set(_too_big()) - KNOWN_OVERSIZE)
-    assert not new, new
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="store, continuation, planner, driver and docker's api/tree are being cut up "
-    "elsewhere in issue 11 in progress; once they land, drop this mark and KNOWN_OVERSIZE",
-)
 def test_modules_and_functions_are_small() -> None:
+    """No module over 450 lines, no function (methods and nested ones too, from `def` to
+    its last line) over 70."""
     too_big = sorted(_too_big())
     assert not too_big, too_big
 

@@ -175,9 +175,9 @@ def test_stored_run(setup: tuple[Store, Path, Path]) -> None:
     record = RunRecord(
         "criu", [], {"stdout": "", "stderr": "", "error": None}, 0, None, 0.1, {}, {}, None
     )
-    save_run(store.root, keys.full, record)
+    save_run(store, keys.full, record)
     assert chooser(store, prog).stored_run() == record
     broken = RunRecord("criu", [], record.tail, 0, None, 0.1, {}, {}, "too many files")
-    save_run(store.root, keys.full, broken)
+    save_run(store, keys.full, broken)
     assert chooser(store, prog).stored_run() is None
     assert chooser(store, program(path, V2)).stored_run() is None  # another text

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tonic.kernel.driver import kernel_file
+from tonic.store.layout import BIN
 
 
 @functools.cache
@@ -23,7 +24,7 @@ def shim(cache_root: Path) -> tuple[Path | None, str]:
     """(path of the built shim, None-reason)."""
     source = kernel_file("clockshim.c")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    target = cache_root / "bin" / f"clockshim-{digest}.so"
+    target = cache_root / BIN / f"clockshim-{digest}.so"
     if target.exists():
         return target, f"clock shim at {target}"
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")

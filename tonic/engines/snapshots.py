@@ -39,6 +39,7 @@ from tonic.results import BufferSink, RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
+from tonic.store.layout import TMP
 from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Recorder, show_stored
@@ -118,7 +119,7 @@ class Policy:
 
 def staging(store: Store) -> Path:
     """Where images are written before they enter the store (the same filesystem)."""
-    tmp = store.root / "tmp"
+    tmp = store.root / TMP
     tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     return tmp
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from tonic import settings
+from tonic.store.layout import HOT
 
 _ID = re.compile(r"[0-9a-f]{64}")
 
@@ -31,7 +32,7 @@ def budget() -> int:
 
 
 def _dir(root: Path) -> Path:
-    return root / "hot"
+    return root / HOT
 
 
 def _size(folder: Path) -> int:

@@ -24,11 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tonic.store import Store, hot
+from tonic.store.layout import INGEST_LOCK, LOCKS
 
 
 def lock_path(root: Path, notebook: Path) -> Path:
     digest = hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
-    return root / "locks" / f"ingest-{digest}"
+    return root / LOCKS / f"{INGEST_LOCK}{digest}"
 
 
 def _open_lock(path: Path) -> int:
@@ -39,7 +40,10 @@ def _open_lock(path: Path) -> int:
 @contextlib.contextmanager
 def settled(root: Path, notebook: Path | None = None) -> Iterator[None]:
     """Wait until no worker is storing snapshots (of `notebook`, or of any notebook)."""
-    paths = [lock_path(root, notebook)] if notebook else sorted(root.glob("locks/ingest-*"))
+    if notebook:
+        paths = [lock_path(root, notebook)]
+    else:
+        paths = sorted((root / LOCKS).glob(f"{INGEST_LOCK}*"))
     fds = []
     try:
         for path in paths:

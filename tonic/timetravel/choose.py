@@ -70,7 +70,7 @@ class Chooser:
 
     def stored_run(self) -> RunRecord | None:
         """The record of a finished run of exactly this notebook, if still valid."""
-        record = load_run(self.store.root, self.keys.full)
+        record = load_run(self.store, self.keys.full)
         if record is None or record.files_broken:
             return None
         if modules_still_valid(record.modules) is not None:

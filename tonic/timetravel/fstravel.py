@@ -19,15 +19,16 @@ overwritten or deleted; tonic stops with an error naming it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tonic.errors import TonicError
+from tonic.store import FILES, Store
 
 MAX_FILE = 64 << 20
 MAX_FILES = 20000
@@ -179,35 +180,31 @@ def hash_file(path: Path, put: Callable[[bytes], str]) -> str | None:
         return None
 
 
-def state_path(store_root: Path, notebook: Path) -> Path:
-    digest = hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
-    return store_root / "files" / f"{digest}.json"
+def _record_name(notebook: Path) -> str:
+    """The name of the notebook's last-state record; its stats record adds ".stat"."""
+    return hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
 
 
 def load_last(store_root: Path, notebook: Path) -> dict[str, list[str | None]]:
     """path -> [before, after] of every file the notebook's last run changed."""
-    try:
-        data = json.loads(state_path(store_root, notebook).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    data = Store(store_root).get_record(FILES, _record_name(notebook))
+    files = data.get("files", {}) if data is not None else {}
+    if not isinstance(files, dict):
         return {}
-    return {str(k): list(v) for k, v in data.get("files", {}).items()}
+    return {str(k): list(v) for k, v in files.items()}
 
 
 def save_last(store_root: Path, notebook: Path, files: dict[str, list[str | None]]) -> None:
-    _write_record(state_path(store_root, notebook), notebook, files)
+    blobs = {b for pair in files.values() for b in pair if b is not None}
+    _write_record(store_root, _record_name(notebook), notebook, files, blobs)
 
 
-def _write_record(path: Path, notebook: Path, files: object) -> None:
-    """A JSON record under files/ (atomically replaced; gc keeps the blobs it names)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"notebook": str(notebook), "files": files}, f)
-    os.replace(tmp, path)
-
-
-def _stats_path(store_root: Path, notebook: Path) -> Path:
-    return state_path(store_root, notebook).with_suffix(".stat.json")
+def _write_record(
+    store_root: Path, name: str, notebook: Path, files: object, blobs: set[str]
+) -> None:
+    """A record under files/ (atomically replaced), declaring the blobs gc keeps for it."""
+    doc = {"notebook": str(notebook), "files": files}
+    Store(store_root).put_record(FILES, name, doc, blobs=blobs)
 
 
 def load_stats(
@@ -215,9 +212,9 @@ def load_stats(
 ) -> dict[str, tuple[Stat, str]]:
     """The project files' stats and stored contents the notebook's last run saw (those
     whose content is still in the store)."""
+    data = Store(store_root).get_record(FILES, f"{_record_name(notebook)}.stat")
     try:
-        data = json.loads(_stats_path(store_root, notebook).read_text(encoding="utf-8"))
-        rows = data["files"]
+        rows: Any = data["files"] if data is not None else {}
         return {
             str(rel): (Stat(*(int(x) for x in row[:5])), str(row[5]))
             for rel, row in rows.items()
@@ -228,7 +225,7 @@ def load_stats(
 
 
 def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, str]]) -> None:
-    """Remember the stats; a JSON record under files/, so the store keeps the contents.
+    """Remember the stats; a record under files/ that declares the contents' blobs.
     Files changed in the last seconds are left out: a second write within the file
     system's timestamp granularity could leave the same stat (git's "racy" entries)."""
     settled = time.time_ns() - RACY_NS
@@ -237,7 +234,8 @@ def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, st
         for rel, (st, blob) in stats.items()
         if st.mtime_ns < settled
     }
-    _write_record(_stats_path(store_root, notebook), notebook, rows)
+    blobs = {str(row[5]) for row in rows.values()}
+    _write_record(store_root, f"{_record_name(notebook)}.stat", notebook, rows, blobs)
 
 
 def plan_rollback(

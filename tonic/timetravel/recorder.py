@@ -165,7 +165,7 @@ class Recorder:
             return
         modules = self._modules(result.cells)
         record = RunRecord.of(result, modules, self.tracker.changes(), self.tracker.broken)
-        save_run(self.store.root, self.keys.full, record)
+        save_run(self.store, self.keys.full, record)
 
 
 def put_files(store: Store, notebook: Path, target: FileChanges) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tonic.notebook.cells import Notebook
 from tonic.results import CellResult, RunResult, Tail
+from tonic.store import RUNS, Store, StoreError
 from tonic.timetravel.keys import sha256
 
 SNAPSHOT_RECORD_VERSION = 1  # a snapshot's meta without "version" is of version 1
@@ -157,8 +155,8 @@ class RunRecord:
 
     @property
     def blobs(self) -> list[str]:
-        """The store objects this record needs (the files' contents after the run)."""
-        return sorted({pair[1] for pair in self.files.values() if pair[1] is not None})
+        """The store objects this record needs: the files' contents before and after."""
+        return sorted({b for pair in self.files.values() for b in pair if b is not None})
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -172,7 +170,6 @@ class RunRecord:
             "modules": self.modules,
             "files": self.files,
             "files_broken": self.files_broken,
-            "blobs": self.blobs,
         }
 
     @classmethod
@@ -207,24 +204,12 @@ class RunRecord:
         )
 
 
-def run_record_path(store_root: Path, full_key: str) -> Path:
-    return store_root / "runs" / f"{full_key}.json"
+def load_run(store: Store, full_key: str) -> RunRecord | None:
+    """The stored record of the run whose key is `full_key`, if any (and readable)."""
+    return RunRecord.from_json(store.get_record(RUNS, full_key))
 
 
-def load_run(store_root: Path, full_key: str) -> RunRecord | None:
-    try:
-        doc = json.loads(run_record_path(store_root, full_key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return RunRecord.from_json(doc)
-
-
-def save_run(store_root: Path, full_key: str, record: RunRecord) -> None:
+def save_run(store: Store, full_key: str, record: RunRecord) -> None:
     """Store the record atomically (best effort: the next run just runs again)."""
-    target = run_record_path(store_root, full_key)
-    with contextlib.suppress(OSError):
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record.to_json(), f)
-        os.replace(tmp, target)
+    with contextlib.suppress(OSError, StoreError):
+        store.put_record(RUNS, full_key, record.to_json(), blobs=record.blobs)

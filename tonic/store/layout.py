@@ -1,0 +1,198 @@
+"""The cache root: its table of folders, the private-root check, locks, staging names.
+
+CRIU images hold process memory (secrets included), so everything under the root is
+private to the user: directories 0700, files 0600. Layout under the root:
+
+    objects/ab/<sha256>        chunks and blobs; key = sha256 of the raw bytes; one header
+                               byte says how the rest is stored (raw or zlib level 1)
+    snapshots/<id>/manifest.json   {"id", "tag", "created", "meta", "logical_bytes",
+                                   "nfiles", "chunk_size", "files": {relative name:
+                                   {"size", "mode", "chunks": [sha256, ...]}}}
+    snapshots/<id>/info.json       the same without "files" (cheap to list 2000 of them)
+    index/<sha256(tag)[:32]>/<id>  empty file per snapshot of a tag, for find(tag)
+    tmp/                       staging; the store's own entries are named "ingest-*"
+                               (others, e.g. CRIU dumps on their way in, go at a gc
+                               once they are an hour old)
+    locks/                     flock files: "store.lock" (gc exclusive, everyone else
+                               shared), one per lock(name), and the ingest worker's
+                               "ingest-<sha256(notebook)[:32]>"
+
+and the folders other parts of tonic keep there:
+
+    runs/<key>.json            records (records.py) of whole runs (timetravel/planner.py)
+    files/<digest>.json        records of the files a notebook's last run left, and
+    files/<digest>.stat.json   the stats it saw (timetravel/fstravel.py)
+    hot/                       unpacked images of the newest snapshots (hot.py)
+    memo/                      small memos of slow probes (memo.py)
+    bin/                       tonic's clock shim, built once (engines/clockshim.py)
+
+Every record under runs/ and files/ names the objects it needs in its "blobs" field;
+gc keeps those (gc.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from tonic import settings
+from tonic.errors import TonicError
+
+OBJECTS = "objects"
+SNAPSHOTS = "snapshots"
+INDEX = "index"
+TMP = "tmp"
+LOCKS = "locks"
+RUNS = "runs"
+FILES = "files"
+HOT = "hot"
+MEMO = "memo"
+BIN = "bin"
+
+LAYOUT = (OBJECTS, SNAPSHOTS, INDEX, TMP, LOCKS)  # the store's own, made by ensure()
+RECORDS = (RUNS, FILES)  # kinds of records (records.py): what they name, gc keeps
+OWN_TMP = "ingest-"  # the store's own staging entries under tmp/
+STORE_LOCK = "store.lock"
+INGEST_LOCK = "ingest-"  # locks/ingest-<sha256(notebook)[:32]>: a notebook's worker
+
+
+class StoreError(TonicError):
+    """The snapshot store cannot be used, or a snapshot or blob is missing or damaged."""
+
+
+def default_root() -> Path:
+    """$TONIC_CACHE, else $XDG_CACHE_HOME/tonic, else ~/.cache/tonic (tonic.settings)."""
+    return settings.current().cache
+
+
+def name_digest(name: str) -> str:
+    """The file name that stands for an arbitrary string (a tag, a lock's name)."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class Root:
+    """The cache root at `path`, checked to be a private directory of ours before use.
+    Nothing is created on disk until something is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._base: Path | None = None  # the checked real directory
+        self._ready = False
+        self._seq = 0
+
+    def _check(self, *, create: bool) -> Path | None:
+        """The root's real path once it is checked to be a private directory of ours;
+        None when it does not exist and `create` is false."""
+        if self._base is not None:
+            return self._base
+        uid = os.getuid()
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.path.mkdir(mode=0o700, exist_ok=True)
+                st = os.lstat(self.path)
+            except OSError as err:
+                raise StoreError(f"cannot create the snapshot store {self.path}: {err}") from err
+        except OSError as err:
+            raise StoreError(f"cannot use the snapshot store {self.path}: {err}") from err
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid != uid:
+                raise StoreError(
+                    f"the snapshot store {self.path} is a symlink owned by uid {st.st_uid}; "
+                    "refusing to follow it"
+                )
+            try:
+                st = os.stat(self.path)
+            except OSError as err:
+                raise StoreError(f"cannot use the snapshot store {self.path}: {err}") from err
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"the snapshot store {self.path} is not a directory")
+        if st.st_uid != uid:
+            raise StoreError(
+                f"the snapshot store {self.path} is owned by uid {st.st_uid}, not by you "
+                f"(uid {uid}); refusing to use it"
+            )
+        real = Path(os.path.realpath(self.path))
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            try:
+                os.chmod(real, 0o700)
+            except OSError as err:
+                raise StoreError(f"cannot make {self.path} private: {err}") from err
+        self._base = real
+        return real
+
+    def ensure(self) -> Path:
+        """The root, with the layout created and private (cheap to call again: another
+        process may have cleared the store meanwhile)."""
+        base = self._check(create=True)
+        assert base is not None
+        if self._ready and not base.is_dir():
+            self._base, self._ready = None, False  # the root itself went away
+            base = self._check(create=True)
+            assert base is not None
+        for name in LAYOUT:
+            path = base / name
+            try:
+                path.mkdir(mode=0o700)
+                continue
+            except FileExistsError:
+                if self._ready:
+                    continue
+            except OSError as err:
+                raise StoreError(f"cannot create {path}: {err}") from err
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                raise StoreError(f"{path} is not a directory")
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(path, 0o700)
+        self._ready = True
+        return base
+
+    def reader(self) -> Path | None:
+        """The root for reading, or None when the store does not exist yet."""
+        return self._check(create=False)
+
+    def forget(self) -> None:
+        """The layout may be gone (clear()): ensure() checks it again."""
+        self._ready = False
+
+    def tmp_name(self, base: Path, kind: str) -> Path:
+        """A fresh name for one of the store's own staging entries under tmp/."""
+        self._seq += 1
+        token = secrets.token_hex(4)
+        return base / TMP / f"{OWN_TMP}{kind}-{os.getpid()}-{self._seq}-{token}"
+
+    # -- locks --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _flock(self, filename: str, op: int) -> Iterator[None]:
+        base = self.ensure()
+        path = base / LOCKS / filename
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, op)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock for callers (e.g. one per notebook), held while in `with`."""
+        return self._flock(name_digest(name), fcntl.LOCK_EX)
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Held by everything that writes, except gc."""
+        return self._flock(STORE_LOCK, fcntl.LOCK_SH)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held by gc and clear(): nothing else writes meanwhile."""
+        return self._flock(STORE_LOCK, fcntl.LOCK_EX)
