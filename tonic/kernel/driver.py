@@ -157,27 +157,45 @@ class Resume:
     command: Command
 
 
-def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
-    """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
-    node = node_binary()
-    die_with_us = parent_death_signal(signal.SIGKILL)
+def spawn(
+    argv: list[str],
+    program: Program,
+    pipes: Pipes,
+    env: dict[str, str],
+    prepare: Callable[[], None],
+    what: str,
+    *,
+    stdin: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """`argv` (ending in node and the kernel) in the program's folder, with the kernel's
+    pipes as its stdout, stderr and fds 3 and 4; `prepare` runs between fork and exec,
+    after the channels are in place; stdin is tonic's unless `stdin` says otherwise.
+    `what` names it in the error when it cannot start."""
 
-    def prepare() -> None:
+    def child() -> None:
         place_channels(pipes)
-        die_with_us()
+        prepare()
 
     try:
         return subprocess.Popen(
-            kernel_argv(program),
+            argv,
+            stdin=stdin,
             stdout=pipes.stdout,
             stderr=pipes.stderr,
             env=env,
             cwd=program.cwd,
             pass_fds=(3, 4),
-            preexec_fn=prepare,
+            preexec_fn=child,
         )
     except OSError as err:
-        raise EngineError(f"cannot start node ({node}): {err.strerror}") from None
+        raise EngineError(f"cannot start {what}: {err.strerror}") from None
+
+
+def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
+    """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
+    argv = kernel_argv(program)
+    die_with_us = parent_death_signal(signal.SIGKILL)
+    return spawn(argv, program, pipes, env, die_with_us, f"node ({argv[0]})")
 
 
 @dataclass(frozen=True)

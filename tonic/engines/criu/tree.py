@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tonic.engines.criu.seccomp import deny_io_uring
 from tonic.errors import EngineError
-from tonic.kernel.driver import Program, kernel_argv
-from tonic.kernel.pipes import Pipes, place_channels
+from tonic.kernel.driver import Program, kernel_argv, spawn
+from tonic.kernel.pipes import Pipes
 
 
 def _shell_status(status: int) -> int:
@@ -35,29 +35,16 @@ class FreshTree:
     """`unshare` and the namespace it made: node below a shell that is the init."""
 
     def __init__(self, program: Program, pipes: Pipes, env: dict[str, str]) -> None:
-        def prepare() -> None:
-            place_channels(pipes)
-            deny_io_uring()
-
         argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", '"$@"; exit $?', "tonic"]
         env = dict(env)
         preload = env.pop("LD_PRELOAD", None)
         if preload:
             # Only node loads the clock shim: in the shell it would close fds 3 and 4.
             argv += ["env", f"LD_PRELOAD={preload}"]
-        try:
-            self.proc = subprocess.Popen(
-                [*argv, *kernel_argv(program)],
-                stdin=subprocess.DEVNULL,
-                stdout=pipes.stdout,
-                stderr=pipes.stderr,
-                env=env,
-                cwd=program.cwd,
-                pass_fds=(3, 4),
-                preexec_fn=prepare,
-            )
-        except OSError as err:
-            raise EngineError(f"cannot start the kernel: {err.strerror}") from None
+        argv += kernel_argv(program)
+        self.proc = spawn(
+            argv, program, pipes, env, deny_io_uring, "the kernel", stdin=subprocess.DEVNULL
+        )
         self._init: int | None = None
 
     @property
