@@ -2,7 +2,7 @@
 `--help` lists them, and the order the default is chosen in.
 
 `tonic --help` describes the engines from here without importing them (the engines bring
-CRIU's and Docker's tooling, the planner and the store: ~25 modules). The registry,
+CRIU's and Docker's tooling, time travel and the store: ~25 modules). The registry,
 `tonic.engines`, has one engine per name here, and each engine's `description` is its
 line here. This module imports nothing.
 """

@@ -16,7 +16,7 @@ const path = require('node:path');
 const KERNEL = path.resolve(__dirname, '..', '..', 'tonic', 'kernel', 'kernel.js');
 
 // Pause sites as tonic/notebook/instrument.py writes them after cell k: a CommonJS one
-// can continue with an edited suffix (see tonic/timetravel/continuation.py).
+// can continue with an edited suffix (see tonic/timetravel/continuation/).
 const site = (k) => `;if(__tonic__.p(${k})){(()=>eval(__tonic__.t()))();return}`;
 const esmSite = (k) => `;__tonic__.p(${k});`;
 // What a resumed run's pause k evaluates instead of the rest of the file: pause sites

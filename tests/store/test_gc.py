@@ -120,7 +120,7 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
     project.mkdir()
     (project / "a.txt").write_text("a")
     notebook = project / "nb.js"
-    # a run record as the planner writes it: its files' blobs declared
+    # a run record as timetravel/records.py writes it: its files' blobs declared
     run = {"version": 1, "files": {"a.txt": [blob["A"], blob["B"]]}, "modules": {}}
     store.put_record(RUNS, "f" * 64, run, blobs=[blob["A"], blob["B"]])
     # the files records the file tracker writes (they declare their blobs themselves)

@@ -14,7 +14,7 @@
   // The messages between tonic and the kernel, one JSON object a line (the other side:
   // tonic/kernel/protocol.py). Events go to tonic on fd 4; commands, one answering each
   // pause, come from tonic on fd 3: {op: 'go'}, or {op: 'eval', source, values?, check?}
-  // to continue with an edited rest of the notebook (see continuation.py).
+  // to continue with an edited rest of the notebook (see tonic/timetravel/continuation/).
   const events = {
     hello: (pid, kind) => ({ ev: 'hello', pid, kind }),
     // After cell `cell`: its time, the files its require() loaded (snapshot runs) and its
@@ -179,7 +179,7 @@
       }
       return true;
     },
-    // The edited rest of the notebook a resumed run continues with (see continuation.py).
+    // The edited rest of the notebook a resumed run continues with (see tonic/timetravel/continuation/).
     t() {
       const source = continuation;
       continuation = null;

@@ -7,7 +7,7 @@ of the file up to the end of cell k, so prefix k is equal between two versions o
 exactly when node compiled the same text for cells 1..k at the same positions.
 
 What a prefix sees of later cells (hoisted functions and vars) is not in the key: it is
-judged when a snapshot is reused, against the version that made it (continuation.py).
+judged when a snapshot is reused, against the version that made it (continuation/).
 Local modules the prefix loaded are recorded at run time with their content hashes and
 checked on reuse (`modules_still_valid`).
 """

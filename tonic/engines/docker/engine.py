@@ -5,7 +5,7 @@ checkpoint. Isolation for notebooks a user does not fully trust, with the time t
 the criu engine: the same keys, store, resume rules and fallbacks (timetravel/,
 snapshots.py).
 
-The container (dockertree.py) holds copies of the notebook's folder (without `.git` and
+The container (tree.py) holds copies of the notebook's folder (without `.git` and
 tonic's cache), tonic's kernel and the clock shim, at their host paths, in an image layer
 of their own (so each commit holds only what the notebook changed). Files the notebook
 writes stay in the container and travel with its commits; the host's files are never

@@ -72,7 +72,7 @@ def _daemon_likely() -> bool:
 
 
 def _sweep_fifo_dirs(in_use: set[str]) -> None:
-    """Remove the kernels' FIFO folders (dockertree.py) that no container uses and that
+    """Remove the kernels' FIFO folders (tree.py) that no container uses and that
     are older than a minute (a killed tonic leaves its own behind)."""
     stale = time.time() - 60
     for folder in Path(tempfile.gettempdir()).glob("tonic-ipc-*"):

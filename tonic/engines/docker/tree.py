@@ -198,7 +198,7 @@ class ContainerKernel:
         commit its filesystem as a labeled image. `commit` None: only when the files
         changed since the last snapshot (or the restore) of this container; else the
         snapshot reuses that image. `via`: the daemon's checkpoint call, runc run
-        directly (about 4x faster, see dockerhost.py), or "auto": runc where it can.
+        directly (about 4x faster, see host.py), or "auto": runc where it can.
 
         With runc, the container is paused (frozen) around the dump and the commit: its
         files and memory are taken at the same instant, and CRIU finds the cgroup frozen
