@@ -126,7 +126,7 @@ class Go:
 
 @dataclass(frozen=True)
 class Eval:
-    """Continue with `source` instead, the edited rest of the notebook (timetravel/continuation/)."""
+    """Continue with `source`, the edited rest of the notebook (timetravel/continuation/)."""
 
     source: str
     values: tuple[int, ...] | None = None  # the cells whose values to record from here on
