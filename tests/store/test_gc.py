@@ -152,3 +152,16 @@ def test_gc_ignores_hex_outside_blobs_of_a_raw_record(store: Store) -> None:
     (store.root / "runs" / "r.json").write_text(json.dumps(doc))
     assert store.gc(blob_grace=0).objects_removed == 1
     assert store.has_blob(kept) and not store.has_blob(mentioned)
+
+
+def test_gc_keeps_what_a_record_of_an_older_tonic_names(store: Store) -> None:
+    """A files record written before records declared their objects (no "blobs" field,
+    as tonic wrote them until the store became a package): every object it names stays,
+    as that tonic's gc kept them; a fresh run's rollback needs the "before" content."""
+    before, after = store.put_blob(b"before the run"), store.put_blob(b"after the run")
+    stray = store.put_blob(b"named by no record")
+    (store.root / "files").mkdir()
+    doc = {"notebook": "/p/nb.js", "files": {"log.txt": [before, after]}}
+    (store.root / "files" / ("0" * 32 + ".json")).write_text(json.dumps(doc))
+    assert store.gc(blob_grace=0).objects_removed == 1
+    assert store.has_blob(before) and store.has_blob(after) and not store.has_blob(stray)

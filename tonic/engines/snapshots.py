@@ -246,9 +246,10 @@ class _Run:
         recorder = Recorder(self.program, self.store, self.keys, choice, files=self.session.files)
         recorder.prepare_files()
         steps = _Steps(self, recorder, choice)
-        overrides, shim = self._kernel_env(recorder)
         resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
+        stats: dict[str, object] = {}
         try:
+            overrides, shim = self._kernel_env(recorder)
             result = run_kernel(
                 self.program,
                 recorder.watch(sink),
@@ -266,9 +267,11 @@ class _Run:
                 ),
             )
         finally:
-            stats = steps.kernel.close()
-            steps.worker.release()
-            recorder.files_done()
+            steps.worker.release()  # the worker stores what it has on its own
+            try:
+                stats = steps.kernel.close()
+            finally:
+                recorder.files_done()
         result.stats = {**stats, "restore_seconds": steps.restore_seconds if choice else None}
         return self._finish(result, recorder, choice, steps)
 
@@ -339,9 +342,12 @@ class _Steps:
         record = self.recorder.record_at(k)
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO
+        folder = None
         try:
             folder = self.kernel.checkpoint(record, staging(self.store))
             self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
         except (EngineError, OSError) as err:
+            if folder is not None:  # taken, but the worker never got it
+                shutil.rmtree(folder, ignore_errors=True)
             self.failed = f"snapshots stopped at cell {k}: {err}"
         return GO

@@ -167,10 +167,10 @@ def spawn(
     *,
     stdin: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`argv` (ending in node and the kernel) in the program's folder, with the kernel's
-    pipes as its stdout, stderr and fds 3 and 4; `prepare` runs between fork and exec,
-    after the channels are in place; stdin is tonic's unless `stdin` says otherwise.
-    `what` names it in the error when it cannot start."""
+    """`argv` (ending in node and the kernel) in the program's working directory, with
+    the kernel's pipes as its stdout, stderr and fds 3 and 4; `prepare` runs between fork
+    and exec, after the channels are in place; stdin is tonic's unless `stdin` says
+    otherwise. `what` names it in the error when it cannot start."""
 
     def child() -> None:
         place_channels(pipes)

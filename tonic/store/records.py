@@ -5,7 +5,8 @@ declaring the objects it needs.
 
 A kind is one of layout.RECORDS (runs/, files/). put() sets the document's "blobs" field
 to the object ids the caller declares, and gc keeps exactly those: an id that appears
-anywhere else in a record does not keep its object. A record is staged under tmp/ and
+anywhere else in a record does not keep its object (except in a record an older tonic
+wrote, which has no "blobs" field: see `declared`). A record is staged under tmp/ and
 renamed into place while the store's shared lock is held, so a reader sees a whole
 record (the new one or the one before), and a gc, which holds the lock exclusively,
 sees every record published before it began. Files 0600, folders 0700.
@@ -37,9 +38,21 @@ def _check(kind: str, name: str) -> None:
 
 
 def declared(doc: object) -> list[str]:
-    """The object ids a record declares (its "blobs" field)."""
+    """The object ids a record declares (its "blobs" field). A record with no such field
+    was written by a tonic before records declared their objects: every id it names is
+    kept, as that tonic's gc kept it (its next run rewrites it with the field)."""
+    if isinstance(doc, dict) and BLOBS not in doc:
+        return sorted(_named(doc))
     blobs = doc.get(BLOBS) if isinstance(doc, dict) else None
     return [b for b in blobs if is_id(b)] if isinstance(blobs, list) else []
+
+
+def _named(value: object) -> set[str]:
+    """Every object id anywhere in a JSON value (an old record's)."""
+    if isinstance(value, str):
+        return {value} if is_id(value) else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(_named(v) for v in items))
 
 
 class Records:
