@@ -124,8 +124,8 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
     run = {"version": 1, "files": {"a.txt": [blob["A"], blob["B"]]}, "modules": {}}
     store.put_record(RUNS, "f" * 64, run, blobs=[blob["A"], blob["B"]])
     # the files records the file tracker writes (they declare their blobs themselves)
-    fstravel.save_last(store.root, notebook, {"a.txt": [None, blob["C"]]})
-    fstravel.save_stats(store.root, notebook, {"a.txt": (_old_stat(project / "a.txt"), blob["D"])})
+    fstravel.save_last(store, notebook, {"a.txt": [None, blob["C"]]})
+    fstravel.save_stats(store, notebook, {"a.txt": (_old_stat(project / "a.txt"), blob["D"])})
     # ids in fields a record does not declare
     undeclared = {"files": {"a.txt": [blob["E"], None]}, "value": blob["F"]}
     store.put_record(RUNS, "e" * 64, undeclared, blobs=[])
@@ -139,8 +139,8 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
         assert store.get_blob(blob[name]) == name.encode()
     for name in "EFG":
         assert not store.has_blob(blob[name]), name
-    assert fstravel.load_last(store.root, notebook) == {"a.txt": [None, blob["C"]]}
-    loaded = fstravel.load_stats(store.root, notebook, store.has_blob)
+    assert fstravel.load_last(store, notebook) == {"a.txt": [None, blob["C"]]}
+    loaded = fstravel.load_stats(store, notebook, store.has_blob)
     assert loaded["a.txt"][1] == blob["D"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tonic.store import Store
 from tonic.timetravel import fstravel
 
 
@@ -42,7 +43,7 @@ def _old(path: Path) -> None:
     ],
 )
 def test_stat_cache(tmp_path: Path, change: str, reads: int) -> None:
-    project, store = tmp_path / "p", tmp_path / "store"
+    project, store = tmp_path / "p", Store(tmp_path / "store")
     project.mkdir()
     for name in ("a.txt", "b.txt"):
         (project / name).write_text(f"{name} content\n")
@@ -81,7 +82,8 @@ def test_stats_of_missing_blobs_are_ignored(tmp_path: Path) -> None:
     (project / "a.txt").write_text("x")
     _old(project / "a.txt")
     st = (fstravel.scan(project) or {})["a.txt"]
-    fstravel.save_stats(tmp_path / "store", project / "nb.js", {"a.txt": (st, "0" * 64)})
-    assert fstravel.load_stats(tmp_path / "store", project / "nb.js", lambda _k: False) == {}
-    loaded = fstravel.load_stats(tmp_path / "store", project / "nb.js", lambda _k: True)
+    store = Store(tmp_path / "store")
+    fstravel.save_stats(store, project / "nb.js", {"a.txt": (st, "0" * 64)})
+    assert fstravel.load_stats(store, project / "nb.js", lambda _k: False) == {}
+    loaded = fstravel.load_stats(store, project / "nb.js", lambda _k: True)
     assert loaded == {"a.txt": (st, "0" * 64)}

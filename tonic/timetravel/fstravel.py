@@ -185,34 +185,32 @@ def _record_name(notebook: Path) -> str:
     return hashlib.sha256(str(notebook).encode()).hexdigest()[:32]
 
 
-def load_last(store_root: Path, notebook: Path) -> dict[str, list[str | None]]:
+def load_last(store: Store, notebook: Path) -> dict[str, list[str | None]]:
     """path -> [before, after] of every file the notebook's last run changed."""
-    data = Store(store_root).get_record(FILES, _record_name(notebook))
+    data = store.get_record(FILES, _record_name(notebook))
     files = data.get("files", {}) if data is not None else {}
     if not isinstance(files, dict):
         return {}
     return {str(k): list(v) for k, v in files.items()}
 
 
-def save_last(store_root: Path, notebook: Path, files: dict[str, list[str | None]]) -> None:
+def save_last(store: Store, notebook: Path, files: dict[str, list[str | None]]) -> None:
     blobs = {b for pair in files.values() for b in pair if b is not None}
-    _write_record(store_root, _record_name(notebook), notebook, files, blobs)
+    _write_record(store, _record_name(notebook), notebook, files, blobs)
 
 
-def _write_record(
-    store_root: Path, name: str, notebook: Path, files: object, blobs: set[str]
-) -> None:
+def _write_record(store: Store, name: str, notebook: Path, files: object, blobs: set[str]) -> None:
     """A record under files/ (atomically replaced), declaring the blobs gc keeps for it."""
     doc = {"notebook": str(notebook), "files": files}
-    Store(store_root).put_record(FILES, name, doc, blobs=blobs)
+    store.put_record(FILES, name, doc, blobs=blobs)
 
 
 def load_stats(
-    store_root: Path, notebook: Path, exists: Callable[[str], bool]
+    store: Store, notebook: Path, exists: Callable[[str], bool]
 ) -> dict[str, tuple[Stat, str]]:
     """The project files' stats and stored contents the notebook's last run saw (those
     whose content is still in the store)."""
-    data = Store(store_root).get_record(FILES, f"{_record_name(notebook)}.stat")
+    data = store.get_record(FILES, f"{_record_name(notebook)}.stat")
     try:
         rows: Any = data["files"] if data is not None else {}
         return {
@@ -224,7 +222,7 @@ def load_stats(
         return {}
 
 
-def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, str]]) -> None:
+def save_stats(store: Store, notebook: Path, stats: dict[str, tuple[Stat, str]]) -> None:
     """Remember the stats; a record under files/ that declares the contents' blobs.
     Files changed in the last seconds are left out: a second write within the file
     system's timestamp granularity could leave the same stat (git's "racy" entries)."""
@@ -235,7 +233,7 @@ def save_stats(store_root: Path, notebook: Path, stats: dict[str, tuple[Stat, st
         if st.mtime_ns < settled
     }
     blobs = {str(row[5]) for row in rows.values()}
-    _write_record(store_root, f"{_record_name(notebook)}.stat", notebook, rows, blobs)
+    _write_record(store, f"{_record_name(notebook)}.stat", notebook, rows, blobs)
 
 
 def plan_rollback(

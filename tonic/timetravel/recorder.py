@@ -107,7 +107,7 @@ class Recorder:
         self.tracker.start(
             before={p: pair[0] for p, pair in target.items()},
             after={p: pair[1] for p, pair in target.items()},
-            known=fstravel.load_stats(self.store.root, self.program.path, self.store.has_blob),
+            known=fstravel.load_stats(self.store, self.program.path, self.store.has_blob),
         )
 
     @property
@@ -119,13 +119,13 @@ class Recorder:
             return {}
         self.tracker.step()
         files = self.tracker.changes()
-        fstravel.save_last(self.store.root, self.program.path, files)
+        fstravel.save_last(self.store, self.program.path, files)
         return files
 
     def files_done(self) -> None:
         self._files_step()
         if self.track_files and self.tracker.broken is None:
-            fstravel.save_stats(self.store.root, self.program.path, self.tracker.stats())
+            fstravel.save_stats(self.store, self.program.path, self.tracker.stats())
 
     # -- records ------------------------------------------------------------------------
 
@@ -171,10 +171,10 @@ class Recorder:
 def put_files(store: Store, notebook: Path, target: FileChanges) -> None:
     """Roll the notebook's files to `target` ([before, after] per path), refusing to
     touch a file edited by hand, and remember that state as the last one."""
-    last = fstravel.load_last(store.root, notebook)
+    last = fstravel.load_last(store, notebook)
     writes = fstravel.plan_rollback(notebook.parent, target, last, sha256)
     fstravel.apply(notebook.parent, writes, store.get_blob)
-    fstravel.save_last(store.root, notebook, target)
+    fstravel.save_last(store, notebook, target)
 
 
 def show_stored(store: Store, program: Program, record: RunRecord, sink: Sink) -> RunResult:
