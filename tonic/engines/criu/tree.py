@@ -20,15 +20,7 @@ from pathlib import Path
 from tonic.engines.criu.seccomp import deny_io_uring
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program, kernel_argv, spawn
-from tonic.kernel.pipes import Pipes
-
-
-def _shell_status(status: int) -> int:
-    """A Popen-style return code from the namespace init's exit status (sh reports a
-    child killed by signal N as 128+N; the kernel's exit event corrects real exits)."""
-    if 128 < status < 128 + 65:
-        return -(status - 128)
-    return status
+from tonic.kernel.pipes import Pipes, shell_status
 
 
 class FreshTree:
@@ -67,10 +59,10 @@ class FreshTree:
 
     def poll(self) -> int | None:
         code = self.proc.poll()
-        return None if code is None else _shell_status(code)
+        return None if code is None else shell_status(code)
 
     def wait(self) -> int:
-        return _shell_status(self.proc.wait())
+        return shell_status(self.proc.wait())
 
     def kill(self) -> None:
         if self._init is not None:
@@ -104,7 +96,7 @@ class RestoredTree:
             if got == 0:
                 return None
             code = os.waitstatus_to_exitcode(status)
-            self._status = _shell_status(code) if code >= 0 else code
+            self._status = shell_status(code) if code >= 0 else code
         return self._status
 
     def poll(self) -> int | None:

@@ -37,7 +37,7 @@ from tonic.engines.docker import host as dockerhost
 from tonic.engines.docker.api import Docker, Mount
 from tonic.engines.docker.copies import Placement, pack, place_checkpoint, startup_files
 from tonic.errors import DockerError
-from tonic.kernel.pipes import Pipes
+from tonic.kernel.pipes import Pipes, shell_status
 
 IPC = "/run/tonic-ipc"  # the FIFO directory's place in the container
 FIFOS = ("events", "stdout", "stderr", "cmd")
@@ -46,13 +46,6 @@ OPEN_TIMEOUT = 30.0  # seconds for the container's shell to open its FIFOs
 DAEMON_ENV = ("PATH", "HOSTNAME")
 
 Via = Literal["auto", "runc", "docker"]
-
-
-def _shell_status(status: int) -> int:
-    """A Popen-style return code from the init shell's exit status (128+N: a signal)."""
-    if 128 < status < 128 + 65:
-        return -(status - 128)
-    return status
 
 
 def init_script(env: dict[str, str], preload: str | None) -> str:
@@ -167,12 +160,12 @@ class ContainerKernel:
                 return None
             if state.get("Status") == "created":
                 return None
-            self._status = _shell_status(int(state.get("ExitCode") or 0))
+            self._status = shell_status(int(state.get("ExitCode") or 0))
         return self._status
 
     def wait(self) -> int:
         if self._status is None:
-            self._status = _shell_status(self.api.wait(self.container))
+            self._status = shell_status(self.api.wait(self.container))
         return self._status
 
     def kill(self) -> None:
