@@ -307,3 +307,24 @@ def test_auto_does_not_start_a_server_under_ci(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert not list(runtime.glob("*.sock"))
     assert b"not started under CI" in tonic("doctor", env=env).stdout
+
+
+def test_two_starts_at_once_share_one_server(tmp_path: Path) -> None:
+    """`tonic server start` racing another start (or an auto-start) of the same server:
+    the one that loses waits for the winner to answer, instead of failing."""
+    runtime = tmp_path / "runtime"
+    env = _env(runtime, TONIC_SERVER="on")
+    starts = [
+        subprocess.Popen(
+            [*TONIC, "server", "start"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in starts]
+    try:
+        assert [p.returncode for p in starts] == [0, 0], outs
+        pids = {out.split()[-1] for out, _ in outs}
+        assert len(pids) == 1, outs
+    finally:
+        out = tonic("server", "stop", env=env)
+        assert out.code == 0, out.describe()

@@ -114,12 +114,10 @@ def start() -> int:
             raise TonicError(f"cannot start the tonic server: {err}") from None
         deadline = time.monotonic() + WAIT_SECONDS
         while info is None and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                info = ask(path, "status")  # lost a race to another start
-                if info is None:
-                    said = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise TonicError(f"the tonic server did not start: {said.strip()[-300:]}")
-                break
+            if proc.poll():  # exit 0: it lost a race to another start, which may still be
+                # warming up: wait for that one as for ours
+                said = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise TonicError(f"the tonic server did not start: {said.strip()[-300:]}")
             time.sleep(0.02)
             info = ask(path, "status")
         if proc.stderr:
