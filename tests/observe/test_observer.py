@@ -314,3 +314,53 @@ def test_take_when_nothing_happened_is_fast(observer: Observer, tmp_path: Path) 
         tree.run()
         tree.end()
     assert per_take < 0.003, f"{per_take * 1000:.2f} ms"
+
+
+def test_events_read_after_a_directory_rename_keep_their_paths(
+    observer: Observer, tmp_path: Path
+) -> None:
+    """The reader is held back (its lock taken) while the tree writes in a folder and then
+    renames it: the handle is resolved after the rename, yet the write is named as it was."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inner").write_text("inner\n")
+    # (the second write from another process: fanotify would merge it into the first)
+    script = "echo z > dir/inner && mv dir dir2 && sh -c 'echo w > dir2/inner' && mv dir2 dir3"
+    tree = Tree("sh", "-c", script, cwd=tmp_path)
+    try:
+        observer.attach(tree.init)
+        observer.take()
+        with observer._lock:
+            tree.run()
+        events = under(observer.take(), tmp_path)
+    finally:
+        tree.end()
+    expected = [
+        ("write", "dir/inner"),
+        ("move_from", "dir"),
+        ("move_to", "dir2"),
+        ("write", "dir2/inner"),
+        ("move_from", "dir2"),
+        ("move_to", "dir3"),
+    ]
+    assert in_order(events, expected), events
+
+
+def test_events_in_a_directory_deleted_before_they_are_read(
+    observer: Observer, tmp_path: Path
+) -> None:
+    """The folder existed before (its handle was never seen) and is gone when the events
+    are read: the rmdir's record names it."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inner").write_text("inner\n")
+    tree = Tree("sh", "-c", "echo z >> dir/inner && rm dir/inner && rmdir dir", cwd=tmp_path)
+    try:
+        observer.attach(tree.init)
+        observer.take()
+        with observer._lock:
+            tree.run()
+        activity = observer.take()
+    finally:
+        tree.end()
+    expected = [("write", "dir/inner"), ("delete", "dir/inner"), ("rmdir", "dir")]
+    assert in_order(under(activity, tmp_path), expected), activity
+    assert activity.lost is None

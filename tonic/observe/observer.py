@@ -40,6 +40,7 @@ MASK = (
     | fan.FAN_ONDIR
 )
 _DIR_RENAME = fan.FAN_RENAME | fan.FAN_ONDIR
+_RMDIR = fan.FAN_DELETE | fan.FAN_ONDIR
 _BUFFER = 1 << 18
 # Before the first attach the fanotify queue is left alone (its events are attributed at
 # the attach, so the tree's start-up is in the first take), for at most this long.
@@ -114,7 +115,10 @@ class Observer(Recorder):
         self._closed = False
         self._born = time.monotonic_ns()
         self._buf = bytearray(_BUFFER)
-        self._fresh: list[int] = []  # indices of pending events named by a readlink
+        self._fresh: list[int] = []
+        self._renames: list[tuple[int, str, str]] = []
+        self._unnamed: list[tuple[int, bool | None, fan.Fid]] = []
+        self._dead: dict[tuple[int, bytes], tuple[str, bool]] = {}
         self.events_read = 0  # all events read, the machine's, for measurements
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread = threading.Thread(target=self._run, name="tonic-observe", daemon=True)
@@ -141,8 +145,8 @@ class Observer(Recorder):
             except ProcessLookupError as err:
                 raise ObserveError(f"no process {init_pid} to observe") from err
             if self._attached:
+                self._settle()
                 self._builder.take()
-                self._fresh.clear()
             self._attached = True
         os.write(self._wake_w, b"a")
 
@@ -150,13 +154,13 @@ class Observer(Recorder):
         """What the tree did since the last take (or, for the first, since it started);
         every event the tree's syscalls queued before this call is in it."""
         with self._lock:
-            for _ in range(8):  # until one pass reads nothing: see _dir_renamed
+            for _ in range(8):  # until one pass reads nothing: see Recorder._undo_renames
                 if not self._pump_all():
                     break
             if self._tree.connector.overflowed:
                 self._builder.lost.append("the proc connector dropped fork/exit events")
                 self._tree.connector.overflowed = False
-            self._fresh.clear()
+            self._settle()
             return self._builder.take()
 
     def close(self) -> None:
@@ -237,7 +241,11 @@ class Observer(Recorder):
                 verdict = verdicts.get(pid, 0)
                 if verdict == 0:
                     verdict = verdicts[pid] = member(pid)
-                if verdict is not False or mask & _DIR_RENAME == _DIR_RENAME:
+                if (
+                    verdict is not False
+                    or mask & _DIR_RENAME == _DIR_RENAME
+                    or (mask & _RMDIR == _RMDIR and self._unnamed)
+                ):
                     self._record(off + mlen, off + length, mask, verdict)  # type: ignore[arg-type]
             off += length
         self.events_read += count

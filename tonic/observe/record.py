@@ -16,6 +16,10 @@ from tonic.observe.paths import Resolver
 _WRITE = fan.FAN_MODIFY | fan.FAN_CLOSE_WRITE
 _NAMED = (fan.INFO_DFID_NAME, fan.INFO_DFID)
 _FLAGS = fan.FAN_ONDIR | fan.FAN_EVENT_ON_CHILD
+_UNNAMED = (
+    "some events were in a directory deleted before they were read, and no record named"
+    " it (deleted by a process not observed, or on a filesystem reached through no mount)"
+)
 
 
 class Recorder:
@@ -25,7 +29,10 @@ class Recorder:
     _builder: Builder
     _resolver: Resolver
     _ignore: tuple[str, ...]
-    _fresh: list[int]
+    _fresh: list[int]  # indices of pending events named by a readlink
+    _renames: list[tuple[int, str, str]]  # pending directory renames: (index, src, dst)
+    _unnamed: list[tuple[int, bool | None, fan.Fid]]  # pending events in a gone directory
+    _dead: dict[tuple[int, bytes], tuple[str, bool]]  # deleted directories -> their paths
 
     def _record(self, start: int, end: int, mask: int, verdict: bool | None) -> None:
         """verdict: the event's process was the tree's (True), was not (False: only
@@ -34,7 +41,7 @@ class Recorder:
         isdir = bool(mask & fan.FAN_ONDIR)
         target = next((r for r in recs if r.kind == fan.INFO_FID), None)
         if mask & fan.FAN_RENAME:
-            if verdict is False and not self._fresh:
+            if verdict is False and not self._fresh and not self._unnamed:
                 self._resolver.forget_all()
                 return
             old = next((r for r in recs if r.kind == fan.INFO_OLD_DFID_NAME), None)
@@ -53,18 +60,23 @@ class Recorder:
         path, fresh = self._name(where)
         if path is None and where is target and mask & ~_FLAGS == fan.FAN_ATTRIB:
             return  # the link count of a file unlinked already: its delete is reported
+        if isdir and mask & fan.FAN_DELETE and target is not None and path is not None:
+            self._dead[(target.fsid, target.handle)] = (path, fresh)  # names earlier events
+        if verdict is False:
+            return  # a foreign rmdir, read for the line above
+        named = where if path is None and where is not target else None
         if mask & fan.FAN_CREATE:
-            self._emit("mkdir" if isdir else "create", path, verdict, fresh)
+            self._emit("mkdir" if isdir else "create", path, verdict, fresh, named)
             if isdir and target is not None and path is not None:
                 self._resolver.learn(target.fsid, target.handle, path, fresh)
         if mask & fan.FAN_OPEN:
-            self._emit("opendir" if isdir else "open", path, verdict, fresh)
+            self._emit("opendir" if isdir else "open", path, verdict, fresh, named)
         if mask & _WRITE:
-            self._emit("write", path, verdict, fresh)
+            self._emit("write", path, verdict, fresh, named)
         if mask & fan.FAN_ATTRIB:
-            self._emit("attrib", path, verdict, fresh)
+            self._emit("attrib", path, verdict, fresh, named)
         if mask & fan.FAN_DELETE:
-            self._emit("rmdir" if isdir else "delete", path, verdict, fresh)
+            self._emit("rmdir" if isdir else "delete", path, verdict, fresh, named)
 
     def _name(self, rec: fan.Fid | None) -> tuple[str | None, bool]:
         if rec is None:
@@ -74,18 +86,23 @@ class Recorder:
             return base, fresh
         return (base.rstrip("/") + "/" + rec.name), fresh
 
-    def _emit(self, kind: str, path: str | None, verdict: bool | None, fresh: bool) -> None:
+    def _emit(
+        self,
+        kind: str,
+        path: str | None,
+        verdict: bool | None,
+        fresh: bool,
+        named: fan.Fid | None = None,
+    ) -> None:
         if path is None:
-            self._builder.lost.append(
-                "some events were in a directory that was deleted (or is on a filesystem"
-                " reached through no mount) before they were read: their paths are unknown"
-            )
+            if named is None:
+                self._builder.lost.append(_UNNAMED)
+            else:  # a directory gone already: its rmdir, later in the stream, names it
+                self._unnamed.append((len(self._builder.events), verdict, named))
+                self._builder.events.append((kind, ""))
             return
-        for ignored in self._ignore:
-            if path.startswith(ignored) and (
-                len(path) == len(ignored) or path[len(ignored)] == "/"
-            ):
-                return
+        if self._ignored(path):
+            return
         if verdict is None:
             self._builder.uncertain.add(path)
             return
@@ -95,16 +112,63 @@ class Recorder:
         if fresh and len(events) > before:
             self._fresh.append(before)
 
+    def _ignored(self, path: str) -> bool:
+        for ignored in self._ignore:
+            if path.startswith(ignored) and (
+                len(path) == len(ignored) or path[len(ignored)] == "/"
+            ):
+                return True
+        return False
+
+    def _name_late(self) -> None:
+        """Names the pending events of directories deleted before they were read, from
+        the rmdir records (the path is then as of the rmdir: `_undo_renames` maps it back
+        through the renames between); the events no rmdir named are dropped, said lost."""
+        events = self._builder.events
+        for i, verdict, rec in self._unnamed:
+            base, _ = self._dead.get((rec.fsid, rec.handle), (None, False))
+            if base is None:
+                self._builder.lost.append(_UNNAMED)
+                continue
+            path = base if rec.name in ("", ".") else base.rstrip("/") + "/" + rec.name
+            if self._ignored(path):
+                continue
+            if verdict is None:
+                self._builder.uncertain.add(path)
+                continue
+            events[i] = (events[i][0], path)
+            self._fresh.append(i)
+
+    def _settle(self) -> None:
+        """Before a take: late names, renames undone, unnamed events dropped."""
+        self._name_late()
+        self._undo_renames()
+        if self._unnamed:
+            self._builder.events[:] = [e for e in self._builder.events if e[1]]
+            self._unnamed.clear()
+        self._dead.clear()
+
     def _dir_renamed(self, src: str | None, dst: str | None) -> None:
-        """A directory src was renamed dst (by any process). Every cached path may be
-        stale now: the cache is emptied. Pending events named by a readlink done after
-        the rename really happened (its record was still queued) carry dst's new path
-        though they came before it: they get src's back."""
+        """A directory src was renamed dst (by any process): every cached path may be
+        stale now, the cache is emptied. The rename is kept for `_undo_renames`."""
         self._resolver.forget_all()
-        if src is None or dst is None:
-            return
-        events, prefix = self._builder.events, dst + "/"
-        for i in self._fresh:
-            kind, path = events[i]
-            if path == dst or path.startswith(prefix):
-                events[i] = (kind, src + path[len(dst) :])
+        if src is not None and dst is not None and (self._fresh or self._unnamed):
+            self._renames.append((len(self._builder.events), src, dst))
+
+    def _undo_renames(self) -> None:
+        """Pending events named by a readlink (the path at the time of the readlink) that
+        came before directory renames in the stream carry the renames' new paths if the
+        readlink was done after them (their records were still queued): each such
+        event gets, through the renames after it, latest first, the path it had."""
+        events, renames = self._builder.events, self._renames
+        if renames:
+            for i in self._fresh:
+                kind, path = events[i]
+                for at, src, dst in reversed(renames):
+                    if at <= i:
+                        break
+                    if path == dst or path.startswith(dst + "/"):
+                        path = src + path[len(dst) :]
+                events[i] = (kind, path)
+        self._fresh.clear()
+        renames.clear()
