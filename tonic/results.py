@@ -25,6 +25,10 @@ class CellResult:
     ms: float | None = None
     origin: str = "executed"  # executed | restored (snapshot engines)
     modules: list[str] = field(default_factory=list)  # files its require() loaded
+    # What it used of its surroundings, as observed (timetravel/deps.py), and the paths
+    # it wrote (snapshot engines that observe).
+    uses: dict[str, str | None] = field(default_factory=dict)
+    wrote: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,6 +43,9 @@ class CellResult:
             "value": self.value,
             "error": self.error,
             "ms": None if self.ms is None else round(self.ms, 3),
+            "read": sorted(t.partition(":")[2] for t in self.uses if t.startswith("file:")),
+            "env": sorted(t.partition(":")[2] for t in self.uses if t.startswith("env:")),
+            "wrote": list(self.wrote),
         }
 
 

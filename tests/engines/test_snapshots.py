@@ -67,6 +67,9 @@ class FakeKernel:
         self.checkpoints.append(record.pause)
         return folder
 
+    def tree_pid(self) -> int | None:
+        return None
+
     def channels(self, proc: KernelProcess) -> Pipes:
         raise AssertionError("fake kernels use tonic's own pipes")
 

@@ -105,13 +105,6 @@ def test_clear(store: Store, tmp_path: Path) -> None:
     assert read_tree(tmp_path / "out") == read_tree(src)
 
 
-def _old_stat(path: Path) -> fstravel.Stat:
-    """The file's stat, made old enough for save_stats to keep it (not "racy")."""
-    t = path.stat().st_mtime_ns - 10 * fstravel.RACY_NS
-    os.utime(path, ns=(t, t))
-    return (fstravel.scan(path.parent) or {})[path.name]
-
-
 def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> None:
     """Each record declares its objects in "blobs"; an id only another field of a record
     mentions does not keep its object."""
@@ -124,8 +117,8 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
     run = {"version": 1, "files": {"a.txt": [blob["A"], blob["B"]]}, "modules": {}}
     store.put_record(RUNS, "f" * 64, run, blobs=[blob["A"], blob["B"]])
     # the files records the file tracker writes (they declare their blobs themselves)
-    fstravel.save_last(store, notebook, {"a.txt": [None, blob["C"]]})
-    fstravel.save_stats(store, notebook, {"a.txt": (_old_stat(project / "a.txt"), blob["D"])})
+    a = str(project / "a.txt")
+    fstravel.save_last(store, notebook, {a: [blob["D"], blob["C"]]})
     # ids in fields a record does not declare
     undeclared = {"files": {"a.txt": [blob["E"], None]}, "value": blob["F"]}
     store.put_record(RUNS, "e" * 64, undeclared, blobs=[])
@@ -139,9 +132,7 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
         assert store.get_blob(blob[name]) == name.encode()
     for name in "EFG":
         assert not store.has_blob(blob[name]), name
-    assert fstravel.load_last(store, notebook) == {"a.txt": [None, blob["C"]]}
-    loaded = fstravel.load_stats(store, notebook, store.has_blob)
-    assert loaded["a.txt"][1] == blob["D"]
+    assert fstravel.load_last(store, notebook) == {a: [blob["D"], blob["C"]]}
 
 
 def test_gc_ignores_hex_outside_blobs_of_a_raw_record(store: Store) -> None:

@@ -29,7 +29,6 @@ def environment(path: Path) -> Environment:
         path=str(path),
         args=(),
         env=(("HOME", "/root"),),
-        cwd=str(path.parent),
         packages="none",
         inspect=True,
     )
@@ -54,6 +53,7 @@ def snapshot(
         cells=[],
         path=str(prog.path),
         environment=keys.environment.parts(),
+        values=list(prog.instrumented.values),
     )
     images = tmp / f"images-{pause}-{len(os.listdir(tmp))}"
     images.mkdir()

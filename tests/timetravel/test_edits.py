@@ -251,17 +251,49 @@ def test_files_travel_with_the_snapshots(
     assert _json_run(path)["restored"] == 2  # cells 1-2; cell 3 was edited
 
 
-def test_a_file_edited_by_hand_is_never_overwritten(project: Path) -> None:
+def test_a_file_edited_by_hand_is_its_new_starting_state(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """tonic neither refuses nor reverts a file someone else changed since its last run:
+    the run is what `node FILE` does to the files as they are now."""
     path = project / "files.js"
-    _same_files = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
-    assert _same_files.code == 0
+    assert tonic("run", "--plain", "--engine", "criu", str(path), cwd=project).code == 0
     (project / "log.txt").write_text("my own notes\n")
+    (project / "input.txt").write_text("one\ntwo\n")  # read by cell 1
     path.write_text(path.read_text().replace("'cell 3: ' + 1", "'cell 3: ' + 7"))
+    fresh = tmp_path_factory.mktemp("fresh")
+    for f in project.iterdir():
+        shutil.copy(f, fresh / f.name)
+    expected = node(fresh / "files.js")
     got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
-    assert got.code == 2
-    assert got.stderr.startswith(b"tonic: error: ") and b"log.txt" in got.stderr
-    assert got.stderr.count(b"\n") == 1
-    assert (project / "log.txt").read_text() == "my own notes\n"
+    assert (got.stdout, got.stderr, got.code) == (expected.stdout, expected.stderr, 0)
+    assert _files(project) == _files(fresh)
+
+
+def test_a_file_that_existed_before_is_changed_as_node_changes_it(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A file the notebook changes before tonic saw it (it existed before the first run)
+    is left as node leaves it: from then on, that is where the notebook's runs start."""
+    path = project / "append.js"
+    path.write_text(
+        "// %% append\nrequire('fs').appendFileSync(__dirname + '/input.txt', 'more\\n');\n\n"
+        "// %% last\nconsole.log(require('fs').readFileSync(__dirname + '/input.txt', 'utf8'));\n"
+    )
+    starting = (project / "input.txt").read_bytes()
+    for edit in range(4):
+        path.write_text(path.read_text() + f"console.log({edit});\n")
+        fresh = tmp_path_factory.mktemp("fresh")
+        for f in project.iterdir():
+            if f.is_file():
+                shutil.copy(f, fresh / f.name)
+        (fresh / "input.txt").write_bytes(starting)
+        expected = node(fresh / "append.js")
+        got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+        assert (got.stdout, got.stderr, got.code) == (expected.stdout, expected.stderr, 0)
+        assert _files(project) == _files(fresh)
+        if edit == 0:
+            starting = (project / "input.txt").read_bytes()
 
 
 def test_es_module_reruns_when_an_imported_module_changes(project: Path) -> None:

@@ -31,10 +31,11 @@ from typing import Protocol
 
 from tonic.engines import clockshim
 from tonic.engines.base import Availability
+from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelOptions, Program, Resume, run_kernel
 from tonic.kernel.pipes import KernelProcess, Pipes
-from tonic.kernel.protocol import GO, Command
+from tonic.kernel.protocol import GO, Command, Setup
 from tonic.results import BufferSink, RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
@@ -42,7 +43,7 @@ from tonic.store.ingest import Worker
 from tonic.store.layout import TMP
 from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
-from tonic.timetravel.recorder import Recorder, show_stored
+from tonic.timetravel.recorder import Observed, Recorder, show_stored
 from tonic.timetravel.records import SnapshotRecord
 
 
@@ -68,6 +69,11 @@ class Kernel(Protocol):
         store takes over; fill in the engine's part of `record`."""
         ...
 
+    def tree_pid(self) -> int | None:
+        """A pid in the PID namespace that holds every process of the notebook, for
+        tonic to observe them (None: they cannot be observed)."""
+        ...
+
     def channels(self, proc: KernelProcess) -> Pipes:
         """tonic's ends of the kernel's channels, when the launch made them itself
         (Session.channels)."""
@@ -84,7 +90,10 @@ class Session:
 
     kernel: Callable[[], Kernel]  # one for each kernel run
     key: dict[str, str] = field(default_factory=dict)  # what else snapshots depend on
-    files: bool = True  # tonic follows the notebook's files (the engine does not)
+    # tonic observes the notebook's processes (tonic/observe/): it follows the files they
+    # write and what the cells read (else the engine keeps the files itself, and the
+    # environment and working directory are in its key)
+    files: bool = True
     shim: bool = True  # the clock shim fits the kernel's C library
     channels: bool = False  # the kernel makes its own channels (Kernel.channels)
 
@@ -161,7 +170,6 @@ def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
         args=program.args,
         inspect=program.inspect,
         env=program.env,
-        cwd=program.cwd,
     )
     return NotebookKeys.of(environment, program.notebook, session.key)
 
@@ -243,10 +251,15 @@ class _Run:
     def attempt(self, choice: Choice | None, sink: Sink, stop_on_error: bool) -> RunResult:
         """One kernel run, fresh or from `choice`; `stop_on_error`: a continued run stops
         at the first uncaught error (it is run again afresh)."""
-        recorder = Recorder(self.program, self.store, self.keys, choice, files=self.session.files)
+        observe = self.session.files
+        recorder = Recorder(self.program, self.store, self.keys, choice, observe=observe)
         recorder.prepare_files()
         steps = _Steps(self, recorder, choice)
-        resume = None if choice is None else Resume(choice.pause, choice.cells, choice.command)
+        resume = None
+        if choice is not None:
+            program = self.program
+            setup = Setup(dict(program.env), str(program.cwd), program.inspect)
+            resume = Resume(choice.pause, choice.cells, choice.command, setup if observe else None)
         stats: dict[str, object] = {}
         try:
             overrides, shim = self._kernel_env(recorder)
@@ -257,6 +270,7 @@ class _Run:
                 timeout=self.timeout,
                 options=KernelOptions(
                     on_pause=steps.pause,
+                    on_hello=steps.observed,  # node's own start-up is not the notebook's
                     launcher=steps.launch,
                     env_overrides=overrides,
                     resume=resume,
@@ -271,7 +285,8 @@ class _Run:
             try:
                 stats = steps.kernel.close()
             finally:
-                recorder.files_done()
+                recorder.step(None, steps.observed())
+                steps.watcher.close()
         result.stats = {**stats, "restore_seconds": steps.restore_seconds if choice else None}
         return self._finish(result, recorder, choice, steps)
 
@@ -324,27 +339,36 @@ class _Steps:
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
+        self.watcher = Watcher(run.store.root, enabled=run.session.files)
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
         choice = self.choice
         if choice is None:
-            return self.kernel.launch(program, pipes, env)
+            proc = self.kernel.launch(program, pipes, env)
+            self.watcher.attach(self.kernel.tree_pid())
+            return proc
         started = time.monotonic()
         try:
             with images(self.store, choice) as found:
                 proc = self.kernel.restore(choice, found, pipes, env)
         except (EngineError, KeyError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
+        self.watcher.attach(self.kernel.tree_pid())
+        self.watcher.observed()  # what the restore itself did is not the notebook's
         self.restore_seconds = time.monotonic() - started
         return proc
 
+    def observed(self) -> Observed | None:
+        return self.watcher.observed()
+
     def pause(self, k: int) -> Command:
-        record = self.recorder.record_at(k)
+        record = self.recorder.record_at(k, self.observed())
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO
         folder = None
         try:
             folder = self.kernel.checkpoint(record, staging(self.store))
+            self.observed()  # what CRIU's code in the process did is not the notebook's
             self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
         except (EngineError, OSError) as err:
             if folder is not None:  # taken, but the worker never got it

@@ -30,7 +30,19 @@ from tonic.kernel.pipes import (
     place_channels,
     write_all,
 )
-from tonic.kernel.protocol import GO, Command, Error, Event, Exit, Pause, decode_event, encode
+from tonic.kernel.protocol import (
+    GO,
+    Command,
+    Error,
+    Event,
+    Exit,
+    Hello,
+    Pause,
+    Seen,
+    Setup,
+    decode_event,
+    encode,
+)
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
@@ -104,6 +116,8 @@ class _Run:
         res.value = event.value
         if event.modules is not None:
             res.modules = list(event.modules)
+        if event.seen is not None:
+            res.uses = dict.fromkeys(tokens(event.seen))
         self.last_pause = event.cell
         self.sink.cell_done(res)
         self._advance()
@@ -136,6 +150,16 @@ class _Run:
         return self.result
 
 
+def tokens(seen: Seen) -> list[str]:
+    """What the kernel saw a cell use, as the tokens of timetravel/deps.py."""
+    found = [f"env:{name}" for name in seen.env]
+    if seen.all_env:
+        found.append("env:*")
+    if seen.cwd:
+        found.append("cwd")
+    return found + [f"path:{p}" for p in seen.probes]
+
+
 # A pause hook sees the cell index and returns the command to answer the pause with.
 PauseHook = Callable[[int], Command]
 # A launcher starts the kernel with the given pipes (fds in tonic's process) and plan.
@@ -155,6 +179,7 @@ class Resume:
     pause: int
     cells: tuple[CellResult, ...]
     command: Command
+    setup: Setup | None = None  # sent first: this run's environment (observing engines)
 
 
 def spawn(
@@ -202,7 +227,8 @@ def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> Kerne
 class KernelOptions:
     """How a run differs from a plain one (the replay engine's: all defaults).
 
-    `on_pause` answers each pause; `launcher` starts the process; `env_overrides` are
+    `on_pause` answers each pause; `on_hello` hears that the kernel is in place, before
+    the notebook's first line; `launcher` starts the process; `env_overrides` are
     set for node and hidden from the notebook's `process.env` again by the kernel.
     `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
@@ -213,6 +239,7 @@ class KernelOptions:
     """
 
     on_pause: PauseHook = go_on
+    on_hello: Callable[[], object] = lambda: None
     launcher: Launcher = popen_launcher
     env_overrides: dict[str, str] = field(default_factory=dict)
     resume: Resume | None = None
@@ -289,6 +316,8 @@ def run_kernel(
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
         state = _Run(program, sink, engine, opts.resume)
         if opts.resume is not None:
+            if opts.resume.setup is not None:
+                write_all(ours.cmd, encode(opts.resume.setup))
             write_all(ours.cmd, encode(opts.resume.command))
         _Relay(proc, state, ours, timeout, opts).run()
         code = proc.wait()
@@ -325,6 +354,7 @@ class _Relay:
         self.ours = ours
         self.timeout = timeout
         self.on_pause = options.on_pause
+        self.on_hello = options.on_hello
         self.stop_on_error = options.stop_on_error
         self.streams = {ours.stdout: 1, ours.stderr: 2}
         self.open_streams = set(self.streams)
@@ -401,6 +431,8 @@ class _Relay:
             self.state.paused(event)
             write_all(self.ours.cmd, encode(self.on_pause(event.cell)))
             self._rearm()
+        elif isinstance(event, Hello):
+            self.on_hello()
         elif isinstance(event, Exit):
             self.state.reported_exit = event.code
         elif isinstance(event, Error):

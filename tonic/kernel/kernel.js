@@ -17,12 +17,14 @@
   // to continue with an edited rest of the notebook (see tonic/timetravel/continuation/).
   const events = {
     hello: (pid, kind) => ({ ev: 'hello', pid, kind }),
-    // After cell `cell`: its time, the files its require() loaded (snapshot runs) and its
-    // completion value (when inspected), each left out when undefined.
-    pause(cell, ms, modules, value) {
+    // After cell `cell`: its time, the files its require() loaded and what it used of
+    // its surroundings (snapshot runs: `seen`), and its completion value (when
+    // inspected), each left out when undefined.
+    pause(cell, ms, modules, value, seen) {
       const msg = { ev: 'pause', cell, ms };
       if (modules !== undefined) msg.modules = modules;
       if (value !== undefined) msg.value = value;
+      if (seen !== undefined) msg.seen = seen;
       return msg;
     },
     // An uncaught error after pause `after` (origin 'early': the edited file of a
@@ -32,6 +34,9 @@
   };
   const commands = {
     isEval: (cmd) => cmd.op === 'eval',
+    // Sent to a restored kernel before the command answering its pause: the run's
+    // environment, working directory and whether it inspects values.
+    isSetup: (cmd) => cmd.op === 'setup',
   };
 
   const fs = require('fs');
@@ -72,6 +77,7 @@
     else process.env[name] = value;
   }
   const valueCells = new Set(plan.values);
+  let inspecting = plan.inspect;
   const NONE = Symbol('none');
   const INSPECT = {
     depth: 2, colors: false, customInspect: false, getters: false,
@@ -94,9 +100,15 @@
   }
 
   const cmdBuf = Buffer.alloc(65536);
+  let pending = ''; // what arrived after the last line (tonic may send two at once)
   function receive() {
-    let line = '';
+    let line = pending;
     for (;;) {
+      const end = line.indexOf('\n');
+      if (end !== -1) {
+        pending = line.slice(end + 1);
+        return JSON.parse(line.slice(0, end));
+      }
       let n;
       try {
         n = fs.readSync(cmdFd, cmdBuf, 0, cmdBuf.length, null);
@@ -106,7 +118,6 @@
       }
       if (n === 0) die();
       line += cmdBuf.toString('utf8', 0, n);
-      if (line.endsWith('\n')) return JSON.parse(line);
     }
   }
 
@@ -119,7 +130,7 @@
   }
 
   function describe(err) {
-    if (!plan.inspect) return null;
+    if (!inspecting) return null;
     try {
       if (util.types.isNativeError(err)) return String(err.stack);
     } catch (e) {
@@ -143,23 +154,119 @@
     return fresh;
   }
 
+  // What the cells use of their surroundings, for the keys of their snapshots (see
+  // tonic/timetravel/deps.py): the environment variables they read (all of them when
+  // they list process.env, start a child process that inherits it, or a worker), whether
+  // the working directory mattered (process.cwd(), process.chdir(), a relative path
+  // given to fs, a child or worker started there), and the paths fs looked at without
+  // necessarily opening them (stat, access, existsSync, require's lookups, failed
+  // opens). Files opened, written and removed, by every process of the notebook, are
+  // observed outside node (tonic/observe/).
+  function watch() {
+    const path = require('path');
+    const names = new Set();
+    const probes = new Set();
+    let all = false;
+    let cwdUsed = false;
+    const realEnv = process.env;
+    const note = (name) => {
+      if (typeof name === 'string') names.add(name);
+    };
+    process.env = new Proxy(realEnv, {
+      get(target, name) { note(name); return target[name]; },
+      has(target, name) { note(name); return name in target; },
+      getOwnPropertyDescriptor(target, name) {
+        note(name);
+        return Reflect.getOwnPropertyDescriptor(target, name);
+      },
+      ownKeys(target) { all = true; return Reflect.ownKeys(target); },
+      set(target, name, value) { target[name] = value; return true; },
+      deleteProperty(target, name) { return delete target[name]; },
+      defineProperty(target, name, desc) { return Reflect.defineProperty(target, name, desc); },
+    });
+    const cwd = process.cwd;
+    const chdir = process.chdir;
+    process.cwd = { cwd() { cwdUsed = true; return cwd.call(process); } }.cwd;
+    process.chdir = { chdir(dir) { cwdUsed = true; return chdir.call(process, dir); } }.chdir;
+    process.on('worker', () => { all = true; cwdUsed = true; });
+
+    // Every fs call and require() lookup passes its path through path.toNamespacedPath
+    // (looked up at call time, a no-op on POSIX) before the system call: seen there, with
+    // no frame of ours on the stack of an error the call throws.
+    const toNamespacedPath = path.toNamespacedPath;
+    path.toNamespacedPath = { toNamespacedPath(p) {
+      if (typeof p === 'string') {
+        if (!p.startsWith('/')) cwdUsed = true;
+        probes.add(path.resolve(cwd.call(process), p));
+      }
+      return toNamespacedPath(p);
+    } }.toNamespacedPath;
+    const flags = `${process.execArgv.join(' ')} ${realEnv.NODE_OPTIONS || ''}`;
+    // process.binding() would warn: the children's working directory cannot be seen.
+    const blind = /--(pending|throw|trace)-deprecation/.test(flags);
+    if (!blind) {
+      const spawned = (options) => {
+        all = true; // a child inherits the environment (its envPairs were listed)
+        if (!options || typeof options.cwd !== 'string' || !options.cwd.startsWith('/')) {
+          cwdUsed = true;
+        }
+      };
+      const sync = process.binding('spawn_sync');
+      const spawnSync = sync.spawn;
+      sync.spawn = function (options) { spawned(options); return spawnSync.call(this, options); };
+      const proto = process.binding('process_wrap').Process.prototype;
+      const spawn = proto.spawn;
+      proto.spawn = function (options) { spawned(options); return spawn.call(this, options); };
+    }
+    return {
+      env: realEnv,
+      cwd: () => cwd.call(process),
+      chdir: (dir) => chdir.call(process, dir),
+      // What the cell since the last pause used; then start afresh.
+      take() {
+        const used = {
+          env: [...names].sort(), all, cwd: cwdUsed || blind, probes: [...probes].sort(),
+        };
+        names.clear();
+        probes.clear();
+        all = false;
+        cwdUsed = false;
+        return used;
+      },
+    };
+  }
+
   const now = () => Number(process.hrtime.bigint()) / 1e6;
   let mark = now();
   let lastCell = 0;
   let continuation = null;
+
+  const watched = plan.snapshots ? watch() : null;
+
+  function setup(cmd) {
+    const env = watched.env;
+    for (const name of Object.keys(env)) if (!(name in cmd.env)) delete env[name];
+    for (const [name, value] of Object.entries(cmd.env)) env[name] = value;
+    if (watched.cwd() !== cmd.cwd) watched.chdir(cmd.cwd);
+    inspecting = cmd.inspect;
+  }
 
   const tonic = {
     v: NONE,
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
       const ms = now() - mark;
-      const modules = plan.snapshots ? newModules() : undefined;
-      const inspected = plan.inspect && valueCells.has(k) && tonic.v !== NONE;
+      const modules = watched ? newModules() : undefined;
+      const inspected = inspecting && valueCells.has(k) && tonic.v !== NONE;
       const value = inspected ? show(tonic.v) : undefined;
       tonic.v = NONE;
       lastCell = k;
-      send(events.pause(k, ms, modules, value));
-      const cmd = receive();
+      send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined));
+      let cmd = receive();
+      while (commands.isSetup(cmd)) {
+        setup(cmd);
+        cmd = receive();
+      }
       mark = now();
       if (!commands.isEval(cmd)) return false;
       if (typeof cmd.check === 'string') {

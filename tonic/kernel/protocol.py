@@ -30,6 +30,16 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """What a cell used of its surroundings, as the kernel saw it (snapshot runs)."""
+
+    env: tuple[str, ...] = ()  # the environment variables it read
+    all_env: bool = False  # it listed the environment, or started a child or worker
+    cwd: bool = False  # the working directory mattered to it
+    probes: tuple[str, ...] = ()  # absolute paths fs looked up (stat, exists, opens)
+
+
+@dataclass(frozen=True)
 class Pause:
     """Cell `cell` ran to its end; the kernel blocks until a command answers."""
 
@@ -37,6 +47,7 @@ class Pause:
     ms: float
     value: str | None = None  # its completion value, inspected (when asked for)
     modules: tuple[str, ...] | None = None  # files its require() loaded (snapshot runs)
+    seen: Seen | None = None  # what it used (snapshot runs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,21 @@ def _hello(msg: dict[str, object]) -> Hello:
     return Hello(int(str(msg["pid"])), str(msg["kind"]))
 
 
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _seen(value: object) -> Seen | None:
+    if not isinstance(value, dict):
+        return None
+    return Seen(
+        env=_strings(value.get("env")),
+        all_env=bool(value.get("all")),
+        cwd=bool(value.get("cwd")),
+        probes=_strings(value.get("probes")),
+    )
+
+
 def _pause(msg: dict[str, object]) -> Pause:
     value = msg.get("value")
     modules = msg.get("modules")
@@ -75,7 +101,8 @@ def _pause(msg: dict[str, object]) -> Pause:
         cell=int(str(msg["cell"])),
         ms=float(str(msg.get("ms", 0.0))),
         value=value if isinstance(value, str) else None,
-        modules=tuple(str(m) for m in modules) if isinstance(modules, list) else None,
+        modules=_strings(modules) if isinstance(modules, list) else None,
+        seen=_seen(msg.get("seen")),
     )
 
 
@@ -133,6 +160,17 @@ class Eval:
     check: str | None = None  # the whole edited file: compiled first, for early errors
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Sent to a restored kernel before the command that answers its pause: this run's
+    environment and working directory (the snapshot's run may have had others, which
+    its cells did not use), and whether values and errors are inspected."""
+
+    env: dict[str, str]
+    cwd: str
+    inspect: bool
+
+
 Command = Go | Eval
 
 GO = Go()
@@ -143,10 +181,12 @@ def continues(command: Command) -> bool:
     return isinstance(command, Eval)
 
 
-def encode(command: Command) -> bytes:
+def encode(command: Command | Setup) -> bytes:
     """The command's line, newline included."""
     msg: dict[str, object]
-    if isinstance(command, Go):
+    if isinstance(command, Setup):
+        msg = {"op": "setup", "env": command.env, "cwd": command.cwd, "inspect": command.inspect}
+    elif isinstance(command, Go):
         msg = {"op": "go"}
     else:
         msg = {"op": "eval", "source": command.source}

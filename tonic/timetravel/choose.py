@@ -3,17 +3,23 @@
 A snapshot is taken at pause k (after cell k). It is found by the key of prefix k
 (keys.py) and reused only if, in this order:
   1. every local module that cells 1..k loaded still has the content it had;
-  2. the notebook is byte-identical to the one version the process compiled (then the
-     pause is answered with "go"), or the continuation check passes against every
-     version in the snapshot's lineage (then it is answered with the edited suffix);
+  2. every cell 1..k would see what it saw: the files it read, the variables, the
+     working directory (deps.py);
+  3. the paths cells 1..k wrote have the starting state they had (fstravel.py);
+  4. the notebook is byte-identical to the one version the process compiled, with the
+     same value captures (then the pause is answered with "go"), or the continuation
+     check passes against every version in the snapshot's lineage (then it is answered
+     with the edited suffix);
 Otherwise the next shorter prefix is tried, and at last a fresh run. Each rejected
 candidate's reason is kept, for `tonic why` and the notebook view.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tonic.kernel.driver import Program
 from tonic.kernel.protocol import GO, Command, Eval, continues
@@ -22,9 +28,17 @@ from tonic.notebook.modkind import package_type
 from tonic.results import CellResult
 from tonic.store import SnapshotInfo, Store, StoreError
 from tonic.store.ingest import settled
-from tonic.timetravel import continuation
+from tonic.timetravel import continuation, fstravel
+from tonic.timetravel.deps import Digests, Surroundings, stale
 from tonic.timetravel.keys import NotebookKeys, modules_still_valid, sha256
-from tonic.timetravel.records import RunRecord, SnapshotRecord, cell_from_meta, load_run
+from tonic.timetravel.records import (
+    FileChanges,
+    RunRecord,
+    SnapshotRecord,
+    cell_from_meta,
+    cell_uses,
+    load_run,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,17 @@ class Chooser:
         self.nb = program.notebook
         self.store = store
         self.keys = keys
+        self._around: Surroundings | None = None
+
+    @property
+    def around(self) -> Surroundings:
+        """What this run's cells would see (the files' starting states read once)."""
+        if self._around is None:
+            digest = Digests()
+            last = fstravel.load_last(self.store, self.program.path)
+            starting = fstravel.starting_states(last, digest)
+            self._around = Surroundings(self.program.env, str(self.program.cwd), digest, starting)
+        return self._around
 
     def stored_run(self) -> RunRecord | None:
         """The record of a finished run of exactly this notebook, if still valid."""
@@ -75,7 +100,25 @@ class Chooser:
             return None
         if modules_still_valid(record.modules) is not None:
             return None
+        if self._unfit(record.cells, record.files, len(record.cells)) is not None:
+            return None
         return record
+
+    def _unfit(self, cells: list[dict[str, object]], files: FileChanges, k: int) -> str | None:
+        """Why cells 1..k of a record would not see what they saw, or why the files
+        they wrote cannot be put back (None: they can be reused)."""
+        reason = stale(cell_uses(cells), self.around)
+        if reason is not None:
+            return reason
+        path = fstravel.unresumable(files, dict(self.around.starting), self.around.digest)
+        if path is None:
+            return None
+        shown = path
+        with contextlib.suppress(ValueError):
+            shown = str(Path(path).relative_to(self.program.cwd))
+        if files[path][0] == fstravel.UNKNOWN:
+            return f"cells 1-{k} changed {shown}, whose content before them tonic did not see"
+        return f"cells 1-{k} wrote {shown}, which someone else changed since"
 
     def verdicts(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
@@ -142,11 +185,15 @@ class Chooser:
         changed = modules_still_valid(record.modules)
         if changed is not None:
             return f"{changed} changed since cells 1-{k} loaded it"
+        unfit = self._unfit(record.cells, record.files, k)
+        if unfit is not None:
+            return unfit
         try:
             versions = [self._version(b) for b in record.lineage]
         except (StoreError, OSError) as err:
             return f"its file versions are unreadable ({err})"
-        if versions and versions[-1].data == self.nb.data:
+        values = list(self.program.instrumented.values)
+        if versions and versions[-1].data == self.nb.data and record.values == values:
             # The process runs exactly this file's code from here on.
             return GO
         reason = continuation.check(versions, self.nb, k)
@@ -160,8 +207,7 @@ class Chooser:
             values=bool(self.program.instrumented.values),
             keep=keep,
         )
-        values = tuple(self.program.instrumented.values)
         # `check`: the kernel compiles the new file first, as node's loader would, so an
         # early error stops the run before anything of the rest runs.
         text = self.nb.data.decode("utf-8")
-        return Eval(source, values, text)
+        return Eval(source, tuple(values), text)

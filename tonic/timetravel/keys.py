@@ -1,15 +1,17 @@
 """Snapshot keys: a chained SHA-256 over everything a prefix of cells depends on.
 
 `base` covers what every cell sees: tonic's kernel, node's binary, version and options,
-the engine, the module kind, the file's path and arguments, the environment, the working
-directory and a fingerprint of the installed packages. Then prefix k chains in the bytes
-of the file up to the end of cell k, so prefix k is equal between two versions of the file
+the engine, the module kind, the file's path and arguments, the environment variables
+node and its libraries read natively (NODE_OPTIONS, TZ, LANG...: no process.env read shows
+them) and a fingerprint of the installed packages. Then prefix k chains in the bytes of
+the file up to the end of cell k, so prefix k is equal between two versions of the file
 exactly when node compiled the same text for cells 1..k at the same positions.
 
-What a prefix sees of later cells (hoisted functions and vars) is not in the key: it is
-judged when a snapshot is reused, against the version that made it (continuation/).
-Local modules the prefix loaded are recorded at run time with their content hashes and
-checked on reuse (`modules_still_valid`).
+What the cells used besides (files, the other environment variables, the working
+directory) is observed at run time and checked on reuse (deps.py), as are the local
+modules they loaded (`modules_still_valid`). What a prefix sees of later cells (hoisted
+functions and vars) is judged when a snapshot is reused, against the version that made
+it (continuation/).
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ from pathlib import Path
 from tonic.notebook.cells import Notebook
 from tonic.store import recall, remember
 
-KEY_VERSION = "tonic-key-1"
-# A snapshot is reused only in the environment that made it, except for these variables
-# (a shell's bookkeeping) and tonic's own settings.
-UNKEYED_ENV = frozenset({"_", "OLDPWD"})  # and every TONIC_* variable
+KEY_VERSION = "tonic-key-2"
+# Variables node, libuv, V8, ICU, OpenSSL and the C library read themselves: in the key.
+# Every other one counts only where a cell read it (deps.py).
+NATIVE_ENV = frozenset({"TZ", "LANG", "LANGUAGE", "HOME"})
+NATIVE_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_", "MALLOC_", "GLIBC_")
+
+
+def native_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The variables of `env` that node and the libraries under it read natively."""
+    return tuple(
+        sorted((k, v) for k, v in env.items() if k in NATIVE_ENV or k.startswith(NATIVE_PREFIXES))
+    )
+
+
 # The modules of continuation/, which judges and builds the suffix a continued process
 # evals: with the kernel and the pause sites, their text is in every key.
 CONTINUATION = tuple(
@@ -108,10 +120,9 @@ class Environment:
     engine: str
     path: str
     args: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    cwd: str
+    env: tuple[tuple[str, str], ...]  # the natively read variables
     packages: str
-    inspect: bool
+    inspect: bool  # only in the key of a whole stored run (it shows the values or not)
 
     @classmethod
     def current(
@@ -123,23 +134,14 @@ class Environment:
         args: tuple[str, ...],
         inspect: bool,
         env: Mapping[str, str],
-        cwd: Path,
     ) -> Environment:
-        """The key's parts for a program run with `env` in `cwd` (the Program's)."""
-        keyed = tuple(
-            sorted(
-                (k, v)
-                for k, v in env.items()
-                if k not in UNKEYED_ENV and not k.startswith("TONIC_")
-            )
-        )
+        """The key's parts for a program run with `env` (the Program's)."""
         return cls(
             node=node_fingerprint(node),
             engine=engine,
             path=str(path),
             args=args,
-            env=keyed,
-            cwd=str(cwd),
+            env=native_env(env),
             packages=packages_fingerprint(path.parent),
             inspect=inspect,
         )
@@ -152,9 +154,7 @@ class Environment:
             "path": self.path,
             "args": list(self.args),
             "env": _json_hash(list(self.env)),
-            "cwd": self.cwd,
             "packages": self.packages,
-            "inspect": self.inspect,
         }
 
 
@@ -196,7 +196,7 @@ class NotebookKeys:
         base = base_key(environment, nb)
         if extra:
             base = sha256(f"{base}:{json.dumps(extra, sort_keys=True)}".encode())
-        full = sha256(f"{base}:run:{sha256(nb.data)}".encode())
+        full = sha256(f"{base}:run:{environment.inspect}:{sha256(nb.data)}".encode())
         return cls(environment, base, prefix_keys(base, nb), full)
 
 

@@ -4,15 +4,19 @@ of the whole run, for an unchanged notebook's next run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from tonic.kernel.driver import Program
+from tonic.kernel.driver import Program, kernel_file
 from tonic.results import CellResult, RunResult, Sink, show_finished, show_output
 from tonic.store import Store
 from tonic.timetravel import fstravel
 from tonic.timetravel.choose import Choice
+from tonic.timetravel.deps import Digests, Surroundings, seen_now
 from tonic.timetravel.keys import NotebookKeys, file_hash, sha256
 from tonic.timetravel.records import (
     FileChanges,
@@ -26,9 +30,10 @@ from tonic.timetravel.records import (
 class _Watch:
     """Passes everything to the real sink, keeping each finished cell's record."""
 
-    def __init__(self, sink: Sink, done: dict[int, CellResult]) -> None:
+    def __init__(self, sink: Sink, done: dict[int, CellResult], observe: bool) -> None:
         self.sink = sink
         self.done = done
+        self.observe = observe
 
     def output(self, stream: int, data: bytes) -> None:
         self.sink.output(stream, data)
@@ -37,6 +42,8 @@ class _Watch:
         self.sink.cell_started(result)
 
     def cell_done(self, result: CellResult) -> None:
+        if not self.observe:
+            result.uses = {}  # the engine's key covers the surroundings
         self.done[result.cell.index] = result
         self.sink.cell_done(result)
 
@@ -57,10 +64,33 @@ def _is_local(path: str) -> bool:
     return os.path.isabs(path) and "/node_modules/" not in path
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What the notebook's processes did to files since the last step, as the engine
+    observed it (tonic/observe/): files opened, directories listed, paths changed (with
+    whether the change created them), or why some of it may be missing."""
+
+    opened: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
+    changed: tuple[tuple[str, bool], ...] = ()
+    lost: str | None = None
+
+
+# Reads that are not the notebook's inputs: node's and the system's libraries, tonic's
+# kernel and the kernel's private folder (node's binary is in every key already).
+_NOT_INPUTS = ("/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/", "/usr/libexec/", "/etc/ld.so.")
+
+
+def _input(path: str) -> bool:
+    if path.startswith(_NOT_INPUTS) or "/tonic-kernel-" in path:
+        return False
+    return not path.startswith(str(kernel_file("kernel.js").parent) + "/")
+
+
 class Recorder:
-    """One kernel run of `program`, fresh or resumed from `choice`. `files`: follow the
-    notebook's writes to its project folder (an engine that keeps files itself says
-    False)."""
+    """One kernel run of `program`, fresh or resumed from `choice`. `observe`: the engine
+    observes the notebook's processes, so tonic follows the files they write and what
+    the cells read (an engine that keeps files itself says False)."""
 
     def __init__(
         self,
@@ -69,70 +99,79 @@ class Recorder:
         keys: NotebookKeys,
         choice: Choice | None,
         *,
-        files: bool = True,
+        observe: bool = True,
     ) -> None:
         self.program = program
         self.nb = program.notebook
         self.store = store
         self.keys = keys
         self.choice = choice
-        self.track_files = files
+        self.observe = observe
         self.live: dict[int, CellResult] = {}  # cells that finished in this kernel run
         self.notes: list[str] = []
         if choice is None or choice.continued:
             self.store.put_blob(self.nb.data)  # the version this run compiles
         self.lineage = choice.lineage if choice is not None else [sha256(self.nb.data)]
         self.project = program.path.parent
-        self.tracker = fstravel.Tracker(
-            self.project, store.put_blob, store.get_blob, skip=frozenset({store.root})
-        )
+        self.digest = Digests()
+        self.tracker = fstravel.Tracker(store.put_blob)
 
     def watch(self, sink: Sink) -> _Watch:
-        return _Watch(sink, self.live)
+        return _Watch(sink, self.live, self.observe)
 
     def cell_ms(self, k: int) -> float:
         """How long cell k ran in this kernel run (0 for one that did not)."""
         cell = self.live.get(k)
         return (cell.ms or 0.0) if cell is not None else 0.0
 
-    # -- files --------------------------------------------------------------------------
+    # -- files and uses -----------------------------------------------------------------
 
     def prepare_files(self) -> None:
-        """Put the notebook's files into the state of the chosen snapshot (or of before
-        the notebook ran), then follow this run's writes."""
-        if not self.track_files:
+        """Put the notebook's files into the state of the chosen snapshot (or their
+        starting state), then follow this run's writes."""
+        if not self.observe:
             return
         target = self.choice.record.files if self.choice is not None else {}
-        put_files(self.store, self.program.path, target)
-        self.tracker.start(
-            before={p: pair[0] for p, pair in target.items()},
-            after={p: pair[1] for p, pair in target.items()},
-            known=fstravel.load_stats(self.store, self.program.path, self.store.has_blob),
-        )
+        starting = put_files(self.store, self.program.path, target, self.digest)
+        self.tracker.start(starting, target)
 
     @property
     def files_broken(self) -> str | None:
-        return self.tracker.broken if self.track_files else None
+        return self.tracker.broken if self.observe else None
 
-    def _files_step(self) -> FileChanges:
-        if not self.track_files:
+    def step(self, k: int | None, observed: Observed | None) -> FileChanges:
+        """Take in what the processes did since the last step (at pause k, or at the
+        end: None); the files the run changed so far."""
+        if not self.observe:
             return {}
-        self.tracker.step()
+        if observed is None or observed.lost is not None:
+            self.tracker.broken = observed.lost if observed else "the files were not observed"
+        else:
+            self.tracker.step(observed.changed)
+            cell = self.live.get(k) if k is not None else None
+            if cell is not None:
+                self._fill_uses(cell, observed)
         files = self.tracker.changes()
         fstravel.save_last(self.store, self.program.path, files)
         return files
 
-    def files_done(self) -> None:
-        self._files_step()
-        if self.track_files and self.tracker.broken is None:
-            fstravel.save_stats(self.store, self.program.path, self.tracker.stats())
+    def _fill_uses(self, cell: CellResult, observed: Observed) -> None:
+        """The values of what the cell used (the kernel's tokens, the files opened)."""
+        tokens = list(cell.uses)
+        tokens += [f"file:{p}" for p in observed.opened if _input(p)]
+        tokens += [f"dir:{p}" for p in observed.listed if _input(p)]
+        around = Surroundings(
+            self.program.env, str(self.program.cwd), self.digest, dict(self.tracker.before)
+        )
+        cell.uses = seen_now(tokens, around)
+        cell.wrote = sorted({p for p, _ in observed.changed})
 
     # -- records ------------------------------------------------------------------------
 
-    def record_at(self, k: int) -> SnapshotRecord | None:
+    def record_at(self, k: int, observed: Observed | None) -> SnapshotRecord | None:
         """The record of a snapshot at pause k (None: this run's files cannot be)."""
-        files = self._files_step()
-        if self.tracker.broken is not None:
+        files = self.step(k, observed)
+        if self.files_broken is not None:
             return None
         cells = [self.live[i] for i in sorted(self.live) if i <= k]
         return SnapshotRecord(
@@ -144,6 +183,7 @@ class Recorder:
             files=files,
             path=str(self.program.path),
             environment=self.keys.environment.parts(),
+            values=list(self.program.instrumented.values),
         )
 
     def _modules(self, cells: list[CellResult]) -> dict[str, str]:
@@ -164,17 +204,27 @@ class Recorder:
         if result.timed_out or not self.nb.clean:
             return
         modules = self._modules(result.cells)
-        record = RunRecord.of(result, modules, self.tracker.changes(), self.tracker.broken)
+        record = RunRecord.of(result, modules, self.tracker.changes(), self.files_broken)
         save_run(self.store, self.keys.full, record)
 
 
-def put_files(store: Store, notebook: Path, target: FileChanges) -> None:
-    """Roll the notebook's files to `target` ([before, after] per path), refusing to
-    touch a file edited by hand, and remember that state as the last one."""
+def put_files(
+    store: Store, notebook: Path, target: FileChanges, digest: Callable[[str], str | None]
+) -> dict[str, str | None]:
+    """Roll the paths the notebook wrote to `target`'s state ([starting, after] per
+    path), and the others its last run wrote to their starting state; remember that as
+    the last state. Returns the starting states."""
     last = fstravel.load_last(store, notebook)
-    writes = fstravel.plan_rollback(notebook.parent, target, last, sha256)
-    fstravel.apply(notebook.parent, writes, store.get_blob)
+    starting = fstravel.starting_states(last, digest)
+    for path, state in starting.items():
+        # A state someone else left is kept, for a later rollback to it.
+        if state is not None and len(state) == 64 and not store.has_blob(state):
+            with contextlib.suppress(OSError):
+                store.put_blob(Path(path).read_bytes())
+    writes = fstravel.plan_rollback(target, last, starting, digest)
+    fstravel.apply(writes, store.get_blob)
     fstravel.save_last(store, notebook, target)
+    return starting
 
 
 def show_stored(store: Store, program: Program, record: RunRecord, sink: Sink) -> RunResult:
@@ -182,7 +232,7 @@ def show_stored(store: Store, program: Program, record: RunRecord, sink: Sink) -
     nothing executed."""
     started = time.monotonic()
     nb = program.notebook
-    put_files(store, program.path, record.files)
+    put_files(store, program.path, record.files, Digests())
     cells = record.cell_results(nb)
     by_index = {c.cell.index: c for c in cells}
     results = [

@@ -16,8 +16,8 @@ from tonic.results import CellResult, RunResult, Tail
 from tonic.store import RUNS, Store, StoreError
 from tonic.timetravel.keys import sha256
 
-SNAPSHOT_RECORD_VERSION = 1  # a snapshot's meta without "version" is of version 1
-RUN_RECORD_VERSION = 1
+SNAPSHOT_RECORD_VERSION = 2  # a snapshot's meta without "version" is of version 1
+RUN_RECORD_VERSION = 2
 
 
 def _b64(data: bytes | bytearray) -> str:
@@ -38,6 +38,8 @@ def cell_to_meta(result: CellResult) -> dict[str, object]:
         "error": result.error,
         "ms": result.ms,
         "modules": list(result.modules),
+        "uses": result.uses,
+        "wrote": list(result.wrote),
     }
 
 
@@ -46,6 +48,8 @@ def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
     ms = meta.get("ms")
     value, error = meta.get("value"), meta.get("error")
     modules = meta.get("modules")
+    uses = meta.get("uses")
+    wrote = meta.get("wrote")
     return CellResult(
         nb.cells[index - 1],
         status=str(meta["status"]),
@@ -56,11 +60,30 @@ def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
         ms=float(ms) if isinstance(ms, int | float) else None,
         origin="restored",
         modules=[str(m) for m in modules] if isinstance(modules, list) else [],
+        uses={str(k): None if v is None else str(v) for k, v in uses.items()}
+        if isinstance(uses, dict)
+        else {},
+        wrote=[str(w) for w in wrote] if isinstance(wrote, list) else [],
     )
 
 
-# path relative to the project -> [blob before the run, blob after] (None: no file)
+def cell_uses(cells: list[dict[str, object]]) -> list[tuple[int, dict[str, str | None]]]:
+    """(cell index, its uses) of each recorded cell (timetravel/deps.py)."""
+    found = []
+    for meta in cells:
+        uses = meta.get("uses")
+        if isinstance(uses, dict):
+            found.append((int(str(meta["index"])), {str(k): v for k, v in uses.items()}))
+    return found
+
+
+# absolute path -> [its starting state, its state after] (timetravel/fstravel.py)
 FileChanges = dict[str, list[str | None]]
+
+
+def file_blobs(files: FileChanges) -> list[str]:
+    """The blobs of the file states (not DIR, "?" or None)."""
+    return sorted({b for pair in files.values() for b in pair if b is not None and len(b) == 64})
 
 
 @dataclass
@@ -77,10 +100,16 @@ class SnapshotRecord:
     path: str = ""
     environment: dict[str, object] = field(default_factory=dict)
     engine: dict[str, str] = field(default_factory=dict)  # the engine's own (docker image)
+    values: list[int] = field(default_factory=list)  # the cells compiled with value captures
 
     @property
     def snapshot_id(self) -> str:
-        body = json.dumps([self.key, self.lineage, sorted(self.modules.items())])
+        # What it was made from: a run in other surroundings makes another snapshot.
+        uses = [c.get("uses") for c in self.cells]
+        body = json.dumps(
+            [self.key, self.lineage, sorted(self.modules.items()), uses, self.files, self.values],
+            sort_keys=True,
+        )
         return sha256(body.encode())
 
     def meta(self) -> dict[str, object]:
@@ -93,11 +122,11 @@ class SnapshotRecord:
             "cells": self.cells,
             "pipes": self.pipes,
             "files": self.files,
-            "blobs": list(self.lineage)
-            + sorted({b for pair in self.files.values() for b in pair if b is not None}),
+            "blobs": list(self.lineage) + file_blobs(self.files),
             "path": self.path,
             "environment": self.environment,
             "engine": self.engine,
+            "values": self.values,
         }
 
     @classmethod
@@ -116,6 +145,7 @@ class SnapshotRecord:
             path=str(meta.get("path", "")),
             environment=dict(meta.get("environment") or {}),  # type: ignore[call-overload]
             engine={str(k): str(v) for k, v in (meta.get("engine") or {}).items()},  # type: ignore[attr-defined]
+            values=[int(str(v)) for v in meta.get("values") or []],  # type: ignore[attr-defined]
         )
 
 
@@ -156,7 +186,7 @@ class RunRecord:
     @property
     def blobs(self) -> list[str]:
         """The store objects this record needs: the files' contents before and after."""
-        return sorted({b for pair in self.files.values() for b in pair if b is not None})
+        return file_blobs(self.files)
 
     def to_json(self) -> dict[str, object]:
         return {

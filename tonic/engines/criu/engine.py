@@ -82,6 +82,9 @@ class CriuKernel:
             raise
         return folder
 
+    def tree_pid(self) -> int | None:
+        return self.tree.init_pid() if self.tree is not None else None
+
     def channels(self, proc: KernelProcess) -> Pipes:
         raise AssertionError("the criu engine's kernels use tonic's own pipes")
 

@@ -32,8 +32,8 @@ from tonic.errors import TonicError
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.store import Store
-from tonic.timetravel import fstravel
 from tonic.timetravel.choose import Choice
+from tonic.timetravel.deps import env_digest
 from tonic.timetravel.records import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -50,23 +50,60 @@ def _connect() -> Docker:
 HASHED_FILE = 1 << 20  # bigger files count by size and modification time
 
 
+SKIP_DIRS = frozenset({"node_modules", ".git"})
+
+
+def _files(root: Path, skip: frozenset[Path]) -> dict[str, os.stat_result]:
+    """Every regular file under root, outside node_modules and dot-folders."""
+    found: dict[str, os.stat_result] = {}
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if path in skip:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                        stack.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    found[str(path.relative_to(root))] = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+    return found
+
+
 def project_state(project: Path, notebook: Path, skip: frozenset[Path]) -> str:
     """A digest of what the container gets of the notebook's folder besides the notebook
     (node_modules counts in the key by its lock file): every file's path and content."""
-    found = fstravel.scan(project, skip) or {}
+    found = _files(project, skip)
     h = hashlib.sha256()
     for rel in sorted(found):
         st = found[rel]
         if project / rel == notebook:
             continue
-        h.update(f"{rel}\0{st.size}\0".encode())
+        h.update(f"{rel}\0{st.st_size}\0".encode())
         try:
-            if st.size > HASHED_FILE:
+            if st.st_size > HASHED_FILE:
                 raise OSError
             h.update(hashlib.sha256((project / rel).read_bytes()).digest())
         except OSError:
-            h.update(f"{st.mtime_ns}".encode())
+            h.update(f"{st.st_mtime_ns}".encode())
     return h.hexdigest()
+
+
+def surroundings(program: Program) -> dict[str, str]:
+    """The container's environment and working directory, and whether values are
+    inspected: in the key (docker's kernels are not observed)."""
+    env = {k: v for k, v in program.env.items() if not k.startswith("TONIC_")}
+    env.pop("_", None)
+    env.pop("OLDPWD", None)
+    return {"env": env_digest(env), "cwd": str(program.cwd), "inspect": str(program.inspect)}
 
 
 class DockerBackend:
@@ -101,7 +138,7 @@ class DockerBackend:
             tags = {**labels(store.root, program.path), OWNER_LABEL: owner()}
             yield Session(
                 kernel=lambda: DockerKernel(api, image, node, tags, store.root),
-                key={"image": image, "project": state},
+                key={"image": image, "project": state, **surroundings(program)},
                 files=False,
                 shim=node is None,
                 channels=True,
@@ -197,6 +234,9 @@ class DockerKernel:
         self.dump_seconds.append(snap.seconds.get("total", 0.0))
         record.engine = {"image": snap.image, "hostname": snap.hostname}
         return folder
+
+    def tree_pid(self) -> int | None:
+        return None  # in the container's namespaces: its key covers what it may use
 
     def channels(self, _proc: KernelProcess) -> Pipes:
         assert self.kernel is not None and self.kernel.ours is not None
