@@ -36,8 +36,11 @@ test('hello, then a pause per cell; go runs the next cell', TIMEOUT, async () =>
     assert.deepEqual(await k.expect('hello'), { ev: 'hello', pid: k.pid, kind: 'cjs' });
 
     const first = await k.expect('pause');
-    assert.deepEqual(Object.keys(first), ['ev', 'cell', 'ms', 'modules', 'value']);
+    assert.deepEqual(Object.keys(first), ['ev', 'cell', 'ms', 'modules', 'value', 'seen']);
     assert.equal(first.cell, 1);
+    // what cell 1 used: require's lookups of ./helper (snapshot runs)
+    assert.ok(first.seen.probes.some((p) => p.endsWith('/helper.js')), first.seen.probes);
+    assert.equal(first.seen.all, false);
     assert.equal(first.value, 'undefined');
     assert.equal(typeof first.ms, 'number');
     assert.ok(first.ms >= 0);
@@ -46,7 +49,7 @@ test('hello, then a pause per cell; go runs the next cell', TIMEOUT, async () =>
     k.go();
 
     const second = await k.expect('pause');
-    assert.deepEqual(Object.keys(second), ['ev', 'cell', 'ms', 'modules', 'value']);
+    assert.deepEqual(Object.keys(second), ['ev', 'cell', 'ms', 'modules', 'value', 'seen']);
     assert.equal(second.cell, 2);
     assert.equal(second.value, '42');
     assert.deepEqual(second.modules, []);

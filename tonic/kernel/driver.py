@@ -118,6 +118,10 @@ class _Run:
             res.modules = list(event.modules)
         if event.seen is not None:
             res.uses = dict.fromkeys(tokens(event.seen))
+            if event.seen.worker:
+                # A worker loads its file while the cell goes on: the notebook's own
+                # file (usually) may be read after this pause is observed.
+                res.uses[f"file:{self.program.path}"] = None
         self.last_pause = event.cell
         self.sink.cell_done(res)
         self._advance()

@@ -188,7 +188,8 @@
     const chdir = process.chdir;
     process.cwd = { cwd() { cwdUsed = true; return cwd.call(process); } }.cwd;
     process.chdir = { chdir(dir) { cwdUsed = true; return chdir.call(process, dir); } }.chdir;
-    process.on('worker', () => { all = true; cwdUsed = true; });
+    let worker = false;
+    process.on('worker', () => { all = true; cwdUsed = true; worker = true; });
 
     // Every fs call and require() lookup passes its path through path.toNamespacedPath
     // (looked up at call time, a no-op on POSIX) before the system call: seen there, with
@@ -226,7 +227,9 @@
       take() {
         const used = {
           env: [...names].sort(), all, cwd: cwdUsed || blind, probes: [...probes].sort(),
+          worker,
         };
+        worker = false;
         names.clear();
         probes.clear();
         all = false;

@@ -37,6 +37,7 @@ class Seen:
     all_env: bool = False  # it listed the environment, or started a child or worker
     cwd: bool = False  # the working directory mattered to it
     probes: tuple[str, ...] = ()  # absolute paths fs looked up (stat, exists, opens)
+    worker: bool = False  # it started a worker thread
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def _seen(value: object) -> Seen | None:
         all_env=bool(value.get("all")),
         cwd=bool(value.get("cwd")),
         probes=_strings(value.get("probes")),
+        worker=bool(value.get("worker")),
     )
 
 
