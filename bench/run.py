@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import observed  # bench/observed.py, beside this file
+
 from tonic.store.ingest import settled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +200,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     # -- 1. edit the last cell -------------------------------------------------
     nb.write_text(slow_notebook(cells, per_cell, 0))
     print("bench: first criu run of the 20-cell notebook (about 10 s) ...", file=sys.stderr)
-    _, record = run_json(nb, env, "criu")
+    first_seconds, record = run_json(nb, env, "criu")
     stats = record["stats"]
     assert isinstance(stats, dict)
     dumps_small = stats["dump_seconds"]
@@ -210,8 +212,6 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
         nb.write_text(slow_notebook(cells, per_cell, edit))
         nodes.append(timed(["node", str(nb)], env)[0])
         replays.append(timed([*TONIC, "run", "--plain", "--engine", "replay", str(nb)], env)[0])
-        # --json like the first run: the view's snapshots (which record values) and
-        # --plain's are kept apart.
         elapsed, resumed = run_json(nb, env, "criu")
         resumes.append(elapsed)
         rstats = resumed["stats"]
@@ -326,6 +326,9 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
                 f"{share:.0%} of RSS (target <= 20%)",
             )
         )
+    rows.extend(observed.observe_rows(stats, first_seconds))
+    rows.extend(observed.hit_rows(work, env))
+    rows.extend(observed.crowd_rows(work, env))
     rows.extend(docker_rows(work, env))
     rows.extend(precommit_rows(work, env))
     total = cache_bytes(env)

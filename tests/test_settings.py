@@ -456,7 +456,9 @@ def test_record_changes_nothing_of_this_process(
     monkeypatch.delenv("GIT_AUTHOR_DATE")
     monkeypatch.delenv("PRE_COMMIT")
     assert base(recorded.record_program(nb)) == with_hook
-    monkeypatch.setenv("SOMETHING_ELSE", "1")  # while any other variable is in the key
+    monkeypatch.setenv("SOMETHING_ELSE", "1")  # counts only where a cell reads it
+    assert base(recorded.record_program(nb)) == with_hook
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # node reads it natively: in the key
     assert base(recorded.record_program(nb)) != with_hook
 
 

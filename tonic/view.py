@@ -5,6 +5,9 @@ The only module that draws on the terminal for `tonic run` without --plain/--jso
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from rich.console import Console
 from rich.text import Text
 
@@ -38,12 +41,39 @@ def _lines(cell: Cell) -> str:
     return f"lines {s.start_line}-{s.end_line}"
 
 
+def _size(path: str) -> str:
+    try:
+        n = os.path.getsize(path)
+    except OSError:
+        return "removed"
+    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 10**6 else f"{n / 1e6:.1f} MB"
+
+
+def _provenance(result: CellResult, notebook: Path | None) -> str:
+    """What the cell read and wrote, as observed ("read data.json · wrote out.txt, 12 B")."""
+    base = str(notebook.parent) + "/" if notebook is not None else None
+
+    def shown(path: str) -> str:
+        return path[len(base) :] if base and path.startswith(base) else path
+
+    read = [
+        shown(t[5:]) for t in result.uses if t.startswith("file:") and t[5:] not in result.wrote
+    ]
+    parts = []
+    if read:
+        parts.append("read " + ", ".join(sorted(read)))
+    if result.wrote:
+        parts.append("wrote " + ", ".join(f"{shown(p)} ({_size(p)})" for p in result.wrote))
+    return " · ".join(parts)
+
+
 class ViewSink:
     """Draws each cell as soon as it is final, and prose cells in between."""
 
-    def __init__(self, console: Console, notebook: Notebook) -> None:
+    def __init__(self, console: Console, notebook: Notebook, path: Path | None = None) -> None:
         self.console = console
         self.notebook = notebook
+        self.path = path  # the notebook's file: paths beside it are shown relative
         self.shown = 0  # cells drawn so far, in order
 
     def output(self, stream: int, data: bytes) -> None:
@@ -87,6 +117,9 @@ class ViewSink:
         self._body(result.stdout, result.stderr, result.error)
         if result.value is not None:
             self.console.print(Text("=> " + result.value, style="cyan"))
+        provenance = _provenance(result, self.path)
+        if provenance:
+            self.console.print(Text(provenance, style="dim"))
 
     def _body(self, stdout: bytearray, stderr: bytearray, error: str | None) -> None:
         if stdout:

@@ -106,6 +106,7 @@ class Kernel {
     for (const [rel, text] of Object.entries(files)) {
       fs.writeFileSync(path.join(this.dir, rel), text);
     }
+    this.snapshots = snapshots;
     const plan = {
       file: this.file,
       kind,
@@ -160,6 +161,9 @@ class Kernel {
     if (msg === null || msg.ev !== ev) {
       throw new Error(`expected a ${ev} event, got ${JSON.stringify(msg)}; stderr: ${this.stderr}`);
     }
+    // In snapshot runs, the kernel waits after hello until tonic has taken in node's
+    // start-up.
+    if (ev === 'hello' && this.snapshots) this.go();
     return msg;
   }
 

@@ -193,3 +193,27 @@ test('an ES module pauses as well', TIMEOUT, async () => {
     assert.equal(k.stdout, 'one 5\n10\n');
   });
 });
+
+test('setup gives a restored kernel this run\'s environment; two commands may come at once', TIMEOUT, async () => {
+  const nb = notebook([
+    "console.log('one', process.env.TONIC_A);",
+    "console.log('two', process.env.TONIC_A, process.env.TONIC_B, process.cwd() === require('os').tmpdir());",
+  ]);
+  await withKernel(nb, { snapshots: true, spawnEnv: { TONIC_A: 'a', TONIC_B: 'b' } }, async (k) => {
+    await k.expect('hello');
+    const first = await k.expect('pause');
+    assert.ok(first.seen.env.includes('TONIC_A') && !first.seen.env.includes('TONIC_B'));
+    const env = { ...process.env, TONIC_A: 'changed' };
+    delete env.NODE_TEST_CONTEXT;
+    const setup = { op: 'setup', env, cwd: require('os').tmpdir(), inspect: false };
+    const second = k.expect('pause');
+    // both lines in one write: the kernel reads them in one read
+    require('node:fs').writeSync(k.cmdFd, `${JSON.stringify(setup)}\n{"op":"go"}\n`);
+    const seen = (await second).seen;
+    assert.ok(seen.env.includes('TONIC_A') && seen.env.includes('TONIC_B'));
+    assert.equal(seen.cwd, true);
+    k.go();
+    await k.expect('exit');
+    assert.equal(k.stdout, 'one a\ntwo changed undefined true\n');
+  });
+});

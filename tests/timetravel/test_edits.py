@@ -270,14 +270,26 @@ def test_a_file_edited_by_hand_is_its_new_starting_state(
     assert _files(project) == _files(fresh)
 
 
-def test_a_file_that_existed_before_is_changed_as_node_changes_it(
-    project: Path, tmp_path_factory: pytest.TempPathFactory
+APPEND_BY = {
+    # the kernel keeps the file before the main thread first changes it: every run starts
+    # from the file as it was before the first one
+    "main thread": "require('fs').appendFileSync(__dirname + '/input.txt', 'more\\n');",
+    # a child's change is only seen after it happened: the file as the first run left it
+    # is where the later runs start
+    "child process": "require('child_process').execSync('echo more >> input.txt', "
+    "{ cwd: __dirname });",
+}
+
+
+@pytest.mark.parametrize("writer", sorted(APPEND_BY))
+def test_a_file_that_existed_before_the_notebook(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, writer: str
 ) -> None:
-    """A file the notebook changes before tonic saw it (it existed before the first run)
-    is left as node leaves it: from then on, that is where the notebook's runs start."""
+    """A file that existed before the notebook's first run, which a cell appends to: every
+    run equals `node FILE` on the files the run starts from."""
     path = project / "append.js"
     path.write_text(
-        "// %% append\nrequire('fs').appendFileSync(__dirname + '/input.txt', 'more\\n');\n\n"
+        f"// %% append\n{APPEND_BY[writer]}\n\n"
         "// %% last\nconsole.log(require('fs').readFileSync(__dirname + '/input.txt', 'utf8'));\n"
     )
     starting = (project / "input.txt").read_bytes()
@@ -292,7 +304,7 @@ def test_a_file_that_existed_before_is_changed_as_node_changes_it(
         got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
         assert (got.stdout, got.stderr, got.code) == (expected.stdout, expected.stderr, 0)
         assert _files(project) == _files(fresh)
-        if edit == 0:
+        if edit == 0 and writer == "child process":
             starting = (project / "input.txt").read_bytes()
 
 

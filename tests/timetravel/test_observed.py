@@ -113,11 +113,6 @@ def test_a_relative_path_keys_the_working_directory(project: Path) -> None:
     _plain(path, cwd=project.parent)  # node's ENOENT, not the snapshot's data
 
 
-@pytest.mark.xfail(
-    reason="node emits process 'worker' a tick later, and the worker may read its file after "
-    "the pause that ends its cell was observed: 1 run in 2 still resumes the old worker",
-    strict=False,
-)
 def test_a_worker_runs_the_edited_file(project: Path) -> None:
     """A worker started in cell 1 from the notebook's own file runs its last cell too:
     after an edit of the last cell, it must run the edited file (node: `worker 2`)."""

@@ -73,6 +73,11 @@ def run(
     fallback = "replay" if stdin_has_data() else None
     given = settings.load(program.path, options={"engine": engine, "image": image})
     chosen, note = engine_for(given, default=fallback)
+    if fallback and not given.engine and note is None:
+        note = (
+            "stdin is a pipe or a file: snapshots cannot hold what the notebook reads from "
+            "it, so this run uses the replay engine and does not resume"
+        )
     view: ViewSink | None = None
     sink: Sink
     if plain:
@@ -84,7 +89,7 @@ def run(
 
         from tonic.view import ViewSink
 
-        view = ViewSink(Console(highlight=False, soft_wrap=True), nb)
+        view = ViewSink(Console(highlight=False, soft_wrap=True), nb, program.path)
         sink = view
     if view is not None and note:
         view.note(note)

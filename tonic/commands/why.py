@@ -11,7 +11,7 @@ from tonic import settings
 from tonic.engines import engine_for
 from tonic.errors import TonicError
 from tonic.kernel.program import program_for
-from tonic.timetravel.choose import Chooser
+from tonic.timetravel.choose import NO_SNAPSHOT, Chooser
 from tonic.timetravel.keys import explain
 from tonic.timetravel.records import SnapshotRecord
 
@@ -41,12 +41,16 @@ def why(path: Path, *, engine: str | None, plain: bool) -> int:
     if reusable:
         console.print(f"the next run restores cells 1-{reusable[0].cell} and runs the rest")
         return 0
-    console.print("the next run starts afresh" + _environment_hint(chooser))
+    console.print("the next run starts afresh" + _hint(chooser, [v.reason for v in verdicts]))
     return 0
 
 
-def _environment_hint(chooser: Chooser) -> str:
-    """When no prefix matched: what differs from this notebook's latest snapshot."""
+def _hint(chooser: Chooser, reasons: list[str]) -> str:
+    """When no prefix matched: why the shortest could not be used, else what differs
+    from this notebook's latest snapshot."""
+    found = [r for r in reasons if r != NO_SNAPSHOT]
+    if found:
+        return f": {found[-1]}"
     mine = [
         record
         for s in chooser.store.snapshots()

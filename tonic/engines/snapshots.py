@@ -271,6 +271,7 @@ class _Run:
                 options=KernelOptions(
                     on_pause=steps.pause,
                     on_hello=steps.observed,  # node's own start-up is not the notebook's
+                    on_save=recorder.save,
                     launcher=steps.launch,
                     env_overrides=overrides,
                     resume=resume,
@@ -287,7 +288,11 @@ class _Run:
             finally:
                 recorder.step(None, steps.observed())
                 steps.watcher.close()
-        result.stats = {**stats, "restore_seconds": steps.restore_seconds if choice else None}
+        result.stats = {
+            **stats,
+            "restore_seconds": steps.restore_seconds if choice else None,
+            "observe_seconds": steps.observe_seconds,
+        }
         return self._finish(result, recorder, choice, steps)
 
     def _kernel_env(self, recorder: Recorder) -> tuple[dict[str, str], bool]:
@@ -340,6 +345,7 @@ class _Steps:
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
         self.watcher = Watcher(run.store.root, enabled=run.session.files)
+        self.observe_seconds = 0.0  # observing, and recording the files and uses
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
         choice = self.choice
@@ -354,21 +360,28 @@ class _Steps:
         except (EngineError, KeyError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
         self.watcher.attach(self.kernel.tree_pid())
-        self.watcher.observed()  # what the restore itself did is not the notebook's
         self.restore_seconds = time.monotonic() - started
         return proc
 
     def observed(self) -> Observed | None:
-        return self.watcher.observed()
+        started = time.monotonic()
+        try:
+            return self.watcher.observed()
+        finally:
+            self.observe_seconds += time.monotonic() - started
 
     def pause(self, k: int) -> Command:
-        record = self.recorder.record_at(k, self.observed())
+        observed = self.observed()
+        started = time.monotonic()
+        record = self.recorder.record_at(k, observed)
+        self.observe_seconds += time.monotonic() - started  # its files and uses too
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO
         folder = None
         try:
             folder = self.kernel.checkpoint(record, staging(self.store))
-            self.observed()  # what CRIU's code in the process did is not the notebook's
+            # What a worker or child read while the dump was being taken is in it too.
+            record = self.recorder.late(k, self.observed(), record)
             self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
         except (EngineError, OSError) as err:
             if folder is not None:  # taken, but the worker never got it

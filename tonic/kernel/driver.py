@@ -32,13 +32,14 @@ from tonic.kernel.pipes import (
 )
 from tonic.kernel.protocol import (
     GO,
+    SAVED,
     Command,
     Error,
     Event,
     Exit,
     Hello,
     Pause,
-    Seen,
+    Save,
     Setup,
     decode_event,
     encode,
@@ -117,7 +118,7 @@ class _Run:
         if event.modules is not None:
             res.modules = list(event.modules)
         if event.seen is not None:
-            res.uses = dict.fromkeys(tokens(event.seen))
+            res.uses = dict.fromkeys(event.seen.tokens())
             if event.seen.worker:
                 # A worker loads its file while the cell goes on: the notebook's own
                 # file (usually) may be read after this pause is observed.
@@ -152,16 +153,6 @@ class _Run:
         if self.current is not None and self.current.status != "not-run":
             self.sink.cell_done(self.current)
         return self.result
-
-
-def tokens(seen: Seen) -> list[str]:
-    """What the kernel saw a cell use, as the tokens of timetravel/deps.py."""
-    found = [f"env:{name}" for name in seen.env]
-    if seen.all_env:
-        found.append("env:*")
-    if seen.cwd:
-        found.append("cwd")
-    return found + [f"path:{p}" for p in seen.probes]
 
 
 # A pause hook sees the cell index and returns the command to answer the pause with.
@@ -232,7 +223,9 @@ class KernelOptions:
     """How a run differs from a plain one (the replay engine's: all defaults).
 
     `on_pause` answers each pause; `on_hello` hears that the kernel is in place, before
-    the notebook's first line; `launcher` starts the process; `env_overrides` are
+    the notebook's first line (in snapshot runs the kernel waits until it returns);
+    `on_save` keeps what is at a path the notebook is about to change; `launcher`
+    starts the process; `env_overrides` are
     set for node and hidden from the notebook's `process.env` again by the kernel.
     `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
@@ -244,6 +237,7 @@ class KernelOptions:
 
     on_pause: PauseHook = go_on
     on_hello: Callable[[], object] = lambda: None
+    on_save: Callable[[str], None] = lambda _path: None
     launcher: Launcher = popen_launcher
     env_overrides: dict[str, str] = field(default_factory=dict)
     resume: Resume | None = None
@@ -359,6 +353,8 @@ class _Relay:
         self.timeout = timeout
         self.on_pause = options.on_pause
         self.on_hello = options.on_hello
+        self.on_save = options.on_save
+        self.snapshots = options.snapshots
         self.stop_on_error = options.stop_on_error
         self.streams = {ours.stdout: 1, ours.stderr: 2}
         self.open_streams = set(self.streams)
@@ -435,8 +431,13 @@ class _Relay:
             self.state.paused(event)
             write_all(self.ours.cmd, encode(self.on_pause(event.cell)))
             self._rearm()
+        elif isinstance(event, Save):
+            self.on_save(event.path)
+            write_all(self.ours.cmd, SAVED)
         elif isinstance(event, Hello):
             self.on_hello()
+            if self.snapshots:  # the kernel waits for it before the first cell
+                write_all(self.ours.cmd, encode(GO))
         elif isinstance(event, Exit):
             self.state.reported_exit = event.code
         elif isinstance(event, Error):

@@ -30,6 +30,9 @@
     // An uncaught error after pause `after` (origin 'early': the edited file of a
     // continued run does not compile).
     error: (after, origin, error, ms) => ({ ev: 'error', after, origin, error, ms }),
+    // The main thread is about to change (or open) `path` for the first time in this
+    // process: tonic keeps what is there first, and answers {op: 'saved'}.
+    save: (path) => ({ ev: 'save', path }),
     exit: (code) => ({ ev: 'exit', code }),
   };
   const commands = {
@@ -194,18 +197,75 @@
     // Every fs call and require() lookup passes its path through path.toNamespacedPath
     // (looked up at call time, a no-op on POSIX) before the system call: seen there, with
     // no frame of ours on the stack of an error the call throws.
+    //
+    // Before the main thread first changes a path (open, write, rename, unlink, copy),
+    // tonic keeps what is there, so that it can put it back. fs reads each call's
+    // binding function (a getter of ours: no frame on the call's stack) and validates
+    // its paths, before or after that (`recent`, `pending`).
+    const saved = new Set();
+    let recent = [];
+    let pending = null;
+    let saving = false; // the kernel's own fs calls, while it asks tonic to save
+    function save(p) {
+      if (saved.has(p)) return;
+      saved.add(p);
+      saving = true;
+      try {
+        send(events.save(p));
+        receive();
+      } finally {
+        saving = false;
+      }
+    }
     const toNamespacedPath = path.toNamespacedPath;
     path.toNamespacedPath = { toNamespacedPath(p) {
       if (typeof p === 'string') {
         if (!p.startsWith('/')) cwdUsed = true;
-        probes.add(path.resolve(cwd.call(process), p));
+        const abs = path.resolve(cwd.call(process), p);
+        probes.add(abs);
+        recent.push(abs);
+        if (recent.length > 4) recent.shift();
+        if (pending !== null) {
+          if (pending.seen++ >= pending.from) save(abs);
+          if (pending.seen >= pending.paths) pending = null;
+        }
       }
       return toNamespacedPath(p);
     } }.toNamespacedPath;
+    // name -> [how many paths the call takes, the first of them it changes]
+    const CHANGES = {
+      open: [1, 0], openFileHandle: [1, 0], writeFileUtf8: [1, 0], unlink: [1, 0],
+      rename: [2, 0], copyFile: [2, 1],
+    };
+    function calling(name) {
+      if (saving) return;
+      const paths = recent;
+      recent = [];
+      pending = null;
+      const change = CHANGES[name];
+      if (change === undefined) return;
+      if (paths.length === 0) {
+        pending = { paths: change[0], from: change[1], seen: 0 };
+        return;
+      }
+      const own = paths.slice(-change[0]);
+      for (let i = change[1]; i < own.length; i++) save(own[i]);
+    }
     const flags = `${process.execArgv.join(' ')} ${realEnv.NODE_OPTIONS || ''}`;
-    // process.binding() would warn: the children's working directory cannot be seen.
+    // process.binding() would warn: the children's working directory cannot be seen, nor
+    // files kept before the main thread changes them.
     const blind = /--(pending|throw|trace)-deprecation/.test(flags);
     if (!blind) {
+      const fsb = process.binding('fs');
+      for (const name of Object.keys(fsb)) {
+        const value = fsb[name];
+        if (typeof value !== 'function') continue;
+        Object.defineProperty(fsb, name, {
+          get() { calling(name); return value; },
+          configurable: true,
+          enumerable: true,
+        });
+      }
       const spawned = (options) => {
         all = true; // a child inherits the environment (its envPairs were listed)
         if (!options || typeof options.cwd !== 'string' || !options.cwd.startsWith('/')) {
@@ -221,6 +281,7 @@
     }
     return {
       env: realEnv,
+      saved,
       cwd: () => cwd.call(process),
       chdir: (dir) => chdir.call(process, dir),
       // What the cell since the last pause used; then start afresh.
@@ -252,6 +313,7 @@
     for (const [name, value] of Object.entries(cmd.env)) env[name] = value;
     if (watched.cwd() !== cmd.cwd) watched.chdir(cmd.cwd);
     inspecting = cmd.inspect;
+    watched.saved.clear(); // this run keeps its own starting states
   }
 
   const tonic = {
@@ -336,4 +398,7 @@
     };
   }
   send(events.hello(process.pid, plan.kind));
+  // Snapshot runs: tonic answers once it has taken in what node's start-up did, so that
+  // what the first cell does is told apart from it.
+  if (plan.snapshots) receive();
 })();

@@ -39,6 +39,15 @@ class Seen:
     probes: tuple[str, ...] = ()  # absolute paths fs looked up (stat, exists, opens)
     worker: bool = False  # it started a worker thread
 
+    def tokens(self) -> list[str]:
+        """What the cell used, as the tokens of timetravel/deps.py."""
+        found = [f"env:{name}" for name in self.env]
+        if self.all_env:
+            found.append("env:*")
+        if self.cwd:
+            found.append("cwd")
+        return found + [f"path:{p}" for p in self.probes]
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -69,7 +78,15 @@ class Exit:
     code: int
 
 
-Event = Hello | Pause | Error | Exit
+@dataclass(frozen=True)
+class Save:
+    """The notebook's main thread is about to change (or open) `path`, an absolute path,
+    for the first time in this process; the kernel waits for SAVED."""
+
+    path: str
+
+
+Event = Hello | Pause | Error | Exit | Save
 
 
 def _number(value: object) -> float | None:
@@ -123,6 +140,7 @@ def _exit(msg: dict[str, object]) -> Exit:
 
 
 _EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
+    "save": lambda msg: Save(str(msg["path"])),
     "hello": _hello,
     "pause": _pause,
     "error": _error,
@@ -176,6 +194,7 @@ class Setup:
 Command = Go | Eval
 
 GO = Go()
+SAVED = b'{"op":"saved"}\n'  # the answer to a Save
 
 
 def continues(command: Command) -> bool:

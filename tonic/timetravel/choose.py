@@ -40,6 +40,8 @@ from tonic.timetravel.records import (
     load_run,
 )
 
+NO_SNAPSHOT = "no snapshot of this prefix"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -128,7 +130,7 @@ class Chooser:
                 if found is not None:
                     verdicts.append(Verdict(k, True, "reusable"))
                     return verdicts
-                reason = reasons[0] if reasons else "no snapshot of this prefix"
+                reason = reasons[0] if reasons else NO_SNAPSHOT
                 verdicts.append(Verdict(k, False, reason))
             return verdicts
 

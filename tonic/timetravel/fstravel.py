@@ -13,9 +13,11 @@ as it is now. So every run behaves as a first `node FILE` on the files as they a
 except for the notebook's own writes, which it rolls back. A snapshot whose cells wrote
 a path is resumed only if that path's starting state is the one the snapshot's run had.
 
-The starting state of a file the notebook changed before tonic knew it ("?": it existed
-before the notebook's first run) is taken from the disk at the next run, and the
-snapshots after that write are not resumed; from then on it is known.
+Before node's main thread first opens, writes, renames or deletes a path, the kernel
+has tonic keep what is there (Recorder.save). A file a child process or a worker
+changed before tonic knew it ("?": it existed before the notebook's first run) takes
+its starting state from the disk at the next run, and the snapshots after that change
+are not resumed; from then on it is known.
 """
 
 from __future__ import annotations
@@ -87,24 +89,29 @@ class Tracker:
         """Record the paths changed since the last step: (path, created: it did not exist
         before this change)."""
         for path, created in changed:
+            if created and path not in self.before and not os.path.lexists(path):
+                continue  # made and gone again (CRIU leaves such a file at each dump)
             if path not in self.before:
                 self.before[path] = None if created else UNKNOWN
             self.after[path] = self.state(path)
 
-    def state(self, path: str) -> str | None:
-        """What is at `path` now, its content stored (UNKNOWN: it cannot be kept)."""
+    def state(self, path: str, *, quiet: bool = False) -> str | None:
+        """What is at `path` now, its content stored (UNKNOWN: it cannot be kept;
+        `quiet`: that alone does not stop this run's snapshots)."""
         if os.path.isdir(path) and not os.path.islink(path):
             return DIR
         if not os.path.lexists(path):
             return None
         try:
             if os.path.getsize(path) > MAX_FILE:
-                self.broken = f"{path} is over {MAX_FILE >> 20} MiB"
+                if not quiet:
+                    self.broken = f"{path} is over {MAX_FILE >> 20} MiB"
                 return UNKNOWN
             with open(path, "rb") as f:
                 return self.put(f.read())
         except OSError as err:
-            self.broken = f"{path} cannot be read ({err.strerror})"
+            if not quiet:
+                self.broken = f"{path} cannot be read ({err.strerror})"
             return UNKNOWN
 
     def changes(self) -> Changes:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonic.kernel.driver import Program, kernel_file
+from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.results import CellResult, RunResult, Sink, show_finished, show_output
 from tonic.store import Store
 from tonic.timetravel import fstravel
@@ -28,12 +28,20 @@ from tonic.timetravel.records import (
 
 
 class _Watch:
-    """Passes everything to the real sink, keeping each finished cell's record."""
+    """Passes everything to the real sink, keeping each finished cell's record. When the
+    run is observed, a finished cell reaches the sink once its step is taken in (what it
+    read and wrote is part of its record)."""
 
     def __init__(self, sink: Sink, done: dict[int, CellResult], observe: bool) -> None:
         self.sink = sink
         self.done = done
         self.observe = observe
+        self.held: list[CellResult] = []
+
+    def flush(self) -> None:
+        for result in self.held:
+            self.sink.cell_done(result)
+        self.held.clear()
 
     def output(self, stream: int, data: bytes) -> None:
         self.sink.output(stream, data)
@@ -42,10 +50,12 @@ class _Watch:
         self.sink.cell_started(result)
 
     def cell_done(self, result: CellResult) -> None:
+        self.done[result.cell.index] = result
         if not self.observe:
             result.uses = {}  # the engine's key covers the surroundings
-        self.done[result.cell.index] = result
-        self.sink.cell_done(result)
+            self.sink.cell_done(result)
+        else:
+            self.held.append(result)
 
 
 def _resolve_local(directory: Path, specifier: str) -> str | None:
@@ -76,15 +86,23 @@ class Observed:
     lost: str | None = None
 
 
-# Reads that are not the notebook's inputs: node's and the system's libraries, tonic's
-# kernel and the kernel's private folder (node's binary is in every key already).
-_NOT_INPUTS = ("/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/", "/usr/libexec/", "/etc/ld.so.")
+# Reads that are not the notebook's inputs: the system's programs and libraries (a
+# restore opens them again), tonic's kernel and the kernel's private folder, and node's
+# binary (in every key already).
+_NOT_INPUTS: tuple[str, ...] = ("/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/", "/usr/libexec/")
+_NOT_INPUTS += ("/etc/ld.so.", "/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
 
 
-def _input(path: str) -> bool:
-    if path.startswith(_NOT_INPUTS) or "/tonic-kernel-" in path:
-        return False
-    return not path.startswith(str(kernel_file("kernel.js").parent) + "/")
+def _not_inputs(program: Program) -> tuple[str, ...]:
+    node = os.path.realpath(kernel_argv(program)[0])
+    return (*_NOT_INPUTS, str(kernel_file("kernel.js").parent) + "/", node)
+
+
+def _input(path: str, skip: tuple[str, ...]) -> bool:
+    return not path.startswith(skip) and "/tonic-kernel-" not in path
+
+
+SAVE_MAX = 16 << 20  # the biggest file kept before the main thread first opens it
 
 
 class Recorder:
@@ -113,11 +131,14 @@ class Recorder:
             self.store.put_blob(self.nb.data)  # the version this run compiles
         self.lineage = choice.lineage if choice is not None else [sha256(self.nb.data)]
         self.project = program.path.parent
+        self._watch: _Watch | None = None
         self.digest = Digests()
         self.tracker = fstravel.Tracker(store.put_blob)
+        self.skip = _not_inputs(program)
 
     def watch(self, sink: Sink) -> _Watch:
-        return _Watch(sink, self.live, self.observe)
+        self._watch = _Watch(sink, self.live, self.observe)
+        return self._watch
 
     def cell_ms(self, k: int) -> float:
         """How long cell k ran in this kernel run (0 for one that did not)."""
@@ -135,6 +156,15 @@ class Recorder:
         starting = put_files(self.store, self.program.path, target, self.digest)
         self.tracker.start(starting, target)
 
+    def save(self, path: str) -> None:
+        """Keep what is at `path` before the main thread first changes it (up to
+        SAVE_MAX: a bigger file the notebook changes starts afresh at the next run)."""
+        if self.observe and path not in self.tracker.before:
+            with contextlib.suppress(OSError):
+                if os.path.isfile(path) and os.path.getsize(path) > SAVE_MAX:
+                    return
+            self.tracker.before[path] = self.tracker.state(path, quiet=True)
+
     @property
     def files_broken(self) -> str | None:
         return self.tracker.broken if self.observe else None
@@ -149,22 +179,43 @@ class Recorder:
         else:
             self.tracker.step(observed.changed)
             cell = self.live.get(k) if k is not None else None
+            held = self._watch.held if self._watch is not None else []
+            if k is None and held and held[-1].origin != "restored":
+                cell = held[-1]  # it ended the run (an error, an exit)
             if cell is not None:
-                self._fill_uses(cell, observed)
+                self._fill_uses(cell, observed, keep=k is None)
+        if self._watch is not None:
+            self._watch.flush()
         files = self.tracker.changes()
         fstravel.save_last(self.store, self.program.path, files)
         return files
 
-    def _fill_uses(self, cell: CellResult, observed: Observed) -> None:
-        """The values of what the cell used (the kernel's tokens, the files opened)."""
-        tokens = list(cell.uses)
-        tokens += [f"file:{p}" for p in observed.opened if _input(p)]
-        tokens += [f"dir:{p}" for p in observed.listed if _input(p)]
+    def late(self, k: int, observed: Observed | None, record: SnapshotRecord) -> SnapshotRecord:
+        """The record of the snapshot at pause k, with what the processes did while it
+        was taken (a worker or child still running): their reads count for cell k."""
+        if not self.observe or observed is None or observed.lost is not None:
+            self.step(None, observed)
+            return record
+        self.tracker.step(observed.changed)
+        cell = self.live.get(k)
+        if cell is not None and (observed.opened or observed.listed):
+            self._fill_uses(cell, observed, keep=True)
+            record.cells[-1] = cell_to_meta(cell)
+        return record
+
+    def _fill_uses(self, cell: CellResult, observed: Observed, keep: bool = False) -> None:
+        """The values of what the cell used (the kernel's tokens, the files opened);
+        `keep`: add to the values already found."""
+        known = dict(cell.uses) if keep else {}
+        tokens = [t for t in cell.uses if t not in known]
+        tokens += [f"file:{p}" for p in observed.opened if _input(p, self.skip)]
+        tokens += [f"dir:{p}" for p in observed.listed if _input(p, self.skip)]
         around = Surroundings(
             self.program.env, str(self.program.cwd), self.digest, dict(self.tracker.before)
         )
-        cell.uses = seen_now(tokens, around)
-        cell.wrote = sorted({p for p, _ in observed.changed})
+        cell.uses = {**seen_now(tokens, around), **known}
+        changed = (p for p, _ in observed.changed if p in self.tracker.after)
+        cell.wrote = sorted({*cell.wrote, *changed})
 
     # -- records ------------------------------------------------------------------------
 
