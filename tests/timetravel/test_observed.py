@@ -114,18 +114,28 @@ def test_a_relative_path_keys_the_working_directory(project: Path) -> None:
 
 
 def test_a_worker_runs_the_edited_file(project: Path) -> None:
-    """A worker started in cell 1 from the notebook's own file runs its last cell too:
-    after an edit of the last cell, it must run the edited file (node: `worker 2`)."""
+    """A worker started in cell 1 from the notebook's own file has compiled all of it
+    before cell 1 ends; after an edit of the last cell, node's worker runs the edited
+    file (`last 2 worker`), so the snapshot after cell 1 must not be continued."""
     path = project / "nb.js"
     path.write_text(
-        "// %% start a worker\n"
-        "const { Worker, isMainThread } = require('worker_threads');\n"
-        "if (isMainThread) new Worker(__filename);\n\n"
+        "// %% start a worker, and wait until it runs\n"
+        "const { Worker, isMainThread, workerData } = require('worker_threads');\n"
+        "const flag = new Int32Array(isMainThread ? new SharedArrayBuffer(4) : workerData);\n"
+        "if (isMainThread) {\n"
+        "  new Worker(__filename, { workerData: flag.buffer });\n"
+        "  Atomics.wait(flag, 0, 0, 10000);\n"
+        "} else {\n"
+        "  Atomics.store(flag, 0, 1);\n"
+        "  Atomics.notify(flag, 0);\n"
+        "}\n\n"
         "// %% last\n"
         "console.log('last', 1, isMainThread ? 'main' : 'worker');\n"
     )
     _plain(path)
     path.write_text(path.read_text().replace("'last', 1", "'last', 2"))
+    why = tonic("why", "--plain", str(path), cwd=project).stdout.decode()
+    assert "cell 1 read the notebook's own file (a worker or a child runs it)" in why, why
     _plain(path)
 
 

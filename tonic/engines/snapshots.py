@@ -381,8 +381,11 @@ class _Steps:
         try:
             folder = self.kernel.checkpoint(record, staging(self.store))
             # What a worker or child read while the dump was being taken is in it too.
-            record = self.recorder.late(k, self.observed(), record)
-            self.worker.submit(record.snapshot_id, record.key, folder, record.meta())
+            late = self.recorder.late(k, self.observed(), record)
+            if late is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                return GO
+            self.worker.submit(late.snapshot_id, late.key, folder, late.meta())
         except (EngineError, OSError) as err:
             if folder is not None:  # taken, but the worker never got it
                 shutil.rmtree(folder, ignore_errors=True)

@@ -92,7 +92,10 @@ class Chooser:
             digest = Digests()
             last = fstravel.load_last(self.store, self.program.path)
             starting = fstravel.starting_states(last, digest)
-            self._around = Surroundings(self.program.env, str(self.program.cwd), digest, starting)
+            program = self.program
+            self._around = Surroundings(
+                program.env, str(program.cwd), digest, starting, str(program.path)
+            )
         return self._around
 
     def stored_run(self) -> RunRecord | None:

@@ -74,6 +74,7 @@ class Surroundings:
     cwd: str
     digest: Callable[[str], str | None]
     starting: Mapping[str, str | None] = field(default_factory=dict)
+    notebook: str | None = None  # the notebook's own file, which a worker or child may run
 
     def now(self, token: str) -> str | None:
         kind, _, name = token.partition(":")
@@ -106,7 +107,7 @@ def stale(cells: Iterable[tuple[int, Mapping[str, str | None]]], s: Surroundings
         for token in sorted(uses):
             now = s.now(token)
             if now != uses[token]:
-                return f"cell {index} {_describe(token, uses[token], now, s.cwd)}"
+                return f"cell {index} {_describe(token, uses[token], now, s)}"
     return None
 
 
@@ -118,7 +119,7 @@ def _shown(path: str, cwd: str) -> str:
     return str(rel)
 
 
-def _describe(token: str, then: str | None, now: str | None, cwd: str) -> str:
+def _describe(token: str, then: str | None, now: str | None, s: Surroundings) -> str:
     kind, _, name = token.partition(":")
     if kind == "env":
         if name == "*":
@@ -128,7 +129,9 @@ def _describe(token: str, then: str | None, now: str | None, cwd: str) -> str:
         return f"read ${name}, which {'is now set' if then is None else 'changed'}"
     if kind == "cwd":
         return f"used the working directory {then}; this run's is {now}"
-    shown = _shown(name, cwd)
+    shown = _shown(name, s.cwd)
+    if kind == "file" and name == s.notebook:
+        return "read the notebook's own file (a worker or a child runs it), which changed"
     if kind == "file":
         if now is None:
             return f"read {shown}, which is gone"

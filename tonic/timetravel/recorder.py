@@ -190,12 +190,17 @@ class Recorder:
         fstravel.save_last(self.store, self.program.path, files)
         return files
 
-    def late(self, k: int, observed: Observed | None, record: SnapshotRecord) -> SnapshotRecord:
+    def late(
+        self, k: int, observed: Observed | None, record: SnapshotRecord
+    ) -> SnapshotRecord | None:
         """The record of the snapshot at pause k, with what the processes did while it
-        was taken (a worker or child still running): their reads count for cell k."""
-        if not self.observe or observed is None or observed.lost is not None:
-            self.step(None, observed)
+        was taken (a worker or child still running): their reads count for cell k.
+        None: what they did is not known, so the snapshot is not kept."""
+        if not self.observe:
             return record
+        if observed is None or observed.lost is not None:
+            self.tracker.broken = observed.lost if observed else "the files were not observed"
+            return None
         self.tracker.step(observed.changed)
         cell = self.live.get(k)
         if cell is not None and (observed.opened or observed.listed):
