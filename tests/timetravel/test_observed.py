@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import node, require_engine, tonic
+from tests.helpers import Outcome, node, require_engine, tonic
 
 READS = """\
 // %% read the data
@@ -194,3 +194,43 @@ def test_cost_does_not_grow_with_the_folder(project: Path) -> None:
     _edit_last(path, 2)
     assert _run(path)["restored"] == 1
     assert (project / "out.txt").read_text() == "a"
+
+
+def test_a_file_on_stdin_is_keyed_by_its_content(project: Path) -> None:
+    """`tonic run nb.js < input` resumes (the restored process reads on at its offset),
+    and runs again when the input changes; a pipe says in one line why it cannot."""
+    path = project / "nb.js"
+    path.write_text(
+        "// %% read stdin\nconst input = require('fs').readFileSync(0, 'utf8');\n"
+        "console.log('lines', input.split('\\n').length);\n\n"
+        "// %% last\nconsole.log('last', 1);\n"
+    )
+    given = project / "input.txt"
+    given.write_text("a\nb\n")
+
+    def both() -> tuple[Outcome, Outcome]:
+        with open(given, "rb") as f:
+            expected = node(path, stdin=f.read())
+        with open(given, "rb") as f:
+            got = subprocess.run(
+                [sys.executable, "-m", "tonic", "run", "--json", "--engine", "criu", str(path)],
+                stdin=f,
+                capture_output=True,
+                cwd=project,
+                check=False,
+            )
+        return expected, Outcome(got.stdout, got.stderr, got.returncode)
+
+    both()
+    _edit_last(path, 2)
+    expected, got = both()
+    data = json.loads(got.stdout)
+    assert data["restored"] == 1
+    assert "".join(c["stdout"] for c in data["cells"]).encode() == expected.stdout
+    given.write_text("a\nb\nc\n")
+    expected, got = both()
+    data = json.loads(got.stdout)
+    assert data["restored"] == 0
+    assert "".join(c["stdout"] for c in data["cells"]).encode() == expected.stdout
+    piped = tonic("run", "--json", str(path), cwd=project, stdin=b"x\n")
+    assert any("stdin is a pipe" in n for n in json.loads(piped.stdout)["notes"])

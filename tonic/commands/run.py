@@ -67,16 +67,17 @@ def run(
     args: list[str],
     image: str | None = None,
 ) -> int:
-    program = program_for(path, plain=plain, args=args)
+    program = program_for(path, plain=plain, args=args, stdin=stdin_file())
     nb = program.notebook
-    # Snapshots cannot hold what a notebook reads from a pipe or a file on stdin.
-    fallback = "replay" if stdin_has_data() else None
+    # Snapshots cannot hold what a notebook reads from a pipe (a file's content is keyed).
+    fallback = "replay" if stdin_is_stream() else None
     given = settings.load(program.path, options={"engine": engine, "image": image})
     chosen, note = engine_for(given, default=fallback)
     if fallback and not given.engine and note is None:
         note = (
-            "stdin is a pipe or a file: snapshots cannot hold what the notebook reads from "
-            "it, so this run uses the replay engine and does not resume"
+            "stdin is a pipe: snapshots cannot hold what the notebook reads from it, so "
+            "this run uses the replay engine and does not resume (a file on stdin can: "
+            "`tonic run FILE < input`)"
         )
     view: ViewSink | None = None
     sink: Sink
@@ -105,15 +106,23 @@ def run(
     return result.exit_code if result.signal is None else -result.signal
 
 
-def stdin_has_data() -> bool:
-    """True when stdin is a pipe, a file or a socket (not a terminal, not /dev/null)."""
+def stdin_is_stream() -> bool:
+    """True when stdin is a pipe or a socket (not a terminal, /dev/null or a file)."""
     try:
         st = os.fstat(0)
     except OSError:
         return False
-    if stat.S_ISCHR(st.st_mode):
-        return False
-    return stat.S_ISFIFO(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+    return stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+
+
+def stdin_file() -> str | None:
+    """The regular file stdin is, if it is one."""
+    try:
+        if stat.S_ISREG(os.fstat(0).st_mode):
+            return os.readlink("/proc/self/fd/0")
+    except OSError:
+        pass
+    return None
 
 
 def _json(result: RunResult, path: Path) -> dict[str, object]:

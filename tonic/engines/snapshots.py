@@ -170,6 +170,7 @@ def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
         args=program.args,
         inspect=program.inspect,
         env=program.env,
+        stdin=program.stdin,
     )
     return NotebookKeys.of(environment, program.notebook, session.key)
 

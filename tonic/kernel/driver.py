@@ -69,6 +69,7 @@ class Program:
     inspect: bool = False  # record completion values and error descriptions
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), hash=False)
     cwd: Path = field(default_factory=Path.cwd)
+    stdin: str | None = None  # the regular file that is stdin (node reads it as its own)
 
 
 class _Run:

@@ -23,10 +23,12 @@ def program_for(
     args: list[str],
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> Program:
     """What `tonic run` runs: the notebook, instrumented for the view or for --plain, run
     with `env` (default: this process's environment) in `cwd` (default: this process's
-    working directory)."""
+    working directory); `stdin`: the regular file this process's stdin is, which node
+    then reads too."""
     _, nb = load(path)
     return Program(
         notebook=nb,
@@ -36,6 +38,7 @@ def program_for(
         inspect=not plain,
         env=dict(os.environ if env is None else env),
         cwd=Path.cwd() if cwd is None else cwd,
+        stdin=stdin,
     )
 
 

@@ -123,6 +123,7 @@ class Environment:
     env: tuple[tuple[str, str], ...]  # the natively read variables
     packages: str
     inspect: bool  # only in the key of a whole stored run (it shows the values or not)
+    stdin: str = ""  # the file on stdin and a digest of its content ("": none)
 
     @classmethod
     def current(
@@ -134,8 +135,10 @@ class Environment:
         args: tuple[str, ...],
         inspect: bool,
         env: Mapping[str, str],
+        stdin: str | None = None,
     ) -> Environment:
-        """The key's parts for a program run with `env` (the Program's)."""
+        """The key's parts for a program run with `env` (the Program's), and `stdin`
+        when it is a regular file."""
         return cls(
             node=node_fingerprint(node),
             engine=engine,
@@ -144,6 +147,7 @@ class Environment:
             env=native_env(env),
             packages=packages_fingerprint(path.parent),
             inspect=inspect,
+            stdin=f"{stdin} {file_hash(stdin)}" if stdin else "",
         )
 
     def parts(self) -> dict[str, object]:
@@ -155,6 +159,7 @@ class Environment:
             "args": list(self.args),
             "env": _json_hash(list(self.env)),
             "packages": self.packages,
+            **({"stdin": self.stdin} if self.stdin else {}),
         }
 
 

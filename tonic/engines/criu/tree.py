@@ -3,9 +3,9 @@
 `unshare --pid --fork setsid sh -c '"$@"' node ...`: the shell is the init of a new PID
 namespace and its own session leader, as CRIU needs to dump and restore the tree while
 the original still runs (pids inside the namespace are private); node runs as its
-child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null
-and stdout, stderr and the kernel's two channels are pipes, which a restore re-attaches
-to fresh pipes (`--inherit-fd`).
+child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null (or
+the file on tonic's stdin), and stdout, stderr and the kernel's two channels are pipes,
+which a restore re-attaches to fresh pipes (`--inherit-fd`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ class FreshTree:
             # Only node loads the clock shim: in the shell it would close fds 3 and 4.
             argv += ["env", f"LD_PRELOAD={preload}"]
         argv += kernel_argv(program)
-        self.proc = spawn(
-            argv, program, pipes, env, deny_io_uring, "the kernel", stdin=subprocess.DEVNULL
-        )
+        # A file on stdin is node's (CRIU reopens it by path at restore, at its offset).
+        stdin = None if program.stdin else subprocess.DEVNULL
+        self.proc = spawn(argv, program, pipes, env, deny_io_uring, "the kernel", stdin=stdin)
         self._init: int | None = None
 
     @property
