@@ -119,11 +119,7 @@ class _Run:
         if event.modules is not None:
             res.modules = list(event.modules)
         if event.seen is not None:
-            res.uses = dict.fromkeys(event.seen.tokens())
-            if event.seen.worker:
-                # A worker loads its file while the cell goes on: the notebook's own
-                # file (usually) may be read after this pause is observed.
-                res.uses[f"file:{self.program.path}"] = None
+            res.uses = dict.fromkeys(event.seen.tokens(str(self.program.path)))
         self.last_pause = event.cell
         self.sink.cell_done(res)
         self._advance()

@@ -103,13 +103,13 @@
   }
 
   const cmdBuf = Buffer.alloc(65536);
-  let pending = ''; // what arrived after the last line (tonic may send two at once)
+  let leftover = ''; // what arrived after the last line (tonic may send two at once)
   function receive() {
-    let line = pending;
+    let line = leftover;
     for (;;) {
       const end = line.indexOf('\n');
       if (end !== -1) {
-        pending = line.slice(end + 1);
+        leftover = line.slice(end + 1);
         return JSON.parse(line.slice(0, end));
       }
       let n;

@@ -39,13 +39,17 @@ class Seen:
     probes: tuple[str, ...] = ()  # absolute paths fs looked up (stat, exists, opens)
     worker: bool = False  # it started a worker thread
 
-    def tokens(self) -> list[str]:
+    def tokens(self, notebook: str) -> list[str]:
         """What the cell used, as the tokens of timetravel/deps.py."""
         found = [f"env:{name}" for name in self.env]
         if self.all_env:
             found.append("env:*")
         if self.cwd:
             found.append("cwd")
+        if self.worker:
+            # A worker loads its file while the cell goes on: the notebook's own file
+            # (most often) may be read after the pause was observed.
+            found.append(f"file:{notebook}")
         return found + [f"path:{p}" for p in self.probes]
 
 

@@ -20,8 +20,8 @@ private to the user: directories 0700, files 0600. Layout under the root:
 and the folders other parts of tonic keep there:
 
     runs/<key>.json            records (records.py) of whole runs (timetravel/records.py)
-    files/<digest>.json        records of the files a notebook's last run left, and
-    files/<digest>.stat.json   the stats it saw (timetravel/fstravel.py)
+    files/<digest>.json        records of the paths a notebook's last run wrote, with
+                               their starting states (timetravel/fstravel.py)
     hot/                       unpacked images of the newest snapshots (hot.py)
     memo/                      small memos of slow probes (memo.py)
     bin/                       tonic's clock shim, built once (engines/clockshim.py)
