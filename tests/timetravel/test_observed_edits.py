@@ -18,14 +18,10 @@ import pytest
 
 from tests.helpers import FIXTURES, Outcome, node, require_engine
 from tests.timetravel.edits import add_cell, change_literal
-from tests.timetravel.test_edits import EDITS_RUN
+from tests.timetravel.test_edits import EDITS_RUN, _files
 
 OBSERVED = FIXTURES / "observed"
 EDITS = int(os.environ.get("TONIC_OBSERVED_EDITS", "100"))
-
-
-def _files(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
 
 class Run:

@@ -225,7 +225,7 @@ class _Run:
         """A stored run of this exact notebook, else a resumed run, else a fresh one."""
         stored = self.chooser.stored_run()
         if stored is not None:
-            return show_stored(self.store, self.program, stored, sink)
+            return show_stored(self.store, self.program, stored, sink, self.chooser.around.digest)
         choice, _ = self.chooser.choose()
         continued = choice is not None and choice.continued
         # A continued run evaluates the edited cells with eval: an uncaught error there
@@ -253,7 +253,10 @@ class _Run:
         """One kernel run, fresh or from `choice`; `stop_on_error`: a continued run stops
         at the first uncaught error (it is run again afresh)."""
         observe = self.session.files
-        recorder = Recorder(self.program, self.store, self.keys, choice, observe=observe)
+        digest = self.chooser.around.digest
+        recorder = Recorder(
+            self.program, self.store, self.keys, choice, observe=observe, digest=digest
+        )
         recorder.prepare_files()
         steps = _Steps(self, recorder, choice)
         resume = None

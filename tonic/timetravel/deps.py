@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +72,7 @@ class Surroundings:
 
     env: Mapping[str, str]
     cwd: str
-    digest: Callable[[str], str | None]
+    digest: Digests
     starting: Mapping[str, str | None] = field(default_factory=dict)
     notebook: str | None = None  # the notebook's own file, which a worker or child may run
 

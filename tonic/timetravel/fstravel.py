@@ -42,6 +42,16 @@ Digest = Callable[[str], str | None]
 FILES_RECORD_VERSION = 2
 
 
+def is_blob(state: str | None) -> bool:
+    """Whether a path's state is stored content (not DIR, UNKNOWN or None)."""
+    return state is not None and state not in (DIR, UNKNOWN)
+
+
+def blobs_of(files: Changes) -> list[str]:
+    """The stored contents a record of file changes needs."""
+    return sorted({b for pair in files.values() for b in pair if b is not None and is_blob(b)})
+
+
 def state_of(path: str, digest: Digest) -> str | None:
     """What is at `path`: its content's digest, DIR, or None."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -136,9 +146,8 @@ def load_last(store: Store, notebook: Path) -> Changes:
 
 def save_last(store: Store, notebook: Path, files: Changes) -> None:
     """Remember the last state (a record under files/, declaring the blobs gc keeps)."""
-    blobs = {b for pair in files.values() for b in pair if b not in (None, DIR, UNKNOWN)}
     doc = {"version": FILES_RECORD_VERSION, "notebook": str(notebook), "files": files}
-    store.put_record(FILES, _record_name(notebook), doc, blobs={str(b) for b in blobs})
+    store.put_record(FILES, _record_name(notebook), doc, blobs=blobs_of(files))
 
 
 def plan_rollback(

@@ -118,6 +118,7 @@ class Recorder:
         choice: Choice | None,
         *,
         observe: bool = True,
+        digest: Digests | None = None,
     ) -> None:
         self.program = program
         self.nb = program.notebook
@@ -132,7 +133,7 @@ class Recorder:
         self.lineage = choice.lineage if choice is not None else [sha256(self.nb.data)]
         self.project = program.path.parent
         self._watch: _Watch | None = None
-        self.digest = Digests()
+        self.digest = digest or Digests()  # the chooser's: files it hashed are not again
         self.tracker = fstravel.Tracker(store.put_blob)
         self.skip = _not_inputs(program)
 
@@ -274,7 +275,7 @@ def put_files(
     starting = fstravel.starting_states(last, digest)
     for path, state in starting.items():
         # A state someone else left is kept, for a later rollback to it.
-        if state is not None and len(state) == 64 and not store.has_blob(state):
+        if state is not None and fstravel.is_blob(state) and not store.has_blob(state):
             with contextlib.suppress(OSError):
                 store.put_blob(Path(path).read_bytes())
     writes = fstravel.plan_rollback(target, last, starting, digest)
@@ -283,12 +284,14 @@ def put_files(
     return starting
 
 
-def show_stored(store: Store, program: Program, record: RunRecord, sink: Sink) -> RunResult:
+def show_stored(
+    store: Store, program: Program, record: RunRecord, sink: Sink, digest: Digests
+) -> RunResult:
     """Show a stored run as if it ran now: its files put back, every cell restored,
     nothing executed."""
     started = time.monotonic()
     nb = program.notebook
-    put_files(store, program.path, record.files, Digests())
+    put_files(store, program.path, record.files, digest)
     cells = record.cell_results(nb)
     by_index = {c.cell.index: c for c in cells}
     results = [

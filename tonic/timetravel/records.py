@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tonic.notebook.cells import Notebook
 from tonic.results import CellResult, RunResult, Tail
 from tonic.store import RUNS, Store, StoreError
+from tonic.timetravel.fstravel import blobs_of
 from tonic.timetravel.keys import sha256
 
 SNAPSHOT_RECORD_VERSION = 2  # a snapshot's meta without "version" is of version 1
@@ -81,11 +82,6 @@ def cell_uses(cells: list[dict[str, object]]) -> list[tuple[int, dict[str, str |
 FileChanges = dict[str, list[str | None]]
 
 
-def file_blobs(files: FileChanges) -> list[str]:
-    """The blobs of the file states (not DIR, "?" or None)."""
-    return sorted({b for pair in files.values() for b in pair if b is not None and len(b) == 64})
-
-
 @dataclass
 class SnapshotRecord:
     """What a snapshot at pause `pause` holds besides the memory images."""
@@ -122,7 +118,7 @@ class SnapshotRecord:
             "cells": self.cells,
             "pipes": self.pipes,
             "files": self.files,
-            "blobs": list(self.lineage) + file_blobs(self.files),
+            "blobs": list(self.lineage) + blobs_of(self.files),
             "path": self.path,
             "environment": self.environment,
             "engine": self.engine,
@@ -186,7 +182,7 @@ class RunRecord:
     @property
     def blobs(self) -> list[str]:
         """The store objects this record needs: the files' contents before and after."""
-        return file_blobs(self.files)
+        return blobs_of(self.files)
 
     def to_json(self) -> dict[str, object]:
         return {
