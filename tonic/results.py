@@ -81,7 +81,7 @@ class RunResult:
     saved_seconds: float = 0.0  # run time of the restored cells, less the restore
     notes: list[str] = field(default_factory=list)  # what the engine wants the user to know
     stats: dict[str, object] = field(default_factory=dict)  # engine measurements
-    aborted: bool = False  # stopped at an uncaught error (stop_on_error): to be run again
+    aborted: bool = False  # a continued run's edited file does not compile: to be run afresh
 
     def result_for(self, index: int) -> CellResult:
         return self.cells[index - 1]
@@ -126,27 +126,6 @@ def show_output(sink: Sink, stdout: bytearray, stderr: bytearray) -> None:
     for stream, data in ((1, stdout), (2, stderr)):
         if data:
             sink.output(stream, bytes(data))
-
-
-class BufferSink:
-    """Holds everything back, to pass on later (`release`) or to drop."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[object, ...]]] = []
-
-    def output(self, stream: int, data: bytes) -> None:
-        self.calls.append(("output", (stream, data)))
-
-    def cell_done(self, result: CellResult) -> None:
-        self.calls.append(("cell_done", (result,)))
-
-    def cell_started(self, result: CellResult) -> None:
-        self.calls.append(("cell_started", (result,)))
-
-    def release(self, sink: Sink) -> None:
-        for name, args in self.calls:
-            getattr(sink, name)(*args)
-        self.calls.clear()
 
 
 class NullSink:

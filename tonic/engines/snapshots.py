@@ -7,8 +7,8 @@
     at each pause: record it, and checkpoint it when the cells since the last one are
         worth it (Policy); a detached worker stores the images (store/ingest.py)
     finish: notes, time saved, the run's record
-    fall back to a fresh run when the restore fails, or when a continued run meets an
-        uncaught error (node's exact report needs the natively compiled file)
+    fall back to a fresh run when the restore fails, or when the edited file of a
+        continued run does not compile (node reports that before running anything)
 
 What differs between engines is behind two small protocols: a `Backend` opens a
 `Session` for one `tonic run` (criu: find CRIU; docker: connect, resolve the image), and
@@ -36,7 +36,7 @@ from tonic.errors import EngineError
 from tonic.kernel.driver import KernelOptions, Program, Resume, run_kernel
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.protocol import GO, Command, Setup
-from tonic.results import BufferSink, RunResult, Sink
+from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
@@ -227,31 +227,23 @@ class _Run:
         if stored is not None:
             return show_stored(self.store, self.program, stored, sink, self.chooser.around.digest)
         choice, _ = self.chooser.choose()
-        continued = choice is not None and choice.continued
-        # A continued run evaluates the edited cells with eval: an uncaught error there
-        # would be reported with other stack frames (and sometimes columns) than node's.
-        # So its output is held back; at an uncaught error, it is dropped and the
-        # notebook runs afresh, natively compiled. (An early error in the edited file,
-        # which node reports before running anything, is one: the kernel compiles the
-        # whole new file, as node's loader would, before it runs the rest.)
-        held = BufferSink() if continued else None
         try:
-            result = self.attempt(choice, held or sink, continued)
+            result = self.attempt(choice, sink)
         except RestoreError as err:
             note = f"{err}; ran afresh"
         else:
             if not result.aborted:
-                if held is not None:
-                    held.release(sink)
                 return result
-            note = "an uncaught error after resuming: ran afresh for node's exact report"
-        result = self.attempt(None, sink, False)
+            # The kernel compiles the whole edited file first, as node's loader would;
+            # node's report of an early error comes from its loader, before any cell.
+            note = "the edited file does not compile: ran afresh for node's report"
+        result = self.attempt(None, sink)
         result.notes.append(note)
         return result
 
-    def attempt(self, choice: Choice | None, sink: Sink, stop_on_error: bool) -> RunResult:
-        """One kernel run, fresh or from `choice`; `stop_on_error`: a continued run stops
-        at the first uncaught error (it is run again afresh)."""
+    def attempt(self, choice: Choice | None, sink: Sink) -> RunResult:
+        """One kernel run, fresh or from `choice` (aborted, unseen, when the edited file
+        of a continued run does not compile)."""
         observe = self.session.files
         digest = self.chooser.around.digest
         recorder = Recorder(
@@ -281,7 +273,6 @@ class _Run:
                     resume=resume,
                     snapshots=True,
                     clock_shim=shim,
-                    stop_on_error=stop_on_error,
                     channels=steps.kernel.channels if self.session.channels else None,
                 ),
             )

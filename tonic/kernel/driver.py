@@ -31,6 +31,7 @@ from tonic.kernel.pipes import (
     write_all,
 )
 from tonic.kernel.protocol import (
+    EARLY,
     GO,
     SAVED,
     Command,
@@ -89,12 +90,25 @@ class _Run:
         self.last_pause = 0
         self.current: CellResult | None = None
         self.reported_exit: int | None = None
+        # Restored cells are shown once the kernel goes on with this notebook: a continued
+        # one first compiles the edited file (an early error: the run is aborted, unseen).
+        self.unshown: tuple[CellResult, ...] | None = None
         if resume is not None:
             for done in resume.cells:
                 self.results[done.cell.index - 1] = done
-                show_finished(self.sink, done)
+            self.unshown = resume.cells
             self.last_pause = resume.pause
             self.result.restored = len(resume.cells)
+        else:
+            self._advance()
+
+    def going_on(self) -> None:
+        """The kernel runs this notebook's code: show the restored cells first."""
+        if self.unshown is None:
+            return
+        for done in self.unshown:
+            show_finished(self.sink, done)
+        self.unshown = None
         self._advance()
 
     def _advance(self) -> None:
@@ -104,6 +118,7 @@ class _Run:
             self.sink.cell_started(self.current)
 
     def output(self, stream: int, data: bytes) -> None:
+        self.going_on()
         if self.current is not None:
             target = self.current.stdout if stream == 1 else self.current.stderr
         else:
@@ -137,6 +152,8 @@ class _Run:
         self.result.stuck_cell = self.current.cell.index if self.current else None
 
     def finish(self, exit_code: int, sig: int | None) -> RunResult:
+        if not self.result.aborted:
+            self.going_on()
         self.result.exit_code = exit_code
         self.result.signal = sig
         # The body may have ended inside the current cell: process.exit(), a top-level
@@ -227,8 +244,7 @@ class KernelOptions:
     `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
     preloaded. `resume`: the launcher restores a kernel blocked at that pause.
-    `stop_on_error`: at the first uncaught error, kill the kernel and mark the run
-    aborted. `channels`: the launcher made the kernel's channels itself (FIFOs into a
+    `channels`: the launcher made the kernel's channels itself (FIFOs into a
     container): tonic's ends.
     """
 
@@ -240,7 +256,6 @@ class KernelOptions:
     resume: Resume | None = None
     snapshots: bool = False
     clock_shim: bool = False
-    stop_on_error: bool = False
     channels: Callable[[KernelProcess], Pipes] | None = None
 
 
@@ -332,9 +347,9 @@ def run_kernel(
 
 
 class _Relay:
-    """Relays output and events until the kernel's stdout and stderr close (or, with
-    `stop_on_error`, until the first uncaught error: the run is then marked aborted).
-    A timeout counts from the start and again from each pause."""
+    """Relays output and events until the kernel's stdout and stderr close (or until
+    the edited file of a continued run turns out not to compile: the run is then marked
+    aborted, before anything of it was shown). A timeout counts from the start and again from each pause."""
 
     def __init__(
         self,
@@ -352,7 +367,6 @@ class _Relay:
         self.on_hello = options.on_hello
         self.on_save = options.on_save
         self.snapshots = options.snapshots
-        self.stop_on_error = options.stop_on_error
         self.streams = {ours.stdout: 1, ours.stderr: 2}
         self.open_streams = set(self.streams)
         self.pending = b""
@@ -423,6 +437,11 @@ class _Relay:
         return True
 
     def _handle(self, event: Event) -> bool:
+        if isinstance(event, Error) and event.origin == EARLY:
+            self.state.result.aborted = True
+            end(self.proc)
+            return False
+        self.state.going_on()
         if isinstance(event, Pause):
             self._drain_all()
             self.state.paused(event)
@@ -438,10 +457,6 @@ class _Relay:
         elif isinstance(event, Exit):
             self.state.reported_exit = event.code
         elif isinstance(event, Error):
-            if self.stop_on_error:
-                self.state.result.aborted = True
-                end(self.proc)
-                return False
             self._drain_all()
             self.state.errored(event)
         return True

@@ -304,6 +304,121 @@
   let mark = now();
   let lastCell = 0;
   let continuation = null;
+  // In a continued run, V8 names the frames of the edited cells' code by the eval that
+  // runs it: their top level reads `eval (FILE:L:C)`, above the pause sites that
+  // evaluated it (an arrow function, then the module's own frame or, when the snapshot
+  // was itself continued, the previous eval's), and an anonymous function made there
+  // is `eval` too. `sites` holds, for each continuation, where the pause site called
+  // its arrow: with it, the stacks of errors (and console.trace) get node's frames for
+  // the edited file: `Object.<anonymous> (FILE:L:C)` above node's loader, anonymous
+  // functions without a name.
+  const sites = [];
+  const NativeError = Error;
+  const captureStackTrace = Error.captureStackTrace;
+  const nodeFormat = Error.prepareStackTrace; // node's own (node 20.13+), else undefined
+  const asTrace = (error, trace) => trace;
+  // Where a frame is: `F:L:C` from `    at NAME (F:L:C)`, `    at F:L:C` or a call site.
+  const where = (frame) => {
+    const open = frame.lastIndexOf(' (');
+    if (frame.endsWith(')') && open !== -1) return frame.slice(open + 2, -1);
+    return frame.startsWith('    at ') ? frame.slice(7) : frame;
+  };
+  const lineOf = (frame) => where(frame).split(':').slice(-2)[0];
+  function callerSite() {
+    const holder = {};
+    const saved = NativeError.prepareStackTrace;
+    NativeError.prepareStackTrace = asTrace;
+    try {
+      captureStackTrace(holder, tonic.t);
+      const trace = holder.stack;
+      if (Array.isArray(trace) && trace.length > 1) sites.push([String(trace[0]), String(trace[1])]);
+    } catch (err) {
+      // no frames to mend
+    } finally {
+      NativeError.prepareStackTrace = saved;
+    }
+  }
+  const escaped = plan.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`
+  const evalFrame = new RegExp(
+    `^(    at (?:async )?(new )?)(?:(\\S+)\\.)?eval(?: \\[as (\\S+)\\])? \\((${escaped}:\\d+:\\d+)\\)$`,
+  );
+  // node's frames below the module's own (its loader), for the frames a continued run's
+  // pause sites pushed out of Error.stackTraceLimit.
+  let loader = null;
+  function loaderFrames() {
+    const holder = {};
+    const saved = NativeError.prepareStackTrace;
+    const limit = NativeError.stackTraceLimit;
+    NativeError.prepareStackTrace = asTrace;
+    NativeError.stackTraceLimit = Infinity;
+    try {
+      captureStackTrace(holder, tonic.p);
+      const trace = holder.stack;
+      if (Array.isArray(trace)) loader = trace.slice(1).map((frame) => `    at ${frame}`);
+    } catch (err) {
+      // none
+    } finally {
+      NativeError.stackTraceLimit = limit;
+      NativeError.prepareStackTrace = saved;
+    }
+  }
+  function mended(stack) {
+    if (typeof stack !== 'string' || sites.length === 0) return stack;
+    const lines = stack.split('\n');
+    // The top level of the newest eval on the stack: an eval frame above a pause site's
+    // arrow, above the previous eval's top level (or the module's frame), and so on.
+    let top = -1;
+    let level = -1;
+    for (let i = 0; i + 1 < lines.length && top === -1; i++) {
+      if (!evalFrame.test(lines[i])) continue;
+      level = sites.findIndex(([arrow]) => lineOf(lines[i + 1]) === lineOf(arrow));
+      if (level !== -1) top = i;
+    }
+    let end = top;
+    for (; top !== -1 && level >= 0; level--) {
+      if (end + 1 >= lines.length) break; // the limit cut the stack: the rest is known
+      if (lineOf(lines[end + 1]) !== lineOf(sites[level][0])) return stack;
+      if (end + 2 >= lines.length) break;
+      if (where(lines[end + 2]) !== where(sites[level][1])) return stack;
+      end += 2;
+    }
+    if (top !== -1 && loader !== null) {
+      const above = lines.slice(0, top).filter((line) => line.startsWith('    at ')).length;
+      const limit = NativeError.stackTraceLimit;
+      const frames = [`    at Object.<anonymous> (${where(lines[top])})`, ...loader];
+      const room = typeof limit === 'number' ? Math.max(0, limit - above) : frames.length;
+      lines.splice(top, lines.length - top, ...frames.slice(0, room));
+    }
+    for (let i = 0; i < lines.length; i++) {
+      const m = evalFrame.exec(lines[i]);
+      if (m === null) continue;
+      const [, head, isNew, receiver, as, place] = m;
+      if (receiver !== undefined) lines[i] = `${head}${receiver}.${as || '<anonymous>'} (${place})`;
+      else if (isNew !== undefined) lines[i] = `${head}<anonymous> (${place})`;
+      else lines[i] = `${head}${place}`;
+    }
+    return lines.join('\n');
+  }
+  // Once the process has continued: every stack is formatted by node's own function, then
+  // mended (a notebook that sets Error.prepareStackTrace gets V8's call sites as they are).
+  function mendStacks() {
+    if (typeof nodeFormat !== 'function' || NativeError.prepareStackTrace !== nodeFormat) return;
+    NativeError.prepareStackTrace = {
+      ErrorPrepareStackTrace(error, trace) {
+        return mended(Reflect.apply(nodeFormat, this, [error, trace]));
+      },
+    }.ErrorPrepareStackTrace;
+  }
+  function mendError(err) {
+    try {
+      const stack = err.stack;
+      const fixed = mended(stack);
+      if (fixed !== stack) err.stack = fixed;
+    } catch (e) {
+      // not an object, or its stack cannot be read or set: as it is
+    }
+  }
 
   const watched = plan.snapshots ? watch() : null;
 
@@ -321,6 +436,7 @@
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
       const ms = now() - mark;
+      if (loader === null) loaderFrames();
       const modules = watched ? newModules() : undefined;
       const inspected = inspecting && valueCells.has(k) && tonic.v !== NONE;
       const value = inspected ? show(tonic.v) : undefined;
@@ -355,12 +471,15 @@
     t() {
       const source = continuation;
       continuation = null;
+      callerSite();
+      if (sites.length === 1) mendStacks();
       return source;
     },
   };
   Object.defineProperty(globalThis, '__tonic__', { value: tonic, enumerable: false });
 
   process.on('uncaughtExceptionMonitor', (err, origin) => {
+    mendError(err);
     send(events.error(lastCell, origin, describe(err), now() - mark));
   });
 

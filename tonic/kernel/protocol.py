@@ -198,6 +198,7 @@ class Setup:
 Command = Go | Eval
 
 GO = Go()
+EARLY = "early"  # the origin of an Error: the edited file does not compile
 SAVED = b'{"op":"saved"}\n'  # the answer to a Save
 
 
