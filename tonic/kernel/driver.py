@@ -349,7 +349,8 @@ def run_kernel(
 class _Relay:
     """Relays output and events until the kernel's stdout and stderr close (or until
     the edited file of a continued run turns out not to compile: the run is then marked
-    aborted, before anything of it was shown). A timeout counts from the start and again from each pause."""
+    aborted, before anything of it was shown). A timeout counts from the start and again
+    from each pause."""
 
     def __init__(
         self,
