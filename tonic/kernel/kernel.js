@@ -28,7 +28,8 @@
       return msg;
     },
     // An uncaught error after pause `after` (origin 'early': the edited file of a
-    // continued run does not compile).
+    // continued run does not compile; 'unfit': a name its edited cells read is missing,
+    // `error` names it).
     error: (after, origin, error, ms) => ({ ev: 'error', after, origin, error, ms }),
     // The main thread is about to change (or open) `path` for the first time in this
     // process: tonic keeps what is there first, and answers {op: 'saved'}.
@@ -457,6 +458,15 @@
           vm.compileFunction(cmd.check, WRAPPER_PARAMS, { filename: plan.file });
         } catch (err) {
           send(events.error(k, 'early', describe(err), 0));
+          process.kill(process.pid, 'SIGKILL');
+        }
+      }
+      if (Array.isArray(cmd.free)) {
+        // In sloppy eval'd code, a ReferenceError for one of these would point elsewhere
+        // than node's (see tonic/timetravel/continuation/free.py): tonic runs afresh.
+        const missing = cmd.free.find((name) => !(name in globalThis));
+        if (missing !== undefined) {
+          send(events.error(k, 'unfit', missing, 0));
           process.kill(process.pid, 'SIGKILL');
         }
       }
