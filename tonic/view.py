@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.text import Text
 
 from tonic.notebook.cells import Cell, Notebook
-from tonic.notebook.instrument import VALUE_PREFIX
 from tonic.results import CellResult, RunResult
 
 STATUS_MARK = {
@@ -29,9 +28,8 @@ def _ms(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
-def _clean(data: bytearray) -> str:
-    # The view may have captured values; hide that instrumentation in node's error reports.
-    return data.replace(VALUE_PREFIX, b"").decode("utf-8", "replace")
+def _text(data: bytearray) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _lines(cell: Cell) -> str:
@@ -123,9 +121,9 @@ class ViewSink:
 
     def _body(self, stdout: bytearray, stderr: bytearray, error: str | None) -> None:
         if stdout:
-            self.console.print(Text(_clean(stdout).rstrip("\n")))
+            self.console.print(Text(_text(stdout).rstrip("\n")))
         if stderr:
-            self.console.print(Text(_clean(stderr).rstrip("\n"), style="red"))
+            self.console.print(Text(_text(stderr).rstrip("\n"), style="red"))
         elif error:
             self.console.print(Text(error.rstrip("\n"), style="red"))
 

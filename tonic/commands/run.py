@@ -92,8 +92,9 @@ def run(
 
         view = ViewSink(Console(highlight=False, soft_wrap=True), nb, program.path)
         sink = view
-    if view is not None and note:
-        view.note(note)
+    if view is not None:
+        for text in [*nb.warnings, *([note] if note else [])]:
+            view.note(text)
     result = chosen.run(program, sink, timeout=timeout)
     if view is not None:
         view.finish(result)  # the engine's own notes (the choice of engine came first)

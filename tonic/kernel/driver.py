@@ -46,8 +46,9 @@ from tonic.kernel.protocol import (
 )
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
+from tonic.notebook.uncapture import Uncapture
 from tonic.procs import parent_death_signal
-from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
+from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, uncaptured
 from tonic.settings import node_binary
 
 READ_SIZE = 1 << 16
@@ -80,6 +81,7 @@ class _Run:
     ) -> None:
         self.program = program
         self.sink = sink
+        self.uncapture = Uncapture(program.instrumented, program.path)
         nb = program.notebook
         self.results = [
             CellResult(cell, status="not-run" if cell.runs else "empty") for cell in nb.cells
@@ -115,13 +117,13 @@ class _Run:
         res = self.results[event.cell - 1]
         res.status = "ok"
         res.ms = event.ms
-        res.value = event.value
+        res.value = None if event.value == "undefined" else event.value  # (not "'undefined'")
         if event.modules is not None:
             res.modules = list(event.modules)
         if event.seen is not None:
             res.uses = dict.fromkeys(event.seen.tokens(str(self.program.path)))
         self.last_pause = event.cell
-        self.sink.cell_done(res)
+        self.sink.cell_done(uncaptured(res, self.uncapture))
         self._advance()
 
     def errored(self, event: Error) -> None:
@@ -147,8 +149,9 @@ class _Run:
             and (self.current.stdout or self.current.stderr or exit_code != 0)
         ):
             self.current.status = "error" if exit_code != 0 else "ok"
+        uncaptured(self.result.tail, self.uncapture)
         if self.current is not None and self.current.status != "not-run":
-            self.sink.cell_done(self.current)
+            self.sink.cell_done(uncaptured(self.current, self.uncapture))
         return self.result
 
 
@@ -221,9 +224,9 @@ class KernelOptions:
 
     `on_pause` answers each pause; `on_hello` hears that the kernel is in place, before
     the notebook's first line (in snapshot runs the kernel waits until it returns);
-    `on_save` keeps what is at a path the notebook is about to change; `launcher`
-    starts the process; `env_overrides` are
-    set for node and hidden from the notebook's `process.env` again by the kernel.
+    `on_save` keeps what is at a path the notebook is about to change; `launcher` starts
+    the process; `env_overrides` are set for node and hidden from the notebook's
+    `process.env` again by the kernel.
     `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
     preloaded. `resume`: the launcher restores a kernel blocked at that pause.
