@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, node, tonic
+from tests.helpers import FIXTURES, node, require_engine, tonic
 
 VIEW = FIXTURES / "view"
 GOLDEN = FIXTURES / "expected" / "view"
@@ -57,3 +57,26 @@ def test_json(path: Path) -> None:
     for cell in record["cells"]:
         cell["ms"] = None
     _golden(path.name + ".json", _here(json.dumps(record, indent=2, ensure_ascii=False)) + "\n")
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_plain_captures_nothing(path: Path) -> None:
+    got = tonic("run", "--plain", "--engine", "replay", path.name, cwd=VIEW)
+    assert got == node(path)
+
+
+@pytest.mark.parametrize("name", ["errors.js", "values.mjs"])
+def test_criu_fresh_and_stored(name: str) -> None:
+    """Under the criu engine, the run shown again from the store holds the same texts:
+    corrected once, as the cells finished."""
+    require_engine("criu")
+    path = VIEW / name
+    expected = node(path)
+    runs = []
+    for _ in range(2):
+        got = tonic("run", "--json", "--engine", "criu", name, cwd=VIEW)
+        record = json.loads(got.stdout)
+        parts = [*record["cells"], record["after"]]
+        assert "".join(p["stderr"] for p in parts) == expected.stderr.decode()
+        runs.append([(c["value"], c["error"]) for c in record["cells"]])
+    assert runs[0] == runs[1]
