@@ -172,3 +172,13 @@ def test_uncapture_gives_nodes_text(tmp_path: Path, name: str, source: str) -> N
     got = run(instrumented.source)
     fix = Uncapture(instrumented, path)
     assert fix.data(bytearray(got)) == run(source.encode())
+
+
+def test_uncapture_moves_only_the_notebooks_positions() -> None:
+    nb = parse(b"const a = 1; a\n", filename="nb.js")
+    fix = Uncapture(instrument(nb, values=True), Path("/a/nb.js"))
+    text = "at /a/nb.js:1:30 (file:///a/nb.js:1:30) '/a/nb.js:1:30' /x/a/nb.js:1:30 /a/nb.js:2:30"
+    assert fix.text(text) == (
+        "at /a/nb.js:1:17 (file:///a/nb.js:1:17) '/a/nb.js:1:17' /x/a/nb.js:1:30 /a/nb.js:2:30"
+    )
+    assert fix.text("/a/nb.js:1:13 /a/nb.js:1:26") == "/a/nb.js:1:13 /a/nb.js:1:26"

@@ -30,10 +30,10 @@ class Uncapture:
     def __init__(self, instrumented: Instrumented, path: Path) -> None:
         self.active = bool(instrumented.values)
         self.shifted: Mapping[int, int] = dict(instrumented.shifted)
-        names = sorted({str(path), path.as_uri()}, key=len, reverse=True)
-        self.position = re.compile(
-            "(?P<file>" + "|".join(map(re.escape, names)) + r"):(?P<line>\d+):(?P<col>\d+)"
-        )
+        path = path.absolute()
+        names = "|".join(map(re.escape, (path.as_uri(), str(path))))
+        # not the end of a longer path (/x/a/nb.js where the notebook is /a/nb.js)
+        self.position = re.compile(rf"(?<![\w./~-])(?P<file>{names}):(?P<line>\d+):(?P<col>\d+)")
 
     def data(self, data: bytearray) -> bytearray:
         """`data` (bytes as written, any encoding) with the captures taken out."""
