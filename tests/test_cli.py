@@ -149,3 +149,16 @@ def test_project_default_engine(
     else:
         assert got.code == 2 and expected in got.stderr.decode(), got.describe()
         assert len(got.stderr.decode().strip().splitlines()) == 1
+
+
+def test_marker_inside_a_statement_is_named(tmp_path: Path) -> None:
+    """`tonic cells`, the view and --json name the line of a `// %%` that starts no cell."""
+    path = _write(tmp_path, b"// %% one\nconst x = 1\n// %% two\n+ 2\nconsole.log(x)\n")
+    warning = "line 3: this `// %%` is inside a statement (lines 2-4), so it starts no cell"
+    assert f"warning: {warning}\n" in tonic("cells", str(path)).stdout.decode()
+    assert json.loads(tonic("cells", "--json", str(path)).stdout)["warnings"] == [warning]
+    assert f"note: {warning}\n" in tonic("run", "-e", "replay", str(path)).stdout.decode()
+    record = json.loads(tonic("run", "--json", "-e", "replay", str(path)).stdout)
+    assert record["warnings"] == [warning]
+    plain = tonic("run", "--plain", "-e", "replay", str(path))
+    assert plain.stdout == b"3\n" and plain.stderr == b""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tonic.notebook.cells import Cell, Notebook
+from tonic.notebook.uncapture import Uncapture
 
 # Where output goes that no cell produced: after the last cell, while node's event loop
 # runs timers and callbacks (or after a top-level `return`).
@@ -98,11 +99,25 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "restored": self.restored,
             "saved_seconds": round(self.saved_seconds, 3),
+            "warnings": list(nb.warnings),  # about the split (notebook/cells.py)
             "notes": list(self.notes),
             "stats": self.stats,
             "cells": [c.to_json() for c in self.cells],
             AFTER: self.tail.to_json(),
         }
+
+
+R = TypeVar("R", CellResult, Tail)
+
+
+def uncaptured(res: R, fix: Uncapture) -> R:
+    """A finished cell's (or the tail's) texts as node would have written them, without
+    the view's value captures (notebook/uncapture.py)."""
+    res.stdout, res.stderr = fix.data(res.stdout), fix.data(res.stderr)
+    res.error = fix.optional(res.error)
+    if isinstance(res, CellResult):
+        res.value = fix.optional(res.value)
+    return res
 
 
 class Sink(Protocol):

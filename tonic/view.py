@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from tonic.notebook.cells import Cell, Notebook
-from tonic.notebook.instrument import VALUE_PREFIX
+from tonic.notebook.uncapture import Uncapture
 from tonic.results import CellResult, RunResult
 
 STATUS_MARK = {
@@ -31,9 +31,8 @@ def _ms(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
-def _clean(data: bytearray) -> str:
-    # The view may have captured values; hide that instrumentation in node's error reports.
-    return data.replace(VALUE_PREFIX, b"").decode("utf-8", "replace")
+def _text(data: bytearray) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _lines(cell: Cell) -> str:
@@ -87,10 +86,15 @@ class _Running:
 
 
 class _Lines:
-    """A stream's bytes as complete lines, the rest kept for later."""
+    """A stream's bytes as complete lines (as node would write them without the view's
+    value captures), the rest kept for later."""
 
-    def __init__(self) -> None:
+    def __init__(self, fix: Uncapture | None) -> None:
         self.rest = bytearray()
+        self.fix = fix
+
+    def _shown(self, data: bytearray) -> str:
+        return _text(self.fix.data(data) if self.fix is not None else data)
 
     def take(self, data: bytes) -> str:
         self.rest += data
@@ -99,11 +103,11 @@ class _Lines:
             return ""
         done = self.rest[:end]
         del self.rest[: end + 1]
-        return _clean(done)
+        return self._shown(done)
 
     def flush(self) -> str:
         done, self.rest = self.rest, bytearray()
-        return _clean(done.rstrip(b"\n")) if done else ""
+        return self._shown(done.rstrip(b"\n")) if done else ""
 
 
 class ViewSink:
@@ -112,7 +116,13 @@ class ViewSink:
     that is final at once (silent, restored, stored) is drawn whole. On a terminal a
     status line under the output says which cell runs, and for how long."""
 
-    def __init__(self, console: Console, notebook: Notebook, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        notebook: Notebook,
+        path: Path | None = None,
+        fix: Uncapture | None = None,
+    ) -> None:
         self.console = console
         self.notebook = notebook
         self.path = path  # the notebook's file: paths beside it are shown relative
@@ -121,7 +131,7 @@ class ViewSink:
         self.headed = False  # the current cell's header is out: its output streams
         self.whole = False  # the current cell was final when it started: drawn when done
         self.tail_headed = False  # output after the last cell streams under its header
-        self.streams = {1: _Lines(), 2: _Lines()}
+        self.streams = {1: _Lines(fix), 2: _Lines(fix)}
         self.live: Live | None = None
 
     def output(self, stream: int, data: bytes) -> None:
@@ -233,9 +243,9 @@ class ViewSink:
 
     def _body(self, stdout: bytearray, stderr: bytearray, error: str | None) -> None:
         if stdout:
-            self.console.print(Text(_clean(stdout).rstrip("\n")))
+            self.console.print(Text(_text(stdout).rstrip("\n")))
         if stderr:
-            self.console.print(Text(_clean(stderr).rstrip("\n"), style="red"))
+            self.console.print(Text(_text(stderr).rstrip("\n"), style="red"))
         elif error:
             self.console.print(Text(error.rstrip("\n"), style="red"))
 

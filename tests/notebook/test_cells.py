@@ -203,3 +203,23 @@ def test_golden_fixtures_are_valid_node(path: Path) -> None:
     proc = subprocess.run(["node", "--check", str(path)], capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     assert node  # the helper module is importable alongside
+
+
+@pytest.mark.parametrize(
+    ("source", "warnings"),
+    [
+        ("const x = 1\n// %%\n+ 2\n", ["line 2: this `// %%` is inside a statement (lines 1-3)"]),
+        (
+            "// %% a\nfoo(1,\n// %% b\n  2)\n\n// %% c\nbar()\n",
+            ["line 3: this `// %%` is inside a statement (lines 2-4)"],
+        ),
+        ("function f() {\n// %%\n}\n", ["line 2: this `// %%` is inside a statement (lines 1-3)"]),
+        # not markers: indented, in a template literal, in a block comment, between statements
+        ("f(\n  // %%\n)\nconst t = `\n// %%\n`\n/*\n// %%\n*/\n// %%\nx\n", []),
+    ],
+)
+def test_marker_inside_a_statement_is_a_warning(source: str, warnings: list[str]) -> None:
+    """A `// %%` line that falls inside a statement would silently merge two cells."""
+    nb = parse(source.encode(), filename="nb.js")
+    assert [w.partition(", so")[0] for w in nb.warnings] == warnings
+    assert all(w.endswith("so it starts no cell") for w in nb.warnings)

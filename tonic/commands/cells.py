@@ -65,7 +65,7 @@ def _table(nb: Notebook, path: str) -> None:
         )
     console.print(table)
     for warning in nb.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
     if not nb.clean:
         bad = nb.parse_errors[0]
         console.print(

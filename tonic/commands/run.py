@@ -88,12 +88,15 @@ def run(
     else:
         from rich.console import Console  # only the view needs rich (~15 ms to import)
 
+        from tonic.notebook.uncapture import Uncapture
         from tonic.view import ViewSink
 
-        view = ViewSink(Console(highlight=False, soft_wrap=True), nb, program.path)
+        fix = Uncapture(program.instrumented, program.path)  # the view captures values
+        view = ViewSink(Console(highlight=False, soft_wrap=True), nb, program.path, fix)
         sink = view
-    if view is not None and note:
-        view.note(note)
+    if view is not None:
+        for text in [*nb.warnings, *([note] if note else [])]:
+            view.note(text)
     try:
         result = chosen.run(program, sink, timeout=timeout)
     finally:

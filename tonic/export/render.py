@@ -120,7 +120,7 @@ def readme_cells(run: NotebookRun) -> list[dict[str, object]]:
         if not code:
             continue
         parts = [run.text(cr.stdout) + run.text(cr.stderr)]
-        if cr.value is not None and cr.value != "undefined":
+        if cr.value is not None:
             parts.append(f"=> {run.text(cr.value)}\n")
         if cr.error is not None:
             parts.append(f"Uncaught {error_summary(run.text(cr.error))}\n")

@@ -131,9 +131,9 @@ class KernelOptions:
 
     `on_pause` answers each pause; `on_hello` hears that the kernel is in place, before
     the notebook's first line (in snapshot runs the kernel waits until it returns);
-    `on_save` keeps what is at a path the notebook is about to change; `launcher`
-    starts the process; `env_overrides` are
-    set for node and hidden from the notebook's `process.env` again by the kernel.
+    `on_save` keeps what is at a path the notebook is about to change; `launcher` starts
+    the process; `env_overrides` are set for node and hidden from the notebook's
+    `process.env` again by the kernel.
     `snapshots` asks the kernel for what a snapshot engine needs (how node exited, the
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
     preloaded. `resume`: the launcher restores a kernel blocked at that pause.

@@ -127,6 +127,9 @@
 
   function show(value) {
     try {
+      // Not a promise's reason: inspecting it formats an error's stack, and node then
+      // reports that unhandled rejection at its own line instead of the error's.
+      if (util.types.isPromise(value)) return util.inspect(value, { depth: -1 });
       return util.inspect(value, INSPECT);
     } catch (err) {
       return '<value could not be inspected>';

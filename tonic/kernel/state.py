@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tonic.kernel.protocol import Command, Error, Pause, Setup
-from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
+from tonic.notebook.uncapture import Uncapture
+from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, uncaptured
 
 if TYPE_CHECKING:
     from tonic.kernel.driver import Program
@@ -32,6 +33,7 @@ class RunState:
     ) -> None:
         self.program = program
         self.sink = sink
+        self.uncapture = Uncapture(program.instrumented, program.path)
         nb = program.notebook
         self.results = [
             CellResult(cell, status="not-run" if cell.runs else "empty") for cell in nb.cells
@@ -81,13 +83,13 @@ class RunState:
         res = self.results[event.cell - 1]
         res.status = "ok"
         res.ms = event.ms
-        res.value = event.value
+        res.value = None if event.value == "undefined" else event.value  # (not "'undefined'")
         if event.modules is not None:
             res.modules = list(event.modules)
         if event.seen is not None:
             res.uses = dict.fromkeys(event.seen.tokens(str(self.program.path)))
         self.last_pause = event.cell
-        self.sink.cell_done(res)
+        self.sink.cell_done(uncaptured(res, self.uncapture))
         self._advance()
 
     def errored(self, event: Error) -> None:
@@ -115,6 +117,7 @@ class RunState:
             and (self.current.stdout or self.current.stderr or exit_code != 0)
         ):
             self.current.status = "error" if exit_code != 0 else "ok"
+        uncaptured(self.result.tail, self.uncapture)
         if self.current is not None and self.current.status != "not-run":
-            self.sink.cell_done(self.current)
+            self.sink.cell_done(uncaptured(self.current, self.uncapture))
         return self.result

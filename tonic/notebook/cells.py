@@ -284,10 +284,11 @@ def parse(
         fmt = "blank-lines"
         groups = _blank_line_groups(top, data)
 
-    warnings: list[str] = []
+    warnings = _buried_markers(top, root, positions)
+    prologue = _prologue_end(top, len(data))
     cells: list[Cell] = []
     for group in groups:
-        cell = _make_cell(len(cells) + 1, group, data, positions)
+        cell = _make_cell(len(cells) + 1, group, data, positions, prologue)
         if cell is None:
             continue
         if group.type == "markdown" and cell.statements:
@@ -308,7 +309,44 @@ def parse(
     )
 
 
-def _make_cell(index: int, group: _Group, data: bytes, positions: _Positions) -> Cell | None:
+def _buried_markers(top: list[Node], root: Node, positions: _Positions) -> list[str]:
+    """A warning for each `// %%` marker inside a statement: it starts no cell, so the
+    code around it runs as one (an ASI join, a multi-line call or literal)."""
+    tops = {n.id for n in top}
+    warnings = []
+    for node in walk(root):
+        if node.type != "comment" or node.id in tops or _marker(node, positions) is None:
+            continue
+        outer = [n for n in top if n.start_byte <= node.start_byte < n.end_byte]
+        lines = ""
+        if outer:
+            span = positions.span(outer[0].start_byte, outer[0].end_byte)
+            lines = f" (lines {span.start_line}-{span.end_line})"
+        warnings.append(
+            f"line {positions.line_of(node.start_byte)}: this `// %%` is inside a "
+            f"statement{lines}, so it starts no cell"
+        )
+    return warnings
+
+
+def _prologue_end(top: list[Node], end: int) -> int:
+    """Where the directive prologue ends: the strings at the start are directives."""
+    for node in top:
+        if node.type in NOT_STATEMENTS or _is_string_statement(node):
+            continue
+        return node.start_byte
+    return end
+
+
+def _is_string_statement(node: Node) -> bool:
+    return node.type == "expression_statement" and [c.type for c in node.named_children] == [
+        "string"
+    ]
+
+
+def _make_cell(
+    index: int, group: _Group, data: bytes, positions: _Positions, prologue: int
+) -> Cell | None:
     stmts = [n for n in group.nodes if n.type not in NOT_STATEMENTS]
     starts = [n.start_byte for n in group.nodes]
     ends = [n.end_byte for n in group.nodes]
@@ -333,8 +371,10 @@ def _make_cell(index: int, group: _Group, data: bytes, positions: _Positions) ->
     last_expr: Span | None = None
     if stmts and stmts[-1].type == "expression_statement":
         expr = stmts[-1].named_children[0] if stmts[-1].named_children else None
-        # A lone string may be a directive ('use strict'); a sequence needs parentheses.
-        if expr is not None and expr.type not in ("string", "sequence_expression"):
+        # A string in the prologue is a directive ('use strict'); a sequence would need
+        # parentheses.
+        directive = expr is not None and expr.type == "string" and expr.start_byte < prologue
+        if expr is not None and not directive and expr.type != "sequence_expression":
             last_expr = positions.span(expr.start_byte, expr.end_byte)
     is_prose = group.type == "markdown" and not stmts
     return Cell(

@@ -6,18 +6,35 @@ line between cells that holds no code (blank, or only comments), so every line a
 column of the user's code stays where it was, and the source line node prints for an
 uncaught error is the user's own. After the last cell it goes on a new trailing line.
 
-A cell whose last statement is an expression gets `;__tonic__.v=` at the end of the line
-above that statement, which records its completion value without shifting a column.
+A cell whose last statement is an expression gets `;__tonic__.v=` (a value capture),
+which records its completion value: at the end of the line above that statement when it
+may go there, which shifts no column; else right before the expression, on its own line
+(line 1, or after another statement or a comment on that line), which moves the rest of
+that line by len(VALUE_PREFIX) columns. The capture never changes how a statement parses:
+none goes before an expression that a statement cannot begin with (`{`, `function`,
+`class`, `let [`), which tree-sitter may still take for one. `uncapture.py` takes the
+captures back out of what node writes (its error reports, stack traces).
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 
-from tonic.notebook.cells import Cell, Notebook
+from tonic.notebook.cells import Cell, Notebook, Span
 
 VALUE_PREFIX = b";__tonic__.v="
+# What an expression statement cannot begin with (ECMA-262 §14.5): an expression starting
+# so changes meaning at a statement start. tree-sitter may still parse `{a: 1}` there as
+# an object, where node sees a block; after a capture's `=` it would be an object.
+STATEMENT_START_RE = re.compile(r"^(?:\{|function\b|class\b|async\s+function\b|let\s*\[)")
+LINE_TERMINATOR_RE = re.compile("\r\n|[\n\r\u2028\u2029]")  # JavaScript's line ends
+
+
+def utf16_length(text: str) -> int:
+    """Columns as V8 counts them: UTF-16 code units."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,9 @@ class Instrumented:
     source: bytes
     pauses: tuple[int, ...]  # indices of the cells after which the kernel pauses
     values: tuple[int, ...]  # indices of the cells whose completion value is recorded
+    # (line, column) of each value capture inserted on a code line, the column in UTF-16
+    # code units from 0, as V8 counts them: what comes after it on that line moved right.
+    shifted: tuple[tuple[int, int], ...] = ()
 
 
 def pause_site(index: int, *, esm: bool) -> bytes:
@@ -67,10 +87,21 @@ class _Layout:
             i += 1
         return None
 
-    def value_point(self, cell: Cell) -> int | None:
-        """Where `;__tonic__.v=` may go so that it binds to the cell's last expression."""
+    def value_point(self, cell: Cell) -> tuple[int, bool] | None:
+        """Where `;__tonic__.v=` goes so that it binds to the cell's last expression, and
+        whether that is on the expression's own line; None when it cannot be captured."""
         expr = cell.last_expression
-        if expr is None or expr.start_line == 1:
+        if expr is None:
+            return None
+        if STATEMENT_START_RE.match(self.data[expr.start_byte : expr.end_byte].decode()):
+            return None
+        above = self.point_above(expr)
+        return (expr.start_byte, True) if above is None else (above, False)
+
+    def point_above(self, expr: Span) -> int | None:
+        """The end of the line above `expr` (before a comment ending it), when only blanks
+        come between: a capture there shifts no column."""
+        if expr.start_line == 1:
             return None
         line_start = self.line_starts[expr.start_line - 1]
         if self.data[line_start : expr.start_byte].strip():
@@ -96,13 +127,15 @@ def uninstrumented(nb: Notebook) -> Instrumented:
 def instrument(nb: Notebook, *, values: bool = False) -> Instrumented:
     """The notebook's source with pause sites (and, if `values`, value captures) inserted.
 
-    Value captures sit at the end of a code line, which node would show if it reported
-    an error on that line; `tonic run --plain` therefore never asks for them.
+    Value captures sit on code lines, which node shows when it reports an error there
+    (uncapture.py undoes that in the texts tonic shows); `tonic run --plain` never asks
+    for them, so its bytes are node's own.
     """
     layout = _Layout(nb)
     code = nb.code_cells
     inserts: list[tuple[int, int, bytes]] = []
     captured: list[int] = []
+    shifted: list[tuple[int, int]] = []
     for i, cell in enumerate(code):
         assert cell.code is not None
         site = pause_site(cell.index, esm=nb.kind.esm)
@@ -118,12 +151,23 @@ def instrument(nb: Notebook, *, values: bool = False) -> Instrumented:
             inserts.append((len(nb.data), 0, b"\n" + site + b"\n"))
         point = layout.value_point(cell) if values else None
         if point is not None:
-            inserts.append((point, 1, VALUE_PREFIX))
+            inserts.append((point[0], 1, VALUE_PREFIX))
             captured.append(cell.index)
+            if point[1]:
+                shifted.append(_position(nb.data, point[0]))
     out = bytearray()
     pos = 0
     for offset, _, text in sorted(inserts):
         out += nb.data[pos:offset] + text
         pos = offset
     out += nb.data[pos:]
-    return Instrumented(bytes(out), tuple(c.index for c in code), tuple(captured))
+    pauses = tuple(c.index for c in code)
+    return Instrumented(bytes(out), pauses, tuple(captured), tuple(shifted))
+
+
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """V8's line (from 1) and column (UTF-16 units, from 0) of byte `offset` of `data`."""
+    # node's loaders drop a byte order mark before V8 sees the source
+    before = data[:offset].decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    lines = LINE_TERMINATOR_RE.split(before)
+    return len(lines), utf16_length(lines[-1])

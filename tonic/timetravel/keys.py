@@ -65,7 +65,12 @@ def kernel_fingerprint() -> str:
     parts = [(here / "kernel" / "kernel.js").read_bytes()]
     parts += [
         (here / name).read_bytes()
-        for name in ("notebook/instrument.py", "notebook/declarations.py", *CONTINUATION)
+        for name in (
+            "notebook/instrument.py",
+            "notebook/uncapture.py",  # the texts of a run's record are as it makes them
+            "notebook/declarations.py",
+            *CONTINUATION,
+        )
     ]
     return sha256(b"\0".join(parts))
 

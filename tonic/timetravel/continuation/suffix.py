@@ -15,13 +15,16 @@ from tree_sitter import Node
 
 from tonic.notebook.cells import Notebook
 from tonic.notebook.declarations import FUNCTION_DECLARATIONS
-from tonic.notebook.instrument import instrument, pause_site
+from tonic.notebook.instrument import (
+    LINE_TERMINATOR_RE,
+    STATEMENT_START_RE,
+    instrument,
+    pause_site,
+    utf16_length,
+)
 from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text
 
 SITE_RE = re.compile(rb"if\(__tonic__\.p\((\d+)\)\)")
-# Where the first token of a `return` argument would change meaning at a statement start.
-STATEMENT_START_RE = re.compile(r"^(?:\{|function\b|class\b|async\s+function\b|let\s*\[)")
-LINE_TERMINATOR_RE = re.compile("\r\n|[\n\r\u2028\u2029]")
 
 
 def label(k: int) -> str:
@@ -33,14 +36,10 @@ def _name(node: Node) -> str | None:
     return None if name is None else text(name)
 
 
-def _utf16(s: str) -> int:
-    return len(s.encode("utf-16-le")) // 2
-
-
 def _blank(data: bytes) -> bytes:
     """Spaces for every character but line terminators, each as wide as it was."""
     return "".join(
-        c if c in "\r\n\u2028\u2029" else " " * _utf16(c) for c in data.decode("utf-8")
+        c if c in "\r\n\u2028\u2029" else " " * utf16_length(c) for c in data.decode("utf-8")
     ).encode()
 
 
@@ -122,7 +121,7 @@ def suffix_source(
     # Padding: the first character after the site stood where the site was inserted.
     before = source[: site.start_byte - 1].decode("utf-8")  # up to the site's `;`
     terminators = LINE_TERMINATOR_RE.findall(before)
-    column = _utf16(LINE_TERMINATOR_RE.split(before)[-1])
+    column = utf16_length(LINE_TERMINATOR_RE.split(before)[-1])
     header = label(k) + ":{"
     if terminators:
         padding = header + "".join(terminators) + " " * column
