@@ -139,12 +139,8 @@ class ViewSink:
         self.shown = len(result.cells)
         tail = result.tail
         if not result.split:
-            self.console.print(
-                Text(
-                    "tonic could not split this file into cells; it ran as one piece",
-                    style="yellow",
-                )
-            )
+            why = result.notebook.unsplit or "it could not be split"
+            self.console.print(Text(f"tonic ran this file as one piece: {why}", style="yellow"))
         if tail.stdout or tail.stderr or tail.error:
             self.console.print(Text("after the last cell (event loop)", style="bold"))
             self._body(tail.stdout, tail.stderr, tail.error)

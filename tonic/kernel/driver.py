@@ -276,6 +276,7 @@ def write_plan(
         "kind": program.notebook.kind.kind,
         "source": program.instrumented.source.decode("utf-8"),
         "values": list(program.instrumented.values),
+        "sites": bool(program.instrumented.pauses),  # the kernel binds `__tonic__`
         "inspect": program.inspect,
         "env": env,
         "snapshots": snapshots,
