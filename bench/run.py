@@ -53,11 +53,14 @@ def heap_notebook(mb: int, tweak: int, rep: int = 0) -> str:
     )
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+def timed(
+    cmd: list[str], env: dict[str, str], code: int = 0
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    """How long `cmd` took; the bench stops when it does not exit with `code`."""
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, env=env, check=False)
     elapsed = time.monotonic() - started
-    if proc.returncode != 0:
+    if proc.returncode != code:
         sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
     return elapsed, proc
 
@@ -190,6 +193,32 @@ def main() -> None:
         print(f"| {name.ljust(width)} | {value} | {note} |")
 
 
+def throw_rows(
+    nb: Path, env: dict[str, str], cells: int, per_cell: float
+) -> list[tuple[str, str, str]]:
+    """The most common edit, a mistake: the last cell now throws. Node's exact report,
+    from the snapshot before it (nothing else runs again)."""
+    nodes, tonics = [], []
+    for edit in range(1, 4):
+        print(f"bench: the last cell throws, edit {edit}: node, criu ...", file=sys.stderr)
+        nb.write_text(slow_notebook(cells, per_cell, 200 + edit) + f"null.boom{edit};\n")
+        t_node, want = timed(["node", str(nb)], env, code=1)
+        nodes.append(t_node)
+        t_tonic, got = timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], env, code=1)
+        tonics.append(t_tonic)
+        if (got.stdout, got.stderr) != (want.stdout, want.stderr):
+            sys.exit("bench: the resumed run that throws differs from node's")
+    t_node, t_tonic = statistics.median(nodes), statistics.median(tonics)
+    return [
+        ("last cell now throws: plain `node FILE`", f"{t_node:.2f} s", "1.00x"),
+        (
+            "last cell now throws: tonic, criu engine (node's report, resumed)",
+            f"{t_tonic:.2f} s",
+            f"{t_tonic / t_node:.3f}x (goal: 10x faster than node)",
+        ),
+    ]
+
+
 def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     # The warm server, as the first command of a session would leave it running.
@@ -278,6 +307,8 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
             f"RSS {statistics.median(stats['rss_bytes']) / 2**20:.0f} MiB",  # type: ignore[arg-type]
         )
     )
+
+    rows.extend(throw_rows(nb, env, cells, per_cell))
 
     # -- 2. checkpoint and restore at 50 and 500 MB (medians of 3) ------------------
     for mb in (50, 500):

@@ -40,11 +40,12 @@ def test_view_shows_cells_values_errors(tmp_path: Path) -> None:
     got = tonic("run", str(_write(tmp_path, NB)))
     out = got.stdout.decode()
     assert got.code == 1
-    assert "✓ [1] lines 1-3  Setup" in out
-    assert "setup 3" in out
+    # A cell that prints gets its header at its first output, its mark when it ends.
+    assert "▸ [1] lines 1-3  Setup\nsetup 3\n✓ [1]" in out
     assert "Some prose." in out
     assert "=> 6" in out
-    assert "✗ [4] lines 11-13  Boom" in out
+    assert "▸ [4] lines 11-13  Boom\nabout to fail\n" in out
+    assert "✗ [4]" in out
     assert "TypeError: Cannot read properties of null (reading 'boom')" in out
     assert "· [5] lines 15-16  Never  not run" in out
     assert "3/4 cells ran · exit code 1" in out

@@ -6,9 +6,11 @@ The only module that draws on the terminal for `tonic run` without --plain/--jso
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
 from tonic.notebook.cells import Cell, Notebook
@@ -67,27 +69,117 @@ def _provenance(result: CellResult, notebook: Path | None) -> str:
     return " · ".join(parts)
 
 
+class _Running:
+    """The status line under a running cell: which cell, and for how long (re-rendered
+    by rich's Live several times a second)."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.started = time.monotonic()
+
+    def __rich__(self) -> Text:
+        line = Text(style="dim")
+        line.append(f"▸ [{self.cell.index}] {_lines(self.cell)}")
+        if self.cell.title:
+            line.append(f"  {self.cell.title}")
+        line.append(f"  running {time.monotonic() - self.started:.1f} s")
+        return line
+
+
+class _Lines:
+    """A stream's bytes as complete lines, the rest kept for later."""
+
+    def __init__(self) -> None:
+        self.rest = bytearray()
+
+    def take(self, data: bytes) -> str:
+        self.rest += data
+        end = self.rest.rfind(b"\n")
+        if end == -1:
+            return ""
+        done = self.rest[:end]
+        del self.rest[: end + 1]
+        return _clean(done)
+
+    def flush(self) -> str:
+        done, self.rest = self.rest, bytearray()
+        return _clean(done.rstrip(b"\n")) if done else ""
+
+
 class ViewSink:
-    """Draws each cell as soon as it is final, and prose cells in between."""
+    """Draws each cell as it runs: a cell that prints while it runs gets its header at
+    its first output, the output as it comes, and its mark and time when it ends; one
+    that is final at once (silent, restored, stored) is drawn whole. On a terminal a
+    status line under the output says which cell runs, and for how long."""
 
     def __init__(self, console: Console, notebook: Notebook, path: Path | None = None) -> None:
         self.console = console
         self.notebook = notebook
         self.path = path  # the notebook's file: paths beside it are shown relative
         self.shown = 0  # cells drawn so far, in order
+        self.current: CellResult | None = None  # the cell running, as its results come
+        self.headed = False  # the current cell's header is out: its output streams
+        self.whole = False  # the current cell was final when it started: drawn when done
+        self.tail_headed = False  # output after the last cell streams under its header
+        self.streams = {1: _Lines(), 2: _Lines()}
+        self.live: Live | None = None
 
     def output(self, stream: int, data: bytes) -> None:
-        pass
+        current = self.current
+        if current is not None and self.whole:
+            return  # a final cell (restored, stored): drawn whole when it is done
+        if current is not None and not self.headed:
+            self.console.print(self._head(current.cell, "▸", "bold"))
+            self.headed = True
+        elif current is None and not self.tail_headed:
+            self._prose_until(len(self.notebook.cells) + 1)
+            self.console.print(Text("after the last cell (event loop)", style="bold"))
+            self.tail_headed = True
+        self._print(stream, self.streams[stream].take(data))
+
+    def _print(self, stream: int, text: str) -> None:
+        if text:
+            self.console.print(Text(text, style="red" if stream == 2 else ""))
+
+    def _flush(self) -> None:
+        for stream, lines in self.streams.items():
+            self._print(stream, lines.flush())
 
     def note(self, text: str) -> None:
         self.console.print(Text(f"note: {text}", style="yellow"))
 
     def cell_started(self, result: CellResult) -> None:
         self._prose_until(result.cell.index)
+        self.current = result
+        self.headed = False
+        self.whole = result.status != "not-run"
+        if not self.whole and self.console.is_terminal:
+            self.live = Live(
+                _Running(result.cell),
+                console=self.console,
+                transient=True,
+                refresh_per_second=8,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.live.start()
+
+    def stop(self) -> None:
+        """End the status line (the run is over, or failed)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
     def cell_done(self, result: CellResult) -> None:
+        self.stop()
         self._prose_until(result.cell.index)
-        self._draw(result)
+        if self.headed and result is self.current:
+            self._flush()
+            self._foot(result)
+        else:
+            self._draw(result)
+        self.current = None
+        self.headed = False
         self.shown = max(self.shown, result.cell.index)
 
     def _prose_until(self, index: int) -> None:
@@ -97,14 +189,15 @@ class ViewSink:
                 self.console.print()
             self.shown = cell.index
 
-    def _draw(self, result: CellResult) -> None:
-        cell = result.cell
-        mark, style = STATUS_MARK.get(result.status, ("?", ""))
+    def _head(self, cell: Cell, mark: str, style: str) -> Text:
         head = Text()
         head.append(f"{mark} [{cell.index}] ", style=style)
         head.append(_lines(cell), style="bold")
         if cell.title:
             head.append(f"  {cell.title}", style="bold cyan")
+        return head
+
+    def _state(self, head: Text, result: CellResult) -> Text:
         if result.ms is not None:
             head.append(f"  {_ms(result.ms)}", style="dim")
         if result.status == "not-run":
@@ -113,8 +206,25 @@ class ViewSink:
             head.append("  no code", style="dim")
         if result.origin == "restored":
             head.append("  restored", style="magenta")
-        self.console.print(head)
+        return head
+
+    def _draw(self, result: CellResult) -> None:
+        mark, style = STATUS_MARK.get(result.status, ("?", ""))
+        self.console.print(self._state(self._head(result.cell, mark, style), result))
         self._body(result.stdout, result.stderr, result.error)
+        self._after(result)
+
+    def _foot(self, result: CellResult) -> None:
+        """The end of a cell whose output streamed: its mark, time and what follows."""
+        mark, style = STATUS_MARK.get(result.status, ("?", ""))
+        foot = Text()
+        foot.append(f"{mark} [{result.cell.index}]", style=style)
+        self.console.print(self._state(foot, result))
+        if result.error and not result.stderr:
+            self.console.print(Text(result.error.rstrip("\n"), style="red"))
+        self._after(result)
+
+    def _after(self, result: CellResult) -> None:
         if result.value is not None:
             self.console.print(Text("=> " + result.value, style="cyan"))
         provenance = _provenance(result, self.path)
@@ -130,6 +240,11 @@ class ViewSink:
             self.console.print(Text(error.rstrip("\n"), style="red"))
 
     def finish(self, result: RunResult) -> None:
+        self.stop()
+        self._flush()
+        if self.current is not None and self.headed:  # stopped inside it (a timeout)
+            self._foot(self.current)
+            self.shown = self.current.cell.index
         for res in result.cells[self.shown :]:
             if res.cell.type == "markdown":
                 if res.cell.prose:
@@ -141,7 +256,10 @@ class ViewSink:
         if not result.split:
             why = result.notebook.unsplit or "it could not be split"
             self.console.print(Text(f"tonic ran this file as one piece: {why}", style="yellow"))
-        if tail.stdout or tail.stderr or tail.error:
+        if self.tail_headed:
+            if tail.error and not tail.stderr:
+                self.console.print(Text(tail.error.rstrip("\n"), style="red"))
+        elif tail.stdout or tail.stderr or tail.error:
             self.console.print(Text("after the last cell (event loop)", style="bold"))
             self._body(tail.stdout, tail.stderr, tail.error)
         ran = sum(1 for r in result.cells if r.status in ("ok", "error"))

@@ -92,7 +92,29 @@ def toggle_strict(rng: random.Random, text: str) -> str | None:
     return "'use strict';\n" + text
 
 
+# Statements that throw, as a typo or a wrong assumption would (no ReferenceError of an
+# undeclared name: see the README on sloppy code).
+THROWS = [
+    "null.boom;",
+    "throw new Error('edited');",
+    "JSON.parse('{');",
+    "[1, 2].map((x) => x.y.z);",
+    "(function inner() { return undefined.length; })();",
+    "Promise.reject(new RangeError('later'));",
+]
+
+
+def make_throw(rng: random.Random, text: str) -> str | None:
+    """The last cell now throws (the most common edit of all: a mistake)."""
+    head, cells = split(text)
+    if not cells:
+        return None
+    cells[-1] = cells[-1].rstrip("\n") + "\n" + rng.choice(THROWS) + "\n"
+    return join(head, cells)
+
+
 EDITS: dict[str, Callable[[random.Random, str], str | None]] = {
+    "throw": make_throw,
     "literal": change_literal,
     "add": add_cell,
     "remove": remove_cell,
@@ -100,7 +122,7 @@ EDITS: dict[str, Callable[[random.Random, str], str | None]] = {
     "function": change_function,
     "strict": toggle_strict,
 }
-WEIGHTS = {"literal": 5, "add": 3, "remove": 2, "swap": 2, "function": 2, "strict": 1}
+WEIGHTS = {"throw": 2, "literal": 5, "add": 3, "remove": 2, "swap": 2, "function": 2, "strict": 1}
 
 
 def random_edit(rng: random.Random, text: str) -> tuple[str, str]:

@@ -296,6 +296,49 @@ CHECKS: list[tuple[str, str, str, int, str | None]] = [
         1,
         "ES module",
     ),
+    (
+        "deletes a var of the suffix",
+        "console.log(1);\n\nconsole.log(2);\n",
+        "console.log(1);\n\nvar b = 2;\nconsole.log(delete b, b);\n",
+        1,
+        "line 4 deletes a variable",
+    ),
+    (
+        "deletes a parenthesized name",
+        "console.log(1);\n\nconsole.log(2);\n",
+        "console.log(1);\n\nvar b = 2;\nconsole.log(delete (b));\n",
+        1,
+        "deletes a variable",
+    ),
+    ("deletes a property", "var o = {a: 1};\n\n1;\n", "var o = {a: 1};\n\ndelete o.a;\n", 1, None),
+    (
+        "declares its own eval",
+        "console.log(1);\n\nconsole.log(2);\n",
+        "console.log(1);\n\nfunction eval(s) { return 0; }\nconsole.log(2);\n",
+        1,
+        "line 3 rebinds eval",
+    ),
+    (
+        "an old version declared eval",
+        "var eval = (s) => 0;\n\nconsole.log(2);\n",
+        "var eval = (s) => 0;\n\nconsole.log(3);\n",
+        1,
+        "line 1 rebinds eval",
+    ),
+    (
+        "assigns globalThis.eval",
+        "console.log(1);\n\nconsole.log(2);\n",
+        "console.log(1);\n\nglobalThis.eval = () => 0;\n",
+        1,
+        "rebinds eval",
+    ),
+    (
+        "calls eval in a function",
+        "function f(s) { return (0, eval)(s); }\n\nf('1');\n",
+        "function f(s) { return (0, eval)(s); }\n\nf('2');\n",
+        1,
+        None,
+    ),
 ]
 
 

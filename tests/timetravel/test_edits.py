@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES, kernels_running, no_kernel_left, node, require_engine, tonic
-from tests.timetravel.edits import random_edit
+from tests.timetravel.edits import THROWS, random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
 EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
@@ -136,6 +136,23 @@ def test_resume_restores_and_unchanged_runs_nothing(project: Path) -> None:
     # Random numbers come from the snapshot: the last cell sees the first run's draws.
     drawn = first["cells"][0]["stdout"].split()[1]  # type: ignore[index]
     assert drawn in cells[2]["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("name", "throw"),
+    [("analysis.js", t) for t in THROWS] + [("strict.js", THROWS[0]), ("uses_lib.js", THROWS[3])],
+)
+def test_edited_cell_now_throws_reruns_nothing(project: Path, name: str, throw: str) -> None:
+    """The most common edit, a mistake in the last cell: node's exact report, from the
+    snapshot before it (no earlier cell runs again)."""
+    path = project / name
+    tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+    path.write_text(path.read_text().rstrip("\n") + "\n" + throw + "\n")
+    _same_as_fresh(project, name)
+    resumed = _json_run(path)  # from the same snapshot (a view run captures values)
+    cells = [c for c in resumed["cells"] if c["status"] != "empty"]  # type: ignore[union-attr]
+    ran = [c["index"] for c in cells if c["origin"] == "executed" and c["status"] != "not-run"]
+    assert set(ran) <= {cells[-1]["index"]}, resumed["notes"]  # no earlier cell again
 
 
 def test_child_process_and_worker_travel_too(project: Path) -> None:

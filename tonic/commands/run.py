@@ -94,7 +94,11 @@ def run(
         sink = view
     if view is not None and note:
         view.note(note)
-    result = chosen.run(program, sink, timeout=timeout)
+    try:
+        result = chosen.run(program, sink, timeout=timeout)
+    finally:
+        if view is not None:
+            view.stop()
     if view is not None:
         view.finish(result)  # the engine's own notes (the choice of engine came first)
     elif as_json:

@@ -37,17 +37,24 @@ class _Watch:
         self.done = done
         self.observe = observe
         self.held: list[CellResult] = []
+        self.next: CellResult | None = None  # started while the cell before it is held
 
     def flush(self) -> None:
         for result in self.held:
             self.sink.cell_done(result)
         self.held.clear()
+        if self.next is not None:
+            self.sink.cell_started(self.next)
+            self.next = None
 
     def output(self, stream: int, data: bytes) -> None:
         self.sink.output(stream, data)
 
     def cell_started(self, result: CellResult) -> None:
-        self.sink.cell_started(result)
+        if self.held:
+            self.next = result  # the sink sees cells in order: the held one ends first
+        else:
+            self.sink.cell_started(result)
 
     def cell_done(self, result: CellResult) -> None:
         self.done[result.cell.index] = result

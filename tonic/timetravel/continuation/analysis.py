@@ -35,6 +35,8 @@ from tonic.timetravel.continuation.versions import (
     references,
     shared_end,
     split,
+    statements,
+    unfit_names,
 )
 
 
@@ -163,6 +165,12 @@ def _analyse(lineage: Sequence[Notebook], new: Notebook, k: int) -> _Analysis:
     strict = is_strict(new)
     if any(is_strict(nb) != strict for nb in lineage):
         return _Analysis("the 'use strict' directive changed")
+    for nb in (*lineage, new):
+        unfit = unfit_names(statements(nb))
+        if unfit is not None:
+            what = "deletes a variable" if text(unfit).startswith("delete") else "rebinds eval"
+            line = unfit.start_point[0] + 1
+            return _Analysis(f"line {line} {what}: a continuation's eval cannot do that as node")
     prefix, suffix = split(new, end)
     prefix_decls = declarations(prefix, strict=strict)
     new_decls = declarations(suffix, strict=strict)

@@ -133,6 +133,57 @@ def direct_eval(nodes: Sequence[Node]) -> Node | None:
     return None
 
 
+# Where the name `eval` is assigned, or bound (as any child: over-approximated, safe).
+ASSIGNMENTS = frozenset(
+    {"assignment_expression", "augmented_assignment_expression", "update_expression"}
+)
+BINDERS = frozenset(
+    {
+        "function_declaration",
+        "generator_function_declaration",
+        "class_declaration",
+        "import_specifier",
+        "namespace_import",
+        "import_clause",
+        "object_pattern",
+        "array_pattern",
+        "pair_pattern",
+    }
+)
+
+
+def _rebinds(n: Node) -> bool:
+    """`n` (named eval) is bound or assigned: a declaration's name, an assignment's
+    target (`eval = f`, `globalThis.eval = f`), a pattern's element."""
+    if n.type == "property_identifier":  # globalThis.eval = f
+        n = n.parent or n
+    parent = n.parent
+    if parent is None:
+        return False
+    if parent.type in ASSIGNMENTS:
+        return parent.child_by_field_name("left") == n or parent.type == "update_expression"
+    if parent.type == "variable_declarator":
+        return parent.child_by_field_name("name") == n
+    return parent.type in BINDERS or n.type == "shorthand_property_identifier_pattern"
+
+
+def unfit_names(nodes: Sequence[Node]) -> Node | None:
+    """What the eval of a continuation cannot make node's: the name `eval` bound or
+    assigned (the pause sites call eval by that name), or `delete NAME` (a var the eval
+    declares can be deleted; node's module-level vars cannot)."""
+    for root in nodes:
+        for n in walk(root):
+            if n.type == "unary_expression" and text(n).startswith("delete"):
+                arg = n.child_by_field_name("argument")
+                while arg is not None and arg.type == "parenthesized_expression":
+                    arg = arg.named_children[0] if arg.named_children else None
+                if arg is not None and arg.type == "identifier":
+                    return n
+            if text(n) == "eval" and _rebinds(n):
+                return n
+    return None
+
+
 def is_strict(nb: Notebook) -> bool:
     """A 'use strict' directive in the prologue makes every cell strict (ESM always is)."""
     if nb.kind.esm:
