@@ -37,6 +37,7 @@ from tonic.kernel.protocol import (
     Command,
     Error,
     Event,
+    EventLines,
     Exit,
     Hello,
     Pause,
@@ -371,7 +372,7 @@ class _Relay:
         self.snapshots = options.snapshots
         self.streams = {ours.stdout: 1, ours.stderr: 2}
         self.open_streams = set(self.streams)
-        self.pending = b""
+        self.lines = EventLines()
         self.deadline: float | None = None
         self.sel = selectors.DefaultSelector()
 
@@ -431,9 +432,7 @@ class _Relay:
         if not chunk:
             self.sel.unregister(self.ours.events)
             return True
-        self.pending += chunk
-        while b"\n" in self.pending:
-            line, self.pending = self.pending.split(b"\n", 1)
+        for line in self.lines.feed(chunk):
             if not self._handle(decode_event(line)):
                 return False
         return True

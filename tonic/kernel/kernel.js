@@ -48,6 +48,8 @@
   const BufferFrom = Buffer.from;
   const BufferPrototypeUtf8Slice = uncurry(Buffer.prototype.utf8Slice);
   const ProxyCtor = Proxy;
+  const BufferCtor = Buffer;
+  const proc = process; // a notebook may set globalThis.process
   const hrtime = process.hrtime;
   const hrtimeBigint = hrtime.bigint;
   const rawKill = process._kill;
@@ -202,24 +204,44 @@
   function die() {
     // tonic went away: nobody can resume us, and nobody reads our output.
     try {
-      ReflectApply(rawKill, process, [PID, 9]);
+      ReflectApply(rawKill, proc, [PID, 9]);
     } finally {
-      ReflectApply(reallyExit, process, [137]);
+      ReflectApply(reallyExit, proc, [137]);
+    }
+  }
+
+  // What the kernel does inside the notebook's calls (its hooks): a bug of the kernel's
+  // must not change what the notebook sees.
+  function guarded(fn, arg) {
+    try {
+      fn(arg);
+    } catch (err) {
+      // the observation is lost, the call goes on
     }
   }
 
   // While true, fs calls are the kernel's own: the watch() hooks let them be.
   let busy = false;
+  // The notebook closed the kernel's channels: it runs on as in plain node, without
+  // pauses (EBADF; any other failure means that tonic went away).
+  let lost = false;
+  const closed = (err) => err !== null && typeof err === 'object' && own(err, 'code') === 'EBADF';
 
   function send(msg) {
-    const data = ReflectApply(BufferFrom, Buffer, [encode(msg) + '\n', 'utf8']);
+    if (lost) return;
+    const data = ReflectApply(BufferFrom, BufferCtor, [encode(msg) + '\n', 'utf8']);
     const was = busy;
     busy = true;
     let off = 0;
     try {
-      while (off < data.length) off += writeSync(evFd, data, off, data.length - off);
+      while (off < data.length) {
+        const n = writeSync(evFd, data, off, data.length - off);
+        if (!(n > 0)) die();
+        off += n;
+      }
     } catch (err) {
-      die();
+      if (closed(err)) lost = true;
+      else die();
     } finally {
       busy = was;
     }
@@ -238,13 +260,16 @@
           leftover = StringPrototypeSlice(line, end + 1);
           return JSONParse(StringPrototypeSlice(line, 0, end));
         }
+        if (lost) return { __proto__: null, op: 'go' };
         let n;
         try {
           n = readSync(cmdFd, cmdBuf, 0, cmdBuf.length, null);
         } catch (err) {
           const code = err !== null && typeof err === 'object' ? own(err, 'code') : undefined;
           if (code === 'EAGAIN' || code === 'EINTR') continue;
-          die();
+          if (code === 'EBADF') lost = true;
+          else die();
+          continue;
         }
         if (n === 0) die();
         // tonic's commands are ASCII (json.dumps escapes the rest)
@@ -263,14 +288,17 @@
     }
   }
 
+  const DESCRIBED = 1 << 20; // characters of an error's description at most
   function describe(err) {
     if (!inspecting) return null;
+    let text;
     try {
-      if (isNativeError(err)) return StringCtor(err.stack);
+      if (isNativeError(err)) text = StringCtor(err.stack);
     } catch (e) {
-      // fall through to inspect
+      // inspected instead
     }
-    return show(err);
+    if (text === undefined) text = show(err);
+    return text.length > DESCRIBED ? StringPrototypeSlice(text, 0, DESCRIBED) + '\n[...]' : text;
   }
 
   // Files the notebook's require() loaded since the last pause (snapshot keys cover them).
@@ -346,7 +374,7 @@
         __proto__: null,
         get: { [name]() {
           if (busy) return current;
-          noted();
+          guarded(noted);
           if (once) {
             ReflectDefineProperty(holder, name, {
               __proto__: null, value: current, writable: true, enumerable, configurable: true,
@@ -386,18 +414,19 @@
       receive();
     }
     const toNamespacedPath = path.toNamespacedPath;
-    path.toNamespacedPath = { toNamespacedPath(p) {
-      if (typeof p === 'string' && !busy) {
-        if (!StringPrototypeStartsWith(p, '/')) cwdUsed = true;
-        const abs = ReflectApply(pathResolve, path, [ReflectApply(cwd, process, []), p]);
-        probes[abs] = true;
-        if (recent.length < 4) append(recent, abs);
-        else recent = [recent[1], recent[2], recent[3], abs];
-        if (pending !== null) {
-          if (pending.seen++ >= pending.from) save(abs);
-          if (pending.seen >= pending.paths) pending = null;
-        }
+    function probed(p) {
+      if (!StringPrototypeStartsWith(p, '/')) cwdUsed = true;
+      const abs = ReflectApply(pathResolve, path, [ReflectApply(cwd, proc, []), p]);
+      probes[abs] = true;
+      if (recent.length < 4) append(recent, abs);
+      else recent = [recent[1], recent[2], recent[3], abs];
+      if (pending !== null) {
+        if (pending.seen++ >= pending.from) save(abs);
+        if (pending.seen >= pending.paths) pending = null;
       }
+    }
+    path.toNamespacedPath = { toNamespacedPath(p) {
+      if (typeof p === 'string' && !busy) guarded(probed, p);
       return ReflectApply(toNamespacedPath, this, [p]);
     } }.toNamespacedPath;
     // name -> [how many paths the call takes, the first of them it changes]
@@ -439,13 +468,13 @@
       const sync = process.binding('spawn_sync');
       const spawnSync = sync.spawn;
       sync.spawn = { spawn(options) {
-        spawned(options);
+        guarded(spawned, options);
         return ReflectApply(spawnSync, this, [options]);
       } }.spawn;
       const proto = process.binding('process_wrap').Process.prototype;
       const spawn = proto.spawn;
       proto.spawn = { spawn(options) {
-        spawned(options);
+        guarded(spawned, options);
         return ReflectApply(spawn, this, [options]);
       } }.spawn;
     }
@@ -453,8 +482,8 @@
       __proto__: null,
       env: realEnv,
       forget() { saved = newSet(); }, // a new run keeps its own starting states
-      cwd: () => ReflectApply(cwd, process, []),
-      chdir: (dir) => ReflectApply(chdir, process, [dir]),
+      cwd: () => ReflectApply(cwd, proc, []),
+      chdir: (dir) => ReflectApply(chdir, proc, [dir]),
       // What the cell since the last pause used; then start afresh.
       take() {
         const used = {
@@ -510,17 +539,19 @@
     const holder = {};
     const saved = NativeError.prepareStackTrace;
     const limit = NativeError.stackTraceLimit;
-    NativeError.prepareStackTrace = asTrace;
-    NativeError.stackTraceLimit = Infinity;
     try {
+      NativeError.prepareStackTrace = asTrace;
+      NativeError.stackTraceLimit = Infinity;
       captureStackTrace(holder, fn);
       const frames = holder.stack;
       return ArrayIsArray(frames) ? frames : null;
     } catch (err) {
-      return null;
+      return null; // (the notebook froze Error, say)
     } finally {
-      NativeError.stackTraceLimit = limit;
-      NativeError.prepareStackTrace = saved;
+      guarded(() => {
+        NativeError.stackTraceLimit = limit;
+        NativeError.prepareStackTrace = saved;
+      });
     }
   }
   function callerSite() {
@@ -602,7 +633,12 @@
     if (typeof nodeFormat !== 'function' || NativeError.prepareStackTrace !== nodeFormat) return;
     NativeError.prepareStackTrace = {
       ErrorPrepareStackTrace(error, trace) {
-        return mended(ReflectApply(nodeFormat, this, [error, trace]));
+        const stack = ReflectApply(nodeFormat, this, [error, trace]);
+        try {
+          return mended(stack);
+        } catch (err) {
+          return stack;
+        }
       },
     }.ErrorPrepareStackTrace;
   }
@@ -670,6 +706,7 @@
     v: NONE,
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
+      if (lost) return false;
       const was = busy;
       busy = true;
       try {
@@ -682,6 +719,9 @@
         lastCell = k;
         send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined));
         return answer(k);
+      } catch (err) {
+        lost = true; // a bug of the kernel's: the notebook runs on as in plain node
+        return false;
       } finally {
         busy = was;
       }
@@ -690,8 +730,8 @@
     t() {
       const source = continuation;
       continuation = null;
-      callerSite();
-      if (sites.length === 1) mendStacks();
+      guarded(callerSite);
+      if (sites.length === 1) guarded(mendStacks);
       return source;
     },
   };
@@ -707,6 +747,8 @@
     try {
       mendError(err);
       send(events.error(lastCell, origin, describe(err), now() - mark));
+    } catch (e) {
+      // a bug of the kernel's: node reports the error as it would
     } finally {
       busy = was;
     }
@@ -715,7 +757,7 @@
   if (plan.snapshots) {
     // Under a snapshot engine node runs below a shell in its own PID namespace, whose
     // status cannot tell exit(137) from SIGKILL: say how we exited.
-    on(process, 'exit', listener((code) => send(events.exit(code))));
+    on(process, 'exit', listener((code) => guarded(send, events.exit(code))));
   }
 
   const file = plan.file;
