@@ -81,7 +81,7 @@ class RunResult:
     saved_seconds: float = 0.0  # run time of the restored cells, less the restore
     notes: list[str] = field(default_factory=list)  # what the engine wants the user to know
     stats: dict[str, object] = field(default_factory=dict)  # engine measurements
-    aborted: bool = False  # a continued run's edited file does not compile: to be run afresh
+    aborted: str | None = None  # why a continued run stopped unseen (it runs afresh)
 
     def result_for(self, index: int) -> CellResult:
         return self.cells[index - 1]

@@ -14,7 +14,7 @@ from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.instrument import Instrumented, instrument, pause_site
 from tonic.results import NullSink, RunResult
-from tonic.timetravel.continuation import check, keep_functions, suffix_source
+from tonic.timetravel.continuation import check, free_names, keep_functions, suffix_source
 
 
 def nb(source: str, filename: str = "nb.js") -> Notebook:
@@ -767,3 +767,30 @@ def test_frames_still_differ(edit: Edit, tmp_path: Path) -> None:
     for mine, node in ((got.stdout, want.stdout), (got.stderr, want.stderr)):
         if mine != node:
             raise FramesDiffer(_diff(mine, node))
+
+
+# -- names a sloppy suffix reads that nothing declares (the kernel checks them) ----------
+
+FREE: list[tuple[str, str, tuple[str, ...] | None]] = [
+    (
+        "declared and global names",
+        "const a = 1;\n\nconsole.log(a, Math.max(1));\n",
+        ("Math", "console"),
+    ),
+    ("a typo", "const total = 1;\n\nconsole.log(totl);\n", ("console", "totl")),
+    ("typeof guard", "1;\n\nif (typeof window !== 'undefined') x();\n", ("x",)),
+    (
+        "bound anywhere",
+        "1;\n\nfunction f(p, {q}, [r], ...s) { return p + q + r + s + arguments.length; }\n"
+        "const g = (t) => t; try { g(1) } catch (e) { e } for (const u of [1]) u;\n"
+        "class C {} import('x'); module.exports = f(exports, require, __dirname);\n",
+        (),
+    ),
+    ("strict code is not checked", "'use strict';\n1;\n\nconsole.log(nope);\n", None),
+    ("shorthand property", "1;\n\nconsole.log({ nope });\n", ("console", "nope")),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), [c[1:] for c in FREE], ids=[c[0] for c in FREE])
+def test_free_names(source: str, expected: tuple[str, ...] | None) -> None:
+    assert free_names(nb(source), 1) == expected

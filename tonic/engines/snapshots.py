@@ -33,9 +33,10 @@ from tonic.engines import clockshim
 from tonic.engines.base import Availability
 from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
-from tonic.kernel.driver import KernelOptions, Program, Resume, run_kernel
+from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.protocol import GO, Command, Setup
+from tonic.kernel.state import Resume
 from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
@@ -232,11 +233,9 @@ class _Run:
         except RestoreError as err:
             note = f"{err}; ran afresh"
         else:
-            if not result.aborted:
+            if result.aborted is None:
                 return result
-            # The kernel compiles the whole edited file first, as node's loader would;
-            # node's report of an early error comes from its loader, before any cell.
-            note = "the edited file does not compile: ran afresh for node's report"
+            note = result.aborted
         result = self.attempt(None, sink)
         result.notes.append(note)
         return result
@@ -317,7 +316,7 @@ class _Run:
         if choice is not None:
             result.saved_seconds = max(0.0, choice.saved_seconds - steps.restore_seconds)
             result.notes.extend(choice.notes)
-        if result.aborted:
+        if result.aborted is not None:
             return result
         if steps.failed:
             result.notes.append(steps.failed)

@@ -31,7 +31,7 @@ from tonic.kernel.pipes import (
     write_all,
 )
 from tonic.kernel.protocol import (
-    EARLY,
+    ABORTS,
     GO,
     SAVED,
     Command,
@@ -42,14 +42,14 @@ from tonic.kernel.protocol import (
     Hello,
     Pause,
     Save,
-    Setup,
     decode_event,
     encode,
 )
+from tonic.kernel.state import Resume, RunState
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
-from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
+from tonic.results import RunResult, Sink
 from tonic.settings import node_binary
 
 READ_SIZE = 1 << 16
@@ -74,102 +74,6 @@ class Program:
     stdin: str | None = None  # the regular file that is stdin (node reads it as its own)
 
 
-class _Run:
-    """State of one kernel run, updated from the kernel's output and events."""
-
-    def __init__(
-        self, program: Program, sink: Sink, engine: str, resume: Resume | None = None
-    ) -> None:
-        self.program = program
-        self.sink = sink
-        nb = program.notebook
-        self.results = [
-            CellResult(cell, status="not-run" if cell.runs else "empty") for cell in nb.cells
-        ]
-        self.code = list(program.instrumented.pauses)
-        self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
-        self.last_pause = 0
-        self.current: CellResult | None = None
-        self.reported_exit: int | None = None
-        # Restored cells are shown once the kernel goes on with this notebook: a continued
-        # one first compiles the edited file (an early error: the run is aborted, unseen).
-        self.unshown: tuple[CellResult, ...] | None = None
-        if resume is not None:
-            for done in resume.cells:
-                self.results[done.cell.index - 1] = done
-            self.unshown = resume.cells
-            self.last_pause = resume.pause
-            self.result.restored = len(resume.cells)
-        else:
-            self._advance()
-
-    def going_on(self) -> None:
-        """The kernel runs this notebook's code: show the restored cells first."""
-        if self.unshown is None:
-            return
-        for done in self.unshown:
-            show_finished(self.sink, done)
-        self.unshown = None
-        self._advance()
-
-    def _advance(self) -> None:
-        later = [i for i in self.code if i > self.last_pause]
-        self.current = self.results[later[0] - 1] if later else None
-        if self.current is not None:
-            self.sink.cell_started(self.current)
-
-    def output(self, stream: int, data: bytes) -> None:
-        self.going_on()
-        if self.current is not None:
-            target = self.current.stdout if stream == 1 else self.current.stderr
-        else:
-            target = self.result.tail.stdout if stream == 1 else self.result.tail.stderr
-        target += data
-        self.sink.output(stream, data)
-
-    def paused(self, event: Pause) -> None:
-        res = self.results[event.cell - 1]
-        res.status = "ok"
-        res.ms = event.ms
-        res.value = event.value
-        if event.modules is not None:
-            res.modules = list(event.modules)
-        if event.seen is not None:
-            res.uses = dict.fromkeys(event.seen.tokens(str(self.program.path)))
-        self.last_pause = event.cell
-        self.sink.cell_done(res)
-        self._advance()
-
-    def errored(self, event: Error) -> None:
-        if self.current is None:
-            self.result.tail.error = event.error
-            return
-        self.current.status = "error"
-        self.current.error = event.error
-        self.current.ms = event.ms
-
-    def timed_out(self) -> None:
-        self.result.timed_out = True
-        self.result.stuck_cell = self.current.cell.index if self.current else None
-
-    def finish(self, exit_code: int, sig: int | None) -> RunResult:
-        if not self.result.aborted:
-            self.going_on()
-        self.result.exit_code = exit_code
-        self.result.signal = sig
-        # The body may have ended inside the current cell: process.exit(), a top-level
-        # return, or a pending top-level await. Its output so far is its own.
-        if (
-            self.current is not None
-            and self.current.status == "not-run"
-            and (self.current.stdout or self.current.stderr or exit_code != 0)
-        ):
-            self.current.status = "error" if exit_code != 0 else "ok"
-        if self.current is not None and self.current.status != "not-run":
-            self.sink.cell_done(self.current)
-        return self.result
-
-
 # A pause hook sees the cell index and returns the command to answer the pause with.
 PauseHook = Callable[[int], Command]
 # A launcher starts the kernel with the given pipes (fds in tonic's process) and plan.
@@ -179,17 +83,6 @@ Launcher = Callable[[Program, Pipes, dict[str, str]], KernelProcess]
 def go_on(_cell: int) -> Command:
     """The pause hook of a run without snapshots: every pause is answered with "go"."""
     return GO
-
-
-@dataclass(frozen=True)
-class Resume:
-    """A kernel restored while blocked at pause `pause`: what cells 1..pause produced,
-    and the command that answers that pause."""
-
-    pause: int
-    cells: tuple[CellResult, ...]
-    command: Command
-    setup: Setup | None = None  # sent first: this run's environment (observing engines)
 
 
 def spawn(
@@ -326,7 +219,7 @@ def run_kernel(
             close_all(ours)
             ours = opts.channels(proc)
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
-        state = _Run(program, sink, engine, opts.resume)
+        state = RunState(program, sink, engine, opts.resume)
         if opts.resume is not None:
             if opts.resume.setup is not None:
                 write_all(ours.cmd, encode(opts.resume.setup))
@@ -357,7 +250,7 @@ class _Relay:
     def __init__(
         self,
         proc: KernelProcess,
-        state: _Run,
+        state: RunState,
         ours: Pipes,
         timeout: float | None,
         options: KernelOptions,
@@ -438,8 +331,8 @@ class _Relay:
         return True
 
     def _handle(self, event: Event) -> bool:
-        if isinstance(event, Error) and event.origin == EARLY:
-            self.state.result.aborted = True
+        if isinstance(event, Error) and event.origin in ABORTS:
+            self.state.result.aborted = ABORTS[event.origin].format(event.error)
             end(self.proc)
             return False
         self.state.going_on()

@@ -50,6 +50,7 @@
   const ProxyCtor = Proxy;
   const BufferCtor = Buffer;
   const proc = process; // a notebook may set globalThis.process
+  const globalObject = globalThis;
   const hrtime = process.hrtime;
   const hrtimeBigint = hrtime.bigint;
   const rawKill = process._kill;
@@ -104,8 +105,8 @@
   // The messages between tonic and the kernel, one JSON object a line (the other side:
   // tonic/kernel/protocol.py). Events go to tonic on the event pipe; commands, one
   // answering each pause, come from tonic on the command pipe: {op: 'go'}, or
-  // {op: 'eval', source, values?, check?} to continue with an edited rest of the notebook
-  // (see tonic/timetravel/continuation/).
+  // {op: 'eval', source, values?, check?, free?} to continue with an edited rest of the
+  // notebook (see tonic/timetravel/continuation/).
   const events = {
     __proto__: null,
     hello: (pid, kind) => ({ __proto__: null, ev: 'hello', pid, kind }),
@@ -115,7 +116,8 @@
     pause: (cell, ms, modules, value, seen) =>
       ({ __proto__: null, ev: 'pause', cell, ms, modules, value, seen }),
     // An uncaught error after pause `after` (origin 'early': the edited file of a
-    // continued run does not compile).
+    // continued run does not compile; 'unfit': a name its edited cells read is missing,
+    // `error` names it).
     error: (after, origin, error, ms) =>
       ({ __proto__: null, ev: 'error', after, origin, error, ms }),
     // The main thread is about to change (or open) `path` for the first time in this
@@ -692,6 +694,16 @@
     if (!commands.isEval(cmd)) return false;
     const source = own(cmd, 'check');
     if (typeof source === 'string') check(source, k);
+    const free = own(cmd, 'free');
+    if (ArrayIsArray(free)) {
+      // In sloppy eval'd code, a ReferenceError for one of these would point elsewhere
+      // than node's (see tonic/timetravel/continuation/free.py): tonic runs afresh.
+      for (let i = 0; i < free.length; i++) {
+        if (free[i] in globalObject) continue;
+        send(events.error(k, 'unfit', free[i], 0));
+        die();
+      }
+    }
     continuation = own(cmd, 'source');
     const values = own(cmd, 'values');
     if (ArrayIsArray(values)) {

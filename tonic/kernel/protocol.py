@@ -231,6 +231,9 @@ class Eval:
     source: str
     values: tuple[int, ...] | None = None  # the cells whose values to record from here on
     check: str | None = None  # the whole edited file: compiled first, for early errors
+    # Names the sloppy suffix reads that the file never declares: each must exist on the
+    # global object at the pause, else the kernel stops ("unfit") and tonic runs afresh.
+    free: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,18 @@ class Setup:
 Command = Go | Eval
 
 GO = Go()
-EARLY = "early"  # the origin of an Error: the edited file does not compile
+# The origins of an Error that stop a continued run before anything of it is shown (it
+# runs afresh): the edited file does not compile; a name the edited cells read is missing.
+EARLY = "early"
+UNFIT = "unfit"
+# Why a continued run stopped before anything of it was shown (it runs afresh).
+ABORTS = {
+    EARLY: "the edited file does not compile: ran afresh for node's report",
+    UNFIT: (
+        "the edited cells read {}, which does not exist where they would resume (in "
+        "sloppy code the eval's ReferenceError would point elsewhere than node's): ran afresh"
+    ),
+}
 SAVED = b'{"op":"saved"}\n'  # the answer to a Save
 
 
@@ -269,4 +283,6 @@ def encode(command: Command | Setup) -> bytes:
             msg["values"] = list(command.values)
         if command.check is not None:
             msg["check"] = command.check
+        if command.free is not None:
+            msg["free"] = list(command.free)
     return json.dumps(msg).encode() + b"\n"

@@ -215,4 +215,4 @@ class Chooser:
         # `check`: the kernel compiles the new file first, as node's loader would, so an
         # early error stops the run before anything of the rest runs.
         text = self.nb.data.decode("utf-8")
-        return Eval(source, tuple(values), text)
+        return Eval(source, tuple(values), text, continuation.free_names(self.nb, k))

@@ -23,7 +23,20 @@ eval'd source (`suffix_source`). Snapshot keys hash all of them (keys.py).
 
 from __future__ import annotations
 
+from tonic.notebook.cells import Notebook
 from tonic.timetravel.continuation.analysis import check, keep_functions
+from tonic.timetravel.continuation.free import free_reads
 from tonic.timetravel.continuation.suffix import label, suffix_source
+from tonic.timetravel.continuation.versions import code_end, is_strict, split, statements
 
-__all__ = ["check", "keep_functions", "label", "suffix_source"]
+
+def free_names(new: Notebook, k: int) -> tuple[str, ...] | None:
+    """The names `new`'s suffix after cell k reads that the file never declares (for the
+    kernel to check at the pause: free.py), or None when the file is strict code."""
+    end = code_end(new, k)
+    if is_strict(new) or end is None:
+        return None
+    return tuple(free_reads(split(new, end)[1].nodes, statements(new)))
+
+
+__all__ = ["check", "free_names", "keep_functions", "label", "suffix_source"]
