@@ -320,7 +320,7 @@ def exit_with(status: int) -> None:
     sys.stderr.flush()
     if status < 0:
         sig = -status
-        try:
+        try:  # noqa: SIM105 (contextlib is no built-in module: see the module's doc)
             _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass  # SIGKILL and SIGSTOP have no handler to reset

@@ -325,10 +325,7 @@ class _Relay:
         if not chunk:
             self.sel.unregister(self.ours.events)
             return True
-        for line in self.lines.feed(chunk):
-            if not self._handle(decode_event(line)):
-                return False
-        return True
+        return all(self._handle(decode_event(line)) for line in self.lines.feed(chunk))
 
     def _handle(self, event: Event) -> bool:
         if isinstance(event, Error) and event.origin in ABORTS:

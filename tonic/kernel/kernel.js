@@ -536,7 +536,7 @@
     const before = colon === 0 ? -1 : StringPrototypeLastIndexOf(place, ':', colon - 1);
     return StringPrototypeSlice(place, before + 1, colon);
   };
-  // The call sites above `fn` (all of them), or null.
+  // The frames above `fn` (all of them), as `NAME (F:L:C)` or `F:L:C`, or null.
   function trace(fn) {
     const holder = {};
     const saved = NativeError.prepareStackTrace;
@@ -544,11 +544,19 @@
     try {
       NativeError.prepareStackTrace = asTrace;
       NativeError.stackTraceLimit = Infinity;
-      captureStackTrace(holder, fn);
-      const frames = holder.stack;
-      return ArrayIsArray(frames) ? frames : null;
     } catch (err) {
-      return null; // (the notebook froze Error, say)
+      guarded(() => { NativeError.prepareStackTrace = saved; });
+      return traceText(fn); // the notebook froze Error
+    }
+    try {
+      captureStackTrace(holder, fn);
+      const sites = holder.stack;
+      if (!ArrayIsArray(sites)) return null;
+      const frames = [];
+      for (let i = 0; i < sites.length; i++) append(frames, StringCtor(sites[i]));
+      return frames;
+    } catch (err) {
+      return null;
     } finally {
       guarded(() => {
         NativeError.stackTraceLimit = limit;
@@ -556,11 +564,25 @@
       });
     }
   }
+  // The same from the text of a stack, as node formats it (within Error.stackTraceLimit).
+  function traceText(fn) {
+    try {
+      const holder = {};
+      captureStackTrace(holder, fn);
+      if (typeof holder.stack !== 'string') return null;
+      const all = lines(holder.stack);
+      const frames = [];
+      for (let i = 0; i < all.length; i++) {
+        if (StringPrototypeStartsWith(all[i], '    at ')) append(frames, StringPrototypeSlice(all[i], 7));
+      }
+      return frames;
+    } catch (err) {
+      return null;
+    }
+  }
   function callerSite() {
     const frames = trace(tonic.t);
-    if (frames !== null && frames.length > 1) {
-      append(sites, [StringCtor(frames[0]), StringCtor(frames[1])]);
-    }
+    if (frames !== null && frames.length > 1) append(sites, [frames[0], frames[1]]);
   }
   const escaped = plan.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`
@@ -575,7 +597,7 @@
     const frames = trace(tonic.p);
     if (frames === null) return;
     loader = [];
-    for (let i = 1; i < frames.length; i++) append(loader, '    at ' + StringCtor(frames[i]));
+    for (let i = 1; i < frames.length; i++) append(loader, '    at ' + frames[i]);
   }
   // The newest continuation whose pause site's arrow is at the line of `frame`, or -1.
   function siteAt(frame) {

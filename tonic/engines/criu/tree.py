@@ -26,7 +26,6 @@ from tonic.errors import EngineError
 from tonic.kernel.driver import Program, kernel_argv, spawn
 from tonic.kernel.pipes import Pipes, shell_status
 
-
 # Where the shell keeps the notebook's stderr (its own fd 2 is /dev/null): see pipe_names.
 STDERR_FD = 9
 SHELL = (
