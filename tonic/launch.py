@@ -320,7 +320,10 @@ def exit_with(status: int) -> None:
     sys.stderr.flush()
     if status < 0:
         sig = -status
-        _signal.signal(sig, _signal.SIG_DFL)
+        try:  # noqa: SIM105 (contextlib is no built-in module: see the module's doc)
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP have no handler to reset
         os.kill(os.getpid(), sig)
         status = 128 + sig
     sys.exit(status)

@@ -74,7 +74,7 @@ class RunResult:
     tail: Tail
     exit_code: int = 0
     signal: int | None = None
-    split: bool = True  # False when the file ran as one piece (tree-sitter could not split it)
+    split: bool = True  # False when the file ran as one piece (Notebook.unsplit says why)
     seconds: float = 0.0
     timed_out: bool = False
     stuck_cell: int | None = None  # the cell running when --timeout stopped the run

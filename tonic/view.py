@@ -264,12 +264,8 @@ class ViewSink:
         self.shown = len(result.cells)
         tail = result.tail
         if not result.split:
-            self.console.print(
-                Text(
-                    "tonic could not split this file into cells; it ran as one piece",
-                    style="yellow",
-                )
-            )
+            why = result.notebook.unsplit or "it could not be split"
+            self.console.print(Text(f"tonic ran this file as one piece: {why}", style="yellow"))
         if self.tail_headed:
             if tail.error and not tail.stderr:
                 self.console.print(Text(tail.error.rstrip("\n"), style="red"))

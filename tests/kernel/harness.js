@@ -112,6 +112,7 @@ class Kernel {
       kind,
       source: nb.source,
       values,
+      sites: true,
       inspect,
       env,
       snapshots,

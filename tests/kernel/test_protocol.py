@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from tonic.kernel import protocol
 from tonic.kernel.protocol import (
     GO,
     Command,
     Error,
     Eval,
     Event,
+    EventLines,
     Exit,
     Go,
     Hello,
@@ -71,6 +73,12 @@ BAD_EVENTS = {
     "unknown kind": b'{"ev": "bye"}',
     "pause without a cell": b'{"ev": "pause", "ms": 1}',
     "exit without a code": b'{"ev": "exit"}',
+    "not UTF-8": b'{"ev": "exit", "code": "\xff"}',
+    "nested too deep for json": b"[" * 100000,
+    "nested deeper than any event": b'{"ev": "hello", "pid": [[[[[[[[[[1]]]]]]]]]]}',
+    "a list for a number": b'{"ev": "pause", "cell": [1], "ms": {"a": 1}}',
+    "a huge number": b'{"ev": "exit", "code": 1e999}',
+    "garbage written by the notebook": b'x{"ev": "exit", "code": 0}',
 }
 
 
@@ -78,6 +86,28 @@ BAD_EVENTS = {
 def test_decode_event_rejects(line: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_event(line)
+
+
+def test_brackets_in_strings_are_no_nesting() -> None:
+    value = "[" * 50 + "{" * 50
+    line = b'{"ev": "pause", "cell": 1, "ms": 0, "value": "' + value.encode() + b'"}'
+    assert decode_event(line) == Pause(1, 0.0, value=value)
+
+
+def test_event_lines_are_cut_as_they_arrive() -> None:
+    lines = EventLines()
+    assert lines.feed(b'{"ev": "exit"') == []
+    assert lines.feed(b', "code": 0}\n{"ev"') == [b'{"ev": "exit", "code": 0}']
+    assert lines.feed(b': "exit", "code": 1}\n\n') == [b'{"ev": "exit", "code": 1}', b""]
+    assert lines.feed(b"") == []
+
+
+def test_a_line_without_end_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol, "MAX_LINE", 1000)
+    lines = EventLines()
+    lines.feed(b"x" * 1000)
+    with pytest.raises(ProtocolError, match="more than"):
+        lines.feed(b"x")
 
 
 COMMANDS: dict[str, tuple[Command, bytes]] = {

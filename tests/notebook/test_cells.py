@@ -179,6 +179,24 @@ def test_parse_error_is_reported_not_raised() -> None:
     nb = parse(b"let a = ;\n\nlet b = 1;\n", filename="nb.js")
     assert not nb.clean
     assert nb.parse_errors[0].start_line == 1
+    assert nb.unsplit == "tree-sitter could not parse line 1"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "var __tonic__ = 1;\n\nconsole.log(__tonic__);\n",
+        "console.log(1);\n\nconsole.log(globalThis['__tonic__']);\n",
+        "// __tonic__ in a comment\nconsole.log(1);\n",
+        "__tonic_suffix_1__: {\n  console.log(1);\n}\n",
+    ],
+)
+def test_a_file_naming_the_pause_sites_runs_unsplit(source: str) -> None:
+    """`__tonic__` anywhere (the pause sites' name), or a continuation's label: one piece."""
+    nb = parse(source.encode(), filename="nb.js")
+    assert not nb.clean
+    assert nb.unsplit is not None and "__tonic__" in nb.unsplit
+    assert parse(b"var tonic = 1;\n\nvar __tonic = 2;\n", filename="nb.js").clean
 
 
 def golden_cases() -> list[Path]:

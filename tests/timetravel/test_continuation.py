@@ -274,7 +274,14 @@ CHECKS: list[tuple[str, str, str, int, str | None]] = [
     ),
     ("no such cell", "let n = 1;\n", "let n = 1;\n", 3, "no code cell 3"),
     ("no pause 0", "let n = 1;\n", "let n = 1;\n", 0, "no pause 0"),
-    ("syntax error", "let n = 1;\n\nn++;\n", "let n = 1;\n\nn++ +;\n", 1, "syntax errors"),
+    ("syntax error", "let n = 1;\n\nn++;\n", "let n = 1;\n\nn++ +;\n", 1, "could not parse"),
+    (
+        "names the pause sites",
+        "let n = 1;\n\nn++;\n",
+        "let n = 1;\n\nvar __tonic__ = n;\n",
+        1,
+        "names __tonic__",
+    ),
     (
         "ES module by syntax",
         "import fs from 'fs';\n\nconsole.log(1);\n",

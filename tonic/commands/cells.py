@@ -66,14 +66,9 @@ def _table(nb: Notebook, path: str) -> None:
     console.print(table)
     for warning in nb.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
-    if not nb.clean:
-        bad = nb.parse_errors[0]
+    if nb.unsplit is not None:
         console.print(
-            Text(
-                f"warning: tree-sitter could not parse line {bad.start_line}; "
-                "this file would run as one piece",
-                style="yellow",
-            )
+            Text(f"warning: {nb.unsplit}; this file would run as one piece", style="yellow")
         )
 
 

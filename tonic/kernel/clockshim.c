@@ -1,6 +1,6 @@
 /* tonic's clock shim, preloaded into node by the criu engine (LD_PRELOAD).
  *
- * While the kernel waits at a pause (a blocking read(2) on fd 3, the command pipe),
+ * While the kernel waits at a pause (a blocking read(2) on the command pipe, fd 1021),
  * tonic checkpoints the process; that takes tens of milliseconds that plain node would
  * never spend between two cells. The monotonic clocks node's timers run on would see
  * that time pass, and a setTimeout of 5 ms in one cell would fire before one of 1 ms
@@ -8,8 +8,11 @@
  * there, and takes the time paused out of them for good afterwards. After a CRIU restore
  * (into a time namespace that resumes the clock where the dump left it) the same holds.
  *
- * It also marks fds 3 and 4 close-on-exec, so that the notebook's child processes do not
- * inherit tonic's channels. CLOCK_REALTIME (Date.now) is left alone.
+ * It also moves tonic's channels, fds 3 and 4, to fds 1021 and 1022, close-on-exec (the
+ * kernel looks there first): the notebook's child processes do not inherit them, and the
+ * notebook's own fds 3 and 4 are free, as in plain node. Where it cannot (a limit on open
+ * files of 1022 or less), they stay on 3 and 4, marked close-on-exec.
+ * CLOCK_REALTIME (Date.now) is left alone.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,6 +24,10 @@
 
 #define CMD_FD 3
 #define EVENTS_FD 4
+#define CMD_FD_MOVED 1021
+#define EVENTS_FD_MOVED 1022
+
+static int cmd_fd = CMD_FD;   /* where the command pipe is */
 
 static int64_t offset_ns;     /* time paused so far */
 static int64_t paused_at_ns;  /* real monotonic time when the current pause began, or 0 */
@@ -57,7 +64,7 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 ssize_t read(int fd, void *buf, size_t count) {
     static read_fn real;
     if (!real) real = (read_fn)dlsym(RTLD_NEXT, "read");
-    if (fd != CMD_FD) return real(fd, buf, count);
+    if (fd != cmd_fd) return real(fd, buf, count);
     int64_t began = real_monotonic();
     __atomic_store_n(&paused_at_ns, began, __ATOMIC_RELEASE);
     ssize_t n = real(fd, buf, count);
@@ -68,6 +75,15 @@ ssize_t read(int fd, void *buf, size_t count) {
 }
 
 __attribute__((constructor)) static void tonic_clockshim_init(void) {
+    if (dup3(CMD_FD, CMD_FD_MOVED, O_CLOEXEC) == CMD_FD_MOVED) {
+        if (dup3(EVENTS_FD, EVENTS_FD_MOVED, O_CLOEXEC) == EVENTS_FD_MOVED) {
+            close(CMD_FD);
+            close(EVENTS_FD);
+            cmd_fd = CMD_FD_MOVED;
+            return;
+        }
+        close(CMD_FD_MOVED);
+    }
     fcntl(CMD_FD, F_SETFD, FD_CLOEXEC);
     fcntl(EVENTS_FD, F_SETFD, FD_CLOEXEC);
 }

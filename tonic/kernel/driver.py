@@ -37,6 +37,7 @@ from tonic.kernel.protocol import (
     Command,
     Error,
     Event,
+    EventLines,
     Exit,
     Hello,
     Pause,
@@ -169,6 +170,7 @@ def write_plan(
         "kind": program.notebook.kind.kind,
         "source": program.instrumented.source.decode("utf-8"),
         "values": list(program.instrumented.values),
+        "sites": bool(program.instrumented.pauses),  # the kernel binds `__tonic__`
         "inspect": program.inspect,
         "env": env,
         "snapshots": snapshots,
@@ -263,7 +265,7 @@ class _Relay:
         self.snapshots = options.snapshots
         self.streams = {ours.stdout: 1, ours.stderr: 2}
         self.open_streams = set(self.streams)
-        self.pending = b""
+        self.lines = EventLines()
         self.deadline: float | None = None
         self.sel = selectors.DefaultSelector()
 
@@ -323,12 +325,7 @@ class _Relay:
         if not chunk:
             self.sel.unregister(self.ours.events)
             return True
-        self.pending += chunk
-        while b"\n" in self.pending:
-            line, self.pending = self.pending.split(b"\n", 1)
-            if not self._handle(decode_event(line)):
-                return False
-        return True
+        return all(self._handle(decode_event(line)) for line in self.lines.feed(chunk))
 
     def _handle(self, event: Event) -> bool:
         if isinstance(event, Error) and event.origin in ABORTS:

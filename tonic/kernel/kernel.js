@@ -7,46 +7,151 @@
 // checkpointed there.
 //
 // It hides itself: its environment variable, its `-r` flag in process.execArgv and its
-// require.cache entry are removed before the notebook runs.
+// require.cache entry are removed before the notebook runs, and the pause sites reach it
+// through `__tonic__`, a global lexical binding (like a script's top-level `let`: no
+// property of globalThis), made only when the source has pause sites (a notebook whose
+// source names `__tonic__` runs unsplit, without it).
+//
+// The notebook cannot break it: what runs once the notebook started (the pauses, the
+// messages, the watch() hooks, value inspection, stack mending, the exit and
+// uncaughtExceptionMonitor listeners) uses only the copies of builtins taken here first,
+// as node's internal primordials do. It looks up no method on a prototype or a global at
+// call time, uses no iterator (no spread, for-of or array destructuring), reads commands'
+// fields as own properties only and makes its own objects without a prototype.
 'use strict';
 
 (function tonicKernel() {
-  // The messages between tonic and the kernel, one JSON object a line (the other side:
-  // tonic/kernel/protocol.py). Events go to tonic on fd 4; commands, one answering each
-  // pause, come from tonic on fd 3: {op: 'go'}, or {op: 'eval', source, values?, check?}
-  // to continue with an edited rest of the notebook (see tonic/timetravel/continuation/).
-  const events = {
-    hello: (pid, kind) => ({ ev: 'hello', pid, kind }),
-    // After cell `cell`: its time, the files its require() loaded and what it used of
-    // its surroundings (snapshot runs: `seen`), and its completion value (when
-    // inspected), each left out when undefined.
-    pause(cell, ms, modules, value, seen) {
-      const msg = { ev: 'pause', cell, ms };
-      if (modules !== undefined) msg.modules = modules;
-      if (value !== undefined) msg.value = value;
-      if (seen !== undefined) msg.seen = seen;
-      return msg;
-    },
-    // An uncaught error after pause `after` (origin 'early': the edited file of a
-    // continued run does not compile; 'unfit': a name its edited cells read is missing,
-    // `error` names it).
-    error: (after, origin, error, ms) => ({ ev: 'error', after, origin, error, ms }),
-    // The main thread is about to change (or open) `path` for the first time in this
-    // process: tonic keeps what is there first, and answers {op: 'saved'}.
-    save: (path) => ({ ev: 'save', path }),
-    exit: (code) => ({ ev: 'exit', code }),
-  };
-  const commands = {
-    isEval: (cmd) => cmd.op === 'eval',
-    // Sent to a restored kernel before the command answering its pause: the run's
-    // environment, working directory and whether it inspects values.
-    isSetup: (cmd) => cmd.op === 'setup',
-  };
+  // -- the builtins the kernel uses after the notebook started ---------------------------
+  const { bind, call, apply: FunctionPrototypeApply } = Function.prototype;
+  const uncurry = bind.bind(call); // uncurry(f)(self, ...args) is f.call(self, ...args)
+  const {
+    apply: ReflectApply,
+    defineProperty: ReflectDefineProperty,
+    deleteProperty: ReflectDeleteProperty,
+    getOwnPropertyDescriptor: ReflectGetOwnPropertyDescriptor,
+    ownKeys: ReflectOwnKeys,
+  } = Reflect;
+  const { keys: ObjectKeys, hasOwn: ObjectHasOwn } = Object;
+  const { isArray: ArrayIsArray } = Array;
+  const ArrayPrototypeSort = uncurry(Array.prototype.sort);
+  const ArrayPrototypeJoin = uncurry(Array.prototype.join);
+  const StringCtor = String;
+  const NumberCtor = Number;
+  const StringPrototypeIndexOf = uncurry(String.prototype.indexOf);
+  const StringPrototypeLastIndexOf = uncurry(String.prototype.lastIndexOf);
+  const StringPrototypeSlice = uncurry(String.prototype.slice);
+  const StringPrototypeStartsWith = uncurry(String.prototype.startsWith);
+  const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
+  const RegExpPrototypeExec = uncurry(RegExp.prototype.exec);
+  const { stringify: JSONStringify, parse: JSONParse } = JSON;
+  const MathMax = Math.max;
+  const BufferFrom = Buffer.from;
+  const BufferPrototypeUtf8Slice = uncurry(Buffer.prototype.utf8Slice);
+  const ProxyCtor = Proxy;
+  const BufferCtor = Buffer;
+  const proc = process; // a notebook may set globalThis.process
+  const globalObject = globalThis;
+  const hrtime = process.hrtime;
+  const hrtimeBigint = hrtime.bigint;
+  const rawKill = process._kill;
+  const reallyExit = process.reallyExit;
+  const PID = process.pid;
+  const on = uncurry(require('events').prototype.on);
 
   const fs = require('fs');
   const util = require('util');
   const url = require('url');
   const vm = require('vm');
+  const path = require('path');
+  const Module = require('module');
+  const { writeSync, readSync, openSync, closeSync, fstatSync } = fs;
+  const inspect = util.inspect;
+  const isNativeError = util.types.isNativeError;
+  const isPromise = util.types.isPromise;
+  const compileFunction = vm.compileFunction;
+  const pathResolve = path.resolve;
+
+  // A list's next element, defined (no setter of Array.prototype runs).
+  function append(list, value) {
+    ReflectDefineProperty(list, list.length, {
+      __proto__: null, value, writable: true, enumerable: true, configurable: true,
+    });
+  }
+  // A command's field: its own property, else undefined.
+  const own = (obj, key) =>
+    (obj !== null && typeof obj === 'object' && ObjectHasOwn(obj, key) ? obj[key] : undefined);
+  // Sets of strings (or numbers) are objects without a prototype.
+  const newSet = () => ({ __proto__: null });
+  const sorted = (set) => ArrayPrototypeSort(ObjectKeys(set));
+  function lines(text) {
+    const out = [];
+    let start = 0;
+    for (;;) {
+      const nl = StringPrototypeIndexOf(text, '\n', start);
+      if (nl === -1) {
+        append(out, StringPrototypeSlice(text, start));
+        return out;
+      }
+      append(out, StringPrototypeSlice(text, start, nl));
+      start = nl + 1;
+    }
+  }
+  // A listener of process events: node's EventEmitter calls `listener.apply(...)`, which a
+  // notebook may have replaced on Function.prototype.
+  function listener(fn) {
+    ReflectDefineProperty(fn, 'apply', { __proto__: null, value: FunctionPrototypeApply });
+    return fn;
+  }
+
+  // The messages between tonic and the kernel, one JSON object a line (the other side:
+  // tonic/kernel/protocol.py). Events go to tonic on the event pipe; commands, one
+  // answering each pause, come from tonic on the command pipe: {op: 'go'}, or
+  // {op: 'eval', source, values?, check?, free?} to continue with an edited rest of the
+  // notebook (see tonic/timetravel/continuation/).
+  const events = {
+    __proto__: null,
+    hello: (pid, kind) => ({ __proto__: null, ev: 'hello', pid, kind }),
+    // After cell `cell`: its time, the files its require() loaded and what it used of
+    // its surroundings (snapshot runs: `seen`), and its completion value (when
+    // inspected), each left out when undefined.
+    pause: (cell, ms, modules, value, seen) =>
+      ({ __proto__: null, ev: 'pause', cell, ms, modules, value, seen }),
+    // An uncaught error after pause `after` (origin 'early': the edited file of a
+    // continued run does not compile; 'unfit': a name its edited cells read is missing,
+    // `error` names it).
+    error: (after, origin, error, ms) =>
+      ({ __proto__: null, ev: 'error', after, origin, error, ms }),
+    // The main thread is about to change (or open) `path` for the first time in this
+    // process: tonic keeps what is there first, and answers {op: 'saved'}.
+    save: (path) => ({ __proto__: null, ev: 'save', path }),
+    exit: (code) => ({ __proto__: null, ev: 'exit', code }),
+  };
+  const commands = {
+    __proto__: null,
+    isEval: (cmd) => own(cmd, 'op') === 'eval',
+    // Sent to a restored kernel before the command answering its pause: the run's
+    // environment, working directory and whether it inspects values.
+    isSetup: (cmd) => own(cmd, 'op') === 'setup',
+  };
+  // JSON of the kernel's own messages (strings, numbers, booleans, null, lists and
+  // objects of those; undefined fields left out), built without JSON.stringify's
+  // lookups of toJSON on objects.
+  function encode(value) {
+    if (value === null || typeof value !== 'object') return JSONStringify(value);
+    let out = '';
+    if (ArrayIsArray(value)) {
+      for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + encode(value[i]);
+      return '[' + out + ']';
+    }
+    const keys = ObjectKeys(value);
+    for (let i = 0; i < keys.length; i++) {
+      const field = value[keys[i]];
+      if (field === undefined) continue;
+      out += (out === '' ? '' : ',') + JSONStringify(keys[i]) + ':' + encode(field);
+    }
+    return '{' + out + '}';
+  }
+
   const WRAPPER_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
 
   const planPath = process.env.TONIC_KERNEL_PLAN;
@@ -64,42 +169,85 @@
 
   const plan = JSON.parse(fs.readFileSync(planPath, 'utf8'));
   // tonic hands us our two channels as pipes on fds 3 (commands) and 4 (events). We
-  // reopen them close-on-exec and close the originals, so that the notebook's child
-  // processes do not inherit them. As pipes they survive checkpoint and restore.
-  // (Under the clock shim, they already are close-on-exec, and the shim needs the
-  // command pipe on fd 3 to tell a pause from other reads.)
+  // reopen them close-on-exec, out of the way, and close the originals: the notebook's
+  // child processes do not inherit them, and the notebook's own fds 3 and 4 are as free
+  // as in plain node. As pipes they survive checkpoint and restore. (The clock shim has
+  // already moved them to its fds 1021 and 1022, close-on-exec: it tells a pause from
+  // other reads by that fd. Where it could not, they stay on 3 and 4.)
   let cmdFd = 3;
   let evFd = 4;
-  if (!plan.shim) {
-    cmdFd = fs.openSync('/proc/self/fd/3', 'r');
-    evFd = fs.openSync('/proc/self/fd/4', 'w');
-    fs.closeSync(3);
-    fs.closeSync(4);
+  if (plan.shim) {
+    try {
+      fstatSync(1021);
+      cmdFd = 1021;
+      evFd = 1022;
+    } catch (err) {
+      // the shim kept them on 3 and 4
+    }
+  } else {
+    cmdFd = openSync('/proc/self/fd/3', 'r');
+    evFd = openSync('/proc/self/fd/4', 'w');
+    closeSync(3);
+    closeSync(4);
   }
   for (const [name, value] of Object.entries(plan.env || {})) {
     if (value === null) delete process.env[name];
     else process.env[name] = value;
   }
-  const valueCells = new Set(plan.values);
+  let valueCells = newSet();
+  for (const cell of plan.values) valueCells[cell] = true;
   let inspecting = plan.inspect;
   const NONE = Symbol('none');
   const INSPECT = {
+    __proto__: null,
     depth: 2, colors: false, customInspect: false, getters: false,
     maxArrayLength: 100, maxStringLength: 10000, breakLength: 100,
   };
+  const SHALLOW = { __proto__: null, depth: -1 };
 
   function die() {
     // tonic went away: nobody can resume us, and nobody reads our output.
-    process.kill(process.pid, 'SIGKILL');
+    try {
+      ReflectApply(rawKill, proc, [PID, 9]);
+    } finally {
+      ReflectApply(reallyExit, proc, [137]);
+    }
   }
 
+  // What the kernel does inside the notebook's calls (its hooks): a bug of the kernel's
+  // must not change what the notebook sees.
+  function guarded(fn, arg) {
+    try {
+      fn(arg);
+    } catch (err) {
+      // the observation is lost, the call goes on
+    }
+  }
+
+  // While true, fs calls are the kernel's own: the watch() hooks let them be.
+  let busy = false;
+  // The notebook closed the kernel's channels: it runs on as in plain node, without
+  // pauses (EBADF; any other failure means that tonic went away).
+  let lost = false;
+  const closed = (err) => err !== null && typeof err === 'object' && own(err, 'code') === 'EBADF';
+
   function send(msg) {
-    const data = Buffer.from(JSON.stringify(msg) + '\n');
+    if (lost) return;
+    const data = ReflectApply(BufferFrom, BufferCtor, [encode(msg) + '\n', 'utf8']);
+    const was = busy;
+    busy = true;
     let off = 0;
     try {
-      while (off < data.length) off += fs.writeSync(evFd, data, off, data.length - off);
+      while (off < data.length) {
+        const n = writeSync(evFd, data, off, data.length - off);
+        if (!(n > 0)) die();
+        off += n;
+      }
     } catch (err) {
-      die();
+      if (closed(err)) lost = true;
+      else die();
+    } finally {
+      busy = was;
     }
   }
 
@@ -107,21 +255,32 @@
   let leftover = ''; // what arrived after the last line (tonic may send two at once)
   function receive() {
     let line = leftover;
-    for (;;) {
-      const end = line.indexOf('\n');
-      if (end !== -1) {
-        leftover = line.slice(end + 1);
-        return JSON.parse(line.slice(0, end));
+    const was = busy;
+    busy = true;
+    try {
+      for (;;) {
+        const end = StringPrototypeIndexOf(line, '\n');
+        if (end !== -1) {
+          leftover = StringPrototypeSlice(line, end + 1);
+          return JSONParse(StringPrototypeSlice(line, 0, end));
+        }
+        if (lost) return { __proto__: null, op: 'go' };
+        let n;
+        try {
+          n = readSync(cmdFd, cmdBuf, 0, cmdBuf.length, null);
+        } catch (err) {
+          const code = err !== null && typeof err === 'object' ? own(err, 'code') : undefined;
+          if (code === 'EAGAIN' || code === 'EINTR') continue;
+          if (code === 'EBADF') lost = true;
+          else die();
+          continue;
+        }
+        if (n === 0) die();
+        // tonic's commands are ASCII (json.dumps escapes the rest)
+        line += BufferPrototypeUtf8Slice(cmdBuf, 0, n);
       }
-      let n;
-      try {
-        n = fs.readSync(cmdFd, cmdBuf, 0, cmdBuf.length, null);
-      } catch (err) {
-        if (err.code === 'EAGAIN' || err.code === 'EINTR') continue;
-        die();
-      }
-      if (n === 0) die();
-      line += cmdBuf.toString('utf8', 0, n);
+    } finally {
+      busy = was;
     }
   }
 
@@ -129,34 +288,42 @@
     try {
       // Not a promise's reason: inspecting it formats an error's stack, and node then
       // reports that unhandled rejection at its own line instead of the error's.
-      if (util.types.isPromise(value)) return util.inspect(value, { depth: -1 });
-      return util.inspect(value, INSPECT);
+      if (isPromise(value)) return inspect(value, SHALLOW);
+      return inspect(value, INSPECT);
     } catch (err) {
       return '<value could not be inspected>';
     }
   }
 
+  const DESCRIBED = 1 << 20; // characters of an error's description at most
   function describe(err) {
     if (!inspecting) return null;
+    let text;
     try {
-      if (util.types.isNativeError(err)) return String(err.stack);
+      if (isNativeError(err)) text = StringCtor(err.stack);
     } catch (e) {
-      // fall through to inspect
+      // inspected instead
     }
-    return show(err);
+    if (text === undefined) text = show(err);
+    return text.length > DESCRIBED ? StringPrototypeSlice(text, 0, DESCRIBED) + '\n[...]' : text;
   }
 
   // Files the notebook's require() loaded since the last pause (snapshot keys cover them).
-  const Module = require('module');
-  const seen = new Set(Object.keys(Module._cache));
-  seen.add(plan.file);
+  const loaded = newSet();
+  for (const name of Object.keys(Module._cache)) loaded[name] = true;
+  loaded[plan.file] = true;
   function newModules() {
     const fresh = [];
-    for (const name of Object.keys(Module._cache)) {
-      if (!seen.has(name)) {
-        seen.add(name);
-        fresh.push(name);
-      }
+    let names = [];
+    try {
+      names = ObjectKeys(Module._cache);
+    } catch (err) {
+      // the notebook replaced Module._cache
+    }
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] in loaded) continue;
+      loaded[names[i]] = true;
+      append(fresh, names[i]);
     }
     return fresh;
   }
@@ -169,34 +336,72 @@
   // necessarily opening them (stat, access, existsSync, require's lookups, failed
   // opens). Files opened, written and removed, by every process of the notebook, are
   // observed outside node (tonic/observe/).
+  //
+  // The hooks keep out of sight where they can: process.cwd and process.chdir are node's
+  // own functions, handed out by getters; fs's binding functions too; no hook is a frame
+  // on the stack of an error the notebook sees.
   function watch() {
-    const path = require('path');
-    const names = new Set();
-    const probes = new Set();
+    const names = newSet();
+    let probes = newSet();
     let all = false;
     let cwdUsed = false;
+    let worker = false;
     const realEnv = process.env;
     const note = (name) => {
-      if (typeof name === 'string') names.add(name);
+      if (typeof name === 'string' && !busy) names[name] = true;
     };
-    process.env = new Proxy(realEnv, {
+    // process.env is a Proxy of a Proxy of node's own: the inner one's traps see the
+    // names read and the listings; the outer one, without traps, is what util.inspect
+    // looks through (it shows a Proxy's target as it is), so that printing process.env
+    // lists it through the inner one.
+    const traps = {
+      __proto__: null,
       get(target, name) { note(name); return target[name]; },
       has(target, name) { note(name); return name in target; },
       getOwnPropertyDescriptor(target, name) {
         note(name);
-        return Reflect.getOwnPropertyDescriptor(target, name);
+        return ReflectGetOwnPropertyDescriptor(target, name);
       },
-      ownKeys(target) { all = true; return Reflect.ownKeys(target); },
+      ownKeys(target) { all = true; return ReflectOwnKeys(target); },
       set(target, name, value) { target[name] = value; return true; },
-      deleteProperty(target, name) { return delete target[name]; },
-      defineProperty(target, name, desc) { return Reflect.defineProperty(target, name, desc); },
-    });
+      deleteProperty(target, name) { return ReflectDeleteProperty(target, name); },
+      defineProperty(target, name, desc) { return ReflectDefineProperty(target, name, desc); },
+    };
+    process.env = new ProxyCtor(new ProxyCtor(realEnv, traps), { __proto__: null });
     const cwd = process.cwd;
     const chdir = process.chdir;
-    process.cwd = { cwd() { cwdUsed = true; return cwd.call(process); } }.cwd;
-    process.chdir = { chdir(dir) { cwdUsed = true; return chdir.call(process, dir); } }.chdir;
-    let worker = false;
-    process.on('worker', () => { all = true; cwdUsed = true; worker = true; });
+    // A property of `holder` read through a getter that notes the read first (the value
+    // itself is node's, and the notebook may set another). `once`: the first read puts
+    // the data property back as it was, so that the rest of the run sees node's own.
+    function noting(holder, name, noted, once) {
+      const desc = ReflectGetOwnPropertyDescriptor(holder, name);
+      const enumerable = desc === undefined ? true : desc.enumerable;
+      let current = holder[name];
+      ReflectDefineProperty(holder, name, {
+        __proto__: null,
+        get: { [name]() {
+          if (busy) return current;
+          guarded(noted);
+          if (once) {
+            ReflectDefineProperty(holder, name, {
+              __proto__: null, value: current, writable: true, enumerable, configurable: true,
+            });
+          }
+          return current;
+        } }[name],
+        set: { [name](value) { current = value; } }[name],
+        enumerable,
+        configurable: true,
+      });
+    }
+    // The working directory is one value for the whole run: once a cell used it, the
+    // snapshots after that cell depend on it, and so do all later ones (their keys
+    // include every earlier cell's uses). Seeing the first use of process.cwd and
+    // process.chdir is enough; then they are node's own data properties again (and
+    // V8 names their frames `process.wrappedChdir [as chdir]`, as in plain node).
+    noting(process, 'cwd', () => { cwdUsed = true; }, true);
+    noting(process, 'chdir', () => { cwdUsed = true; }, true);
+    on(process, 'worker', listener(() => { all = true; cwdUsed = true; worker = true; }));
 
     // Every fs call and require() lookup passes its path through path.toNamespacedPath
     // (looked up at call time, a no-op on POSIX) before the system call: seen there, with
@@ -206,97 +411,96 @@
     // tonic keeps what is there, so that it can put it back. fs reads each call's
     // binding function (a getter of ours: no frame on the call's stack) and validates
     // its paths, before or after that (`recent`, `pending`).
-    const saved = new Set();
+    let saved = newSet();
     let recent = [];
     let pending = null;
-    let saving = false; // the kernel's own fs calls, while it asks tonic to save
     function save(p) {
-      if (saved.has(p)) return;
-      saved.add(p);
-      saving = true;
-      try {
-        send(events.save(p));
-        receive();
-      } finally {
-        saving = false;
-      }
+      if (p in saved) return;
+      saved[p] = true;
+      send(events.save(p));
+      receive();
     }
     const toNamespacedPath = path.toNamespacedPath;
-    path.toNamespacedPath = { toNamespacedPath(p) {
-      if (typeof p === 'string') {
-        if (!p.startsWith('/')) cwdUsed = true;
-        const abs = path.resolve(cwd.call(process), p);
-        probes.add(abs);
-        recent.push(abs);
-        if (recent.length > 4) recent.shift();
-        if (pending !== null) {
-          if (pending.seen++ >= pending.from) save(abs);
-          if (pending.seen >= pending.paths) pending = null;
-        }
+    function probed(p) {
+      if (!StringPrototypeStartsWith(p, '/')) cwdUsed = true;
+      const abs = ReflectApply(pathResolve, path, [ReflectApply(cwd, proc, []), p]);
+      probes[abs] = true;
+      if (recent.length < 4) append(recent, abs);
+      else recent = [recent[1], recent[2], recent[3], abs];
+      if (pending !== null) {
+        if (pending.seen++ >= pending.from) save(abs);
+        if (pending.seen >= pending.paths) pending = null;
       }
-      return toNamespacedPath(p);
+    }
+    path.toNamespacedPath = { toNamespacedPath(p) {
+      if (typeof p === 'string' && !busy) guarded(probed, p);
+      return ReflectApply(toNamespacedPath, this, [p]);
     } }.toNamespacedPath;
     // name -> [how many paths the call takes, the first of them it changes]
     const CHANGES = {
+      __proto__: null,
       open: [1, 0], openFileHandle: [1, 0], writeFileUtf8: [1, 0], unlink: [1, 0],
       rename: [2, 0], copyFile: [2, 1],
     };
     function calling(name) {
-      if (saving) return;
+      if (busy) return;
       const paths = recent;
       recent = [];
       pending = null;
       const change = CHANGES[name];
       if (change === undefined) return;
       if (paths.length === 0) {
-        pending = { paths: change[0], from: change[1], seen: 0 };
+        pending = { __proto__: null, paths: change[0], from: change[1], seen: 0 };
         return;
       }
-      const own = paths.slice(-change[0]);
-      for (let i = change[1]; i < own.length; i++) save(own[i]);
+      const first = MathMax(0, paths.length - change[0]);
+      for (let i = first + change[1]; i < paths.length; i++) save(paths[i]);
     }
-    const flags = `${process.execArgv.join(' ')} ${realEnv.NODE_OPTIONS || ''}`;
+    const flags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${realEnv.NODE_OPTIONS || ''}`;
     // process.binding() would warn: the children's working directory cannot be seen, nor
     // files kept before the main thread changes them.
     const blind = /--(pending|throw|trace)-deprecation/.test(flags);
     if (!blind) {
       const fsb = process.binding('fs');
       for (const name of Object.keys(fsb)) {
-        const value = fsb[name];
-        if (typeof value !== 'function') continue;
-        Object.defineProperty(fsb, name, {
-          get() { calling(name); return value; },
-          configurable: true,
-          enumerable: true,
-        });
+        if (typeof fsb[name] !== 'function') continue;
+        noting(fsb, name, () => calling(name), false);
       }
       const spawned = (options) => {
+        if (busy) return;
         all = true; // a child inherits the environment (its envPairs were listed)
-        if (!options || typeof options.cwd !== 'string' || !options.cwd.startsWith('/')) {
-          cwdUsed = true;
-        }
+        const dir = options !== null && typeof options === 'object' ? options.cwd : undefined;
+        if (typeof dir !== 'string' || !StringPrototypeStartsWith(dir, '/')) cwdUsed = true;
       };
       const sync = process.binding('spawn_sync');
       const spawnSync = sync.spawn;
-      sync.spawn = function (options) { spawned(options); return spawnSync.call(this, options); };
+      sync.spawn = { spawn(options) {
+        guarded(spawned, options);
+        return ReflectApply(spawnSync, this, [options]);
+      } }.spawn;
       const proto = process.binding('process_wrap').Process.prototype;
       const spawn = proto.spawn;
-      proto.spawn = function (options) { spawned(options); return spawn.call(this, options); };
+      proto.spawn = { spawn(options) {
+        guarded(spawned, options);
+        return ReflectApply(spawn, this, [options]);
+      } }.spawn;
     }
     return {
+      __proto__: null,
       env: realEnv,
-      saved,
-      cwd: () => cwd.call(process),
-      chdir: (dir) => chdir.call(process, dir),
+      forget() { saved = newSet(); }, // a new run keeps its own starting states
+      cwd: () => ReflectApply(cwd, proc, []),
+      chdir: (dir) => ReflectApply(chdir, proc, [dir]),
       // What the cell since the last pause used; then start afresh.
       take() {
         const used = {
-          env: [...names].sort(), all, cwd: cwdUsed || blind, probes: [...probes].sort(),
-          worker,
+          __proto__: null,
+          env: sorted(names), all, cwd: cwdUsed || blind, probes: sorted(probes), worker,
         };
         worker = false;
-        names.clear();
-        probes.clear();
+        const read = ObjectKeys(names);
+        for (let i = 0; i < read.length; i++) delete names[read[i]];
+        probes = newSet();
         all = false;
         cwdUsed = false;
         return used;
@@ -304,7 +508,7 @@
     };
   }
 
-  const now = () => Number(process.hrtime.bigint()) / 1e6;
+  const now = () => NumberCtor(ReflectApply(hrtimeBigint, hrtime, [])) / 1e6;
   let mark = now();
   let lastCell = 0;
   let continuation = null;
@@ -323,86 +527,134 @@
   const asTrace = (error, trace) => trace;
   // Where a frame is: `F:L:C` from `    at NAME (F:L:C)`, `    at F:L:C` or a call site.
   const where = (frame) => {
-    const open = frame.lastIndexOf(' (');
-    if (frame.endsWith(')') && open !== -1) return frame.slice(open + 2, -1);
-    return frame.startsWith('    at ') ? frame.slice(7) : frame;
+    const open = StringPrototypeLastIndexOf(frame, ' (');
+    if (StringPrototypeEndsWith(frame, ')') && open !== -1) {
+      return StringPrototypeSlice(frame, open + 2, -1);
+    }
+    return StringPrototypeStartsWith(frame, '    at ') ? StringPrototypeSlice(frame, 7) : frame;
   };
-  const lineOf = (frame) => where(frame).split(':').slice(-2)[0];
-  function callerSite() {
+  // L of `F:L:C`
+  const lineOf = (frame) => {
+    const place = where(frame);
+    const colon = StringPrototypeLastIndexOf(place, ':');
+    if (colon === -1) return place;
+    const before = colon === 0 ? -1 : StringPrototypeLastIndexOf(place, ':', colon - 1);
+    return StringPrototypeSlice(place, before + 1, colon);
+  };
+  // The frames above `fn` (all of them), as `NAME (F:L:C)` or `F:L:C`, or null.
+  function trace(fn) {
     const holder = {};
     const saved = NativeError.prepareStackTrace;
-    NativeError.prepareStackTrace = asTrace;
+    const limit = NativeError.stackTraceLimit;
     try {
-      captureStackTrace(holder, tonic.t);
-      const trace = holder.stack;
-      if (Array.isArray(trace) && trace.length > 1) sites.push([String(trace[0]), String(trace[1])]);
+      NativeError.prepareStackTrace = asTrace;
+      NativeError.stackTraceLimit = Infinity;
     } catch (err) {
-      // no frames to mend
-    } finally {
-      NativeError.prepareStackTrace = saved;
+      guarded(() => { NativeError.prepareStackTrace = saved; });
+      return traceText(fn); // the notebook froze Error
     }
+    try {
+      captureStackTrace(holder, fn);
+      const sites = holder.stack;
+      if (!ArrayIsArray(sites)) return null;
+      const frames = [];
+      for (let i = 0; i < sites.length; i++) append(frames, StringCtor(sites[i]));
+      return frames;
+    } catch (err) {
+      return null;
+    } finally {
+      guarded(() => {
+        NativeError.stackTraceLimit = limit;
+        NativeError.prepareStackTrace = saved;
+      });
+    }
+  }
+  // The same from the text of a stack, as node formats it (within Error.stackTraceLimit).
+  function traceText(fn) {
+    try {
+      const holder = {};
+      captureStackTrace(holder, fn);
+      if (typeof holder.stack !== 'string') return null;
+      const all = lines(holder.stack);
+      const frames = [];
+      for (let i = 0; i < all.length; i++) {
+        if (StringPrototypeStartsWith(all[i], '    at ')) append(frames, StringPrototypeSlice(all[i], 7));
+      }
+      return frames;
+    } catch (err) {
+      return null;
+    }
+  }
+  function callerSite() {
+    const frames = trace(tonic.t);
+    if (frames !== null && frames.length > 1) append(sites, [frames[0], frames[1]]);
   }
   const escaped = plan.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`
   const evalFrame = new RegExp(
     `^(    at (?:async )?(new )?)(?:(\\S+)\\.)?eval(?: \\[as (\\S+)\\])? \\((${escaped}:\\d+:\\d+)\\)$`,
   );
+  const isEvalFrame = (line) => RegExpPrototypeExec(evalFrame, line) !== null;
   // node's frames below the module's own (its loader), for the frames a continued run's
   // pause sites pushed out of Error.stackTraceLimit.
   let loader = null;
   function loaderFrames() {
-    const holder = {};
-    const saved = NativeError.prepareStackTrace;
-    const limit = NativeError.stackTraceLimit;
-    NativeError.prepareStackTrace = asTrace;
-    NativeError.stackTraceLimit = Infinity;
-    try {
-      captureStackTrace(holder, tonic.p);
-      const trace = holder.stack;
-      if (Array.isArray(trace)) loader = trace.slice(1).map((frame) => `    at ${frame}`);
-    } catch (err) {
-      // none
-    } finally {
-      NativeError.stackTraceLimit = limit;
-      NativeError.prepareStackTrace = saved;
+    const frames = trace(tonic.p);
+    if (frames === null) return;
+    loader = [];
+    for (let i = 1; i < frames.length; i++) append(loader, '    at ' + frames[i]);
+  }
+  // The newest continuation whose pause site's arrow is at the line of `frame`, or -1.
+  function siteAt(frame) {
+    const line = lineOf(frame);
+    for (let level = 0; level < sites.length; level++) {
+      if (lineOf(sites[level][0]) === line) return level;
     }
+    return -1;
   }
   function mended(stack) {
     if (typeof stack !== 'string' || sites.length === 0) return stack;
-    const lines = stack.split('\n');
+    const all = lines(stack);
     // The top level of the newest eval on the stack: an eval frame above a pause site's
     // arrow, above the previous eval's top level (or the module's frame), and so on.
     let top = -1;
     let level = -1;
-    for (let i = 0; i + 1 < lines.length && top === -1; i++) {
-      if (!evalFrame.test(lines[i])) continue;
-      level = sites.findIndex(([arrow]) => lineOf(lines[i + 1]) === lineOf(arrow));
+    for (let i = 0; i + 1 < all.length && top === -1; i++) {
+      if (!isEvalFrame(all[i])) continue;
+      level = siteAt(all[i + 1]);
       if (level !== -1) top = i;
     }
     let end = top;
     for (; top !== -1 && level >= 0; level--) {
-      if (end + 1 >= lines.length) break; // the limit cut the stack: the rest is known
-      if (lineOf(lines[end + 1]) !== lineOf(sites[level][0])) return stack;
-      if (end + 2 >= lines.length) break;
-      if (where(lines[end + 2]) !== where(sites[level][1])) return stack;
+      if (end + 1 >= all.length) break; // the limit cut the stack: the rest is known
+      if (lineOf(all[end + 1]) !== lineOf(sites[level][0])) return stack;
+      if (end + 2 >= all.length) break;
+      if (where(all[end + 2]) !== where(sites[level][1])) return stack;
       end += 2;
     }
+    let out = all;
     if (top !== -1 && loader !== null) {
-      const above = lines.slice(0, top).filter((line) => line.startsWith('    at ')).length;
+      out = [];
+      let above = 0;
+      for (let i = 0; i < top; i++) {
+        append(out, all[i]);
+        if (StringPrototypeStartsWith(all[i], '    at ')) above++;
+      }
       const limit = NativeError.stackTraceLimit;
-      const frames = [`    at Object.<anonymous> (${where(lines[top])})`, ...loader];
-      const room = typeof limit === 'number' ? Math.max(0, limit - above) : frames.length;
-      lines.splice(top, lines.length - top, ...frames.slice(0, room));
+      const room = typeof limit === 'number' ? MathMax(0, limit - above) : loader.length + 1;
+      if (room > 0) append(out, '    at Object.<anonymous> (' + where(all[top]) + ')');
+      for (let i = 0; i + 1 < room && i < loader.length; i++) append(out, loader[i]);
     }
-    for (let i = 0; i < lines.length; i++) {
-      const m = evalFrame.exec(lines[i]);
+    for (let i = 0; i < out.length; i++) {
+      const m = RegExpPrototypeExec(evalFrame, out[i]);
       if (m === null) continue;
-      const [, head, isNew, receiver, as, place] = m;
-      if (receiver !== undefined) lines[i] = `${head}${receiver}.${as || '<anonymous>'} (${place})`;
-      else if (isNew !== undefined) lines[i] = `${head}<anonymous> (${place})`;
-      else lines[i] = `${head}${place}`;
+      const head = m[1];
+      const place = m[5];
+      if (m[3] !== undefined) out[i] = head + m[3] + '.' + (m[4] || '<anonymous>') + ' (' + place + ')';
+      else if (m[2] !== undefined) out[i] = head + '<anonymous> (' + place + ')';
+      else out[i] = head + place;
     }
-    return lines.join('\n');
+    return ArrayPrototypeJoin(out, '\n');
   }
   // Once the process has continued: every stack is formatted by node's own function, then
   // mended (a notebook that sets Error.prepareStackTrace gets V8's call sites as they are).
@@ -410,7 +662,12 @@
     if (typeof nodeFormat !== 'function' || NativeError.prepareStackTrace !== nodeFormat) return;
     NativeError.prepareStackTrace = {
       ErrorPrepareStackTrace(error, trace) {
-        return mended(Reflect.apply(nodeFormat, this, [error, trace]));
+        const stack = ReflectApply(nodeFormat, this, [error, trace]);
+        try {
+          return mended(stack);
+        } catch (err) {
+          return stack;
+        }
       },
     }.ErrorPrepareStackTrace;
   }
@@ -428,78 +685,118 @@
 
   function setup(cmd) {
     const env = watched.env;
-    for (const name of Object.keys(env)) if (!(name in cmd.env)) delete env[name];
-    for (const [name, value] of Object.entries(cmd.env)) env[name] = value;
-    if (watched.cwd() !== cmd.cwd) watched.chdir(cmd.cwd);
-    inspecting = cmd.inspect;
-    watched.saved.clear(); // this run keeps its own starting states
+    const wanted = own(cmd, 'env');
+    const want = wanted !== null && typeof wanted === 'object' ? wanted : {};
+    const present = ObjectKeys(env);
+    for (let i = 0; i < present.length; i++) {
+      if (!ObjectHasOwn(want, present[i])) delete env[present[i]];
+    }
+    const names = ObjectKeys(want);
+    for (let i = 0; i < names.length; i++) env[names[i]] = want[names[i]];
+    const dir = own(cmd, 'cwd');
+    if (typeof dir === 'string' && watched.cwd() !== dir) watched.chdir(dir);
+    inspecting = own(cmd, 'inspect') === true;
+    watched.forget();
+  }
+
+  // The edited file's early errors (node reports them before running anything): compiled
+  // as node's CommonJS loader compiles a module, then thrown away.
+  function check(source, k) {
+    try {
+      compileFunction(source, WRAPPER_PARAMS, { __proto__: null, filename: plan.file });
+    } catch (err) {
+      send(events.error(k, 'early', describe(err), 0));
+      die();
+    }
+  }
+
+  // The command answering pause k (after any setup before it).
+  function answer(k) {
+    let cmd = receive();
+    while (commands.isSetup(cmd)) {
+      setup(cmd);
+      cmd = receive();
+    }
+    mark = now();
+    if (!commands.isEval(cmd)) return false;
+    const source = own(cmd, 'check');
+    if (typeof source === 'string') check(source, k);
+    const free = own(cmd, 'free');
+    if (ArrayIsArray(free)) {
+      // In sloppy eval'd code, a ReferenceError for one of these would point elsewhere
+      // than node's (see tonic/timetravel/continuation/free.py): tonic runs afresh.
+      for (let i = 0; i < free.length; i++) {
+        if (free[i] in globalObject) continue;
+        send(events.error(k, 'unfit', free[i], 0));
+        die();
+      }
+    }
+    continuation = own(cmd, 'source');
+    const values = own(cmd, 'values');
+    if (ArrayIsArray(values)) {
+      valueCells = newSet();
+      for (let i = 0; i < values.length; i++) valueCells[values[i]] = true;
+    }
+    return true;
   }
 
   const tonic = {
+    __proto__: null,
     v: NONE,
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
-      const ms = now() - mark;
-      if (loader === null) loaderFrames();
-      const modules = watched ? newModules() : undefined;
-      const inspected = inspecting && valueCells.has(k) && tonic.v !== NONE;
-      const value = inspected ? show(tonic.v) : undefined;
-      tonic.v = NONE;
-      lastCell = k;
-      send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined));
-      let cmd = receive();
-      while (commands.isSetup(cmd)) {
-        setup(cmd);
-        cmd = receive();
+      if (lost) return false;
+      const was = busy;
+      busy = true;
+      try {
+        const ms = now() - mark;
+        if (loader === null) loaderFrames();
+        const modules = watched ? newModules() : undefined;
+        const inspected = inspecting && k in valueCells && tonic.v !== NONE;
+        const value = inspected ? show(tonic.v) : undefined;
+        tonic.v = NONE;
+        lastCell = k;
+        send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined));
+        return answer(k);
+      } catch (err) {
+        lost = true; // a bug of the kernel's: the notebook runs on as in plain node
+        return false;
+      } finally {
+        busy = was;
       }
-      mark = now();
-      if (!commands.isEval(cmd)) return false;
-      if (typeof cmd.check === 'string') {
-        // The edited file's early errors (node reports them before running anything):
-        // compiled as node's CommonJS loader compiles a module, then thrown away.
-        try {
-          vm.compileFunction(cmd.check, WRAPPER_PARAMS, { filename: plan.file });
-        } catch (err) {
-          send(events.error(k, 'early', describe(err), 0));
-          process.kill(process.pid, 'SIGKILL');
-        }
-      }
-      if (Array.isArray(cmd.free)) {
-        // In sloppy eval'd code, a ReferenceError for one of these would point elsewhere
-        // than node's (see tonic/timetravel/continuation/free.py): tonic runs afresh.
-        const missing = cmd.free.find((name) => !(name in globalThis));
-        if (missing !== undefined) {
-          send(events.error(k, 'unfit', missing, 0));
-          process.kill(process.pid, 'SIGKILL');
-        }
-      }
-      continuation = cmd.source;
-      if (Array.isArray(cmd.values)) {
-        valueCells.clear();
-        for (const v of cmd.values) valueCells.add(v);
-      }
-      return true;
     },
     // The edited rest of the notebook a resumed run continues with (see tonic/timetravel/continuation/).
     t() {
       const source = continuation;
       continuation = null;
-      callerSite();
-      if (sites.length === 1) mendStacks();
+      guarded(callerSite);
+      if (sites.length === 1) guarded(mendStacks);
       return source;
     },
   };
-  Object.defineProperty(globalThis, '__tonic__', { value: tonic, enumerable: false });
+  if (plan.sites) {
+    // A script's top-level `let` is a binding of the global scope that no object holds.
+    const bind = vm.runInThisContext('let __tonic__;\n(value) => { __tonic__ = value; }');
+    bind(tonic);
+  }
 
-  process.on('uncaughtExceptionMonitor', (err, origin) => {
-    mendError(err);
-    send(events.error(lastCell, origin, describe(err), now() - mark));
-  });
+  on(process, 'uncaughtExceptionMonitor', listener((err, origin) => {
+    const was = busy;
+    busy = true;
+    try {
+      mendError(err);
+      send(events.error(lastCell, origin, describe(err), now() - mark));
+    } catch (e) {
+      // a bug of the kernel's: node reports the error as it would
+    } finally {
+      busy = was;
+    }
+  }));
 
   if (plan.snapshots) {
     // Under a snapshot engine node runs below a shell in its own PID namespace, whose
     // status cannot tell exit(137) from SIGKILL: say how we exited.
-    process.on('exit', (code) => send(events.exit(code)));
+    on(process, 'exit', listener((code) => guarded(send, events.exit(code))));
   }
 
   const file = plan.file;

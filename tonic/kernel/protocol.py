@@ -8,6 +8,7 @@ builds and reads the same shapes (its `events` and `commands`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -152,19 +153,67 @@ _EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
 }
 
 
+# No event of the kernel's nests deeper than this, nor is longer: a line that does came
+# from elsewhere (a notebook writing to the event channel).
+MAX_DEPTH = 8
+MAX_LINE = 256 << 20
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _too_deep(line: bytes) -> bool:
+    depth = 0
+    for c in _STRING_RE.sub(b"", line):
+        if c in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in b"]}":
+            depth -= 1
+    return False
+
+
+def _bad(what: str, line: bytes | bytearray) -> ProtocolError:
+    return ProtocolError(
+        f"the kernel's event channel carried {what} (did the notebook write to it?): "
+        f"{bytes(line[:200])!r}"
+    )
+
+
 def decode_event(line: bytes) -> Event:
     """One event line (without its newline)."""
+    if _too_deep(line):
+        raise _bad("a line nested too deep", line)
     try:
         msg = json.loads(line)
-    except ValueError:
-        raise ProtocolError(f"the kernel sent a line that is not JSON: {line[:200]!r}") from None
+    except (ValueError, RecursionError):
+        raise _bad("a line that is not JSON", line) from None
     decode = _EVENTS.get(str(msg.get("ev"))) if isinstance(msg, dict) else None
     if decode is None:
-        raise ProtocolError(f"the kernel sent an unknown event: {line[:200]!r}")
+        raise _bad("an unknown event", line)
     try:
         return decode(msg)
-    except (KeyError, ValueError) as err:
-        raise ProtocolError(f"the kernel sent a malformed event ({err}): {line[:200]!r}") from None
+    except (KeyError, ValueError, TypeError) as err:
+        raise _bad(f"a malformed event ({err})", line) from None
+
+
+class EventLines:
+    """The event channel's bytes as they arrive, cut into lines."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines `chunk` completes (ProtocolError once a line outgrows MAX_LINE)."""
+        start = len(self.pending)
+        self.pending += chunk
+        end = self.pending.rfind(b"\n", start)
+        if end == -1:
+            if len(self.pending) > MAX_LINE:
+                raise _bad(f"a line of more than {MAX_LINE >> 20} MiB", self.pending)
+            return []
+        lines = bytes(self.pending[:end]).split(b"\n")
+        del self.pending[: end + 1]
+        return lines
 
 
 # -- commands: tonic -> kernel ----------------------------------------------------------

@@ -27,6 +27,8 @@ from tonic.notebook.syntax import parse_tree, string_value, text, walk
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")
 BLANK_LINE_RE = re.compile(rb"\n[ \t\r\f\v]*\n")
+# The names of tonic's pause sites (instrument.py) and continuations (continuation/suffix.py).
+KERNEL_NAME_RE = re.compile(rb"__tonic(?:__|_suffix_\d+__)")
 
 NOT_STATEMENTS = frozenset({"comment", "hash_bang_line"})
 
@@ -124,9 +126,19 @@ class Notebook:
         return tuple(c for c in self.cells if c.runs)
 
     @property
+    def unsplit(self) -> str | None:
+        """Why the file runs as one piece (no pause site, no snapshot), or None: tree-sitter
+        did not parse all of it, or it names `__tonic__`, the pause sites' own name."""
+        if self.parse_errors:
+            return f"tree-sitter could not parse line {self.parse_errors[0].start_line}"
+        if KERNEL_NAME_RE.search(self.data):
+            return "it names __tonic__, the name of tonic's pause sites"
+        return None
+
+    @property
     def clean(self) -> bool:
-        """True when tree-sitter parsed the whole file; only then is the split trusted."""
-        return not self.parse_errors
+        """True when the file can be split into cells (see `unsplit`)."""
+        return self.unsplit is None
 
 
 class _Positions:

@@ -62,7 +62,7 @@ def _json_hash(value: object) -> str:
 @functools.cache
 def kernel_fingerprint() -> str:
     here = resources.files("tonic")
-    parts = [(here / "kernel" / "kernel.js").read_bytes()]
+    parts = [(here / "kernel" / name).read_bytes() for name in ("kernel.js", "clockshim.c")]
     parts += [
         (here / name).read_bytes()
         for name in (

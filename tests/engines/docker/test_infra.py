@@ -263,7 +263,8 @@ def test_init_script_hides_what_the_daemon_adds() -> None:
     script = dockertree.init_script({"PATH": "/bin"}, "/x/shim.so")
     assert script.startswith(f"exec 4>{dockertree.IPC}/events 1>")
     assert "unset HOSTNAME;" in script and "PATH" not in script.split("unset")[1].split(";")[0]
-    assert 'LD_PRELOAD=/x/shim.so "$@"; exit $?' in script
+    assert 'LD_PRELOAD=/x/shim.so "$@" 0<&8 2>&9 8<&- 9>&- &' in script
+    assert script.endswith("wait $!; exit $?")
 
 
 def test_image_holds_node_and_its_libraries_at_host_paths() -> None:

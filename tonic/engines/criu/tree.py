@@ -1,11 +1,15 @@
 """A kernel's process tree under the criu engine, fresh or restored.
 
-`unshare --pid --fork setsid sh -c '"$@"' node ...`: the shell is the init of a new PID
+`unshare --pid --fork setsid sh -c SHELL node ...`: the shell is the init of a new PID
 namespace and its own session leader, as CRIU needs to dump and restore the tree while
 the original still runs (pids inside the namespace are private); node runs as its
 child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null (or
 the file on tonic's stdin), and stdout, stderr and the kernel's two channels are pipes,
 which a restore re-attaches to fresh pipes (`--inherit-fd`).
+
+The shell says nothing of its own: it starts node in the background, with stdin and
+stderr kept on fds 8 and 9, and waits for it with its own stderr on /dev/null (in the
+foreground, sh would print "Killed" or "Aborted" where node dies of a signal).
 """
 
 from __future__ import annotations
@@ -22,12 +26,20 @@ from tonic.errors import EngineError
 from tonic.kernel.driver import Program, kernel_argv, spawn
 from tonic.kernel.pipes import Pipes, shell_status
 
+# Where the shell keeps the notebook's stderr (its own fd 2 is /dev/null): see pipe_names.
+STDERR_FD = 9
+SHELL = (
+    f"exec 8<&0 {STDERR_FD}>&2; "
+    f'"$@" 0<&8 2>&{STDERR_FD} 8<&- {STDERR_FD}>&- & '
+    "exec 2>/dev/null 8<&-; wait $!; exit $?"
+)
+
 
 class FreshTree:
     """`unshare` and the namespace it made: node below a shell that is the init."""
 
     def __init__(self, program: Program, pipes: Pipes, env: dict[str, str]) -> None:
-        argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", '"$@"; exit $?', "tonic"]
+        argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", SHELL, "tonic"]
         env = dict(env)
         preload = env.pop("LD_PRELOAD", None)
         if preload:
@@ -130,8 +142,9 @@ def tree_rss(pid: int) -> int:
 
 
 def pipe_names(pid: int) -> dict[str, str]:
-    """The pipes on the tree root's fds 1-4, as CRIU names them (`pipe:[inode]`)."""
+    """The pipes on the tree root's fds 1, 9 (stderr), 3 and 4, as CRIU names them
+    (`pipe:[inode]`)."""
     names = {}
-    for fd, role in ((1, "stdout"), (2, "stderr"), (3, "cmd"), (4, "events")):
+    for fd, role in ((1, "stdout"), (STDERR_FD, "stderr"), (3, "cmd"), (4, "events")):
         names[role] = os.readlink(f"/proc/{pid}/fd/{fd}")
     return names

@@ -51,16 +51,19 @@ Via = Literal["auto", "runc", "docker"]
 def init_script(env: dict[str, str], preload: str | None) -> str:
     """The container init's `sh -c` script: FIFOs onto fds 4, 1, 2, 3, then node
     ("$@") as its child, with LD_PRELOAD for node only (in the shell the clock shim
-    would mark fds 3 and 4 close-on-exec before node is started)."""
-    opens = f"exec 4>{IPC}/events 1>{IPC}/stdout 2>{IPC}/stderr 3<{IPC}/cmd"
+    would move fds 3 and 4 before node is started). The shell says nothing of its own:
+    node runs in the background with stdin and stderr kept on fds 8 and 9, and the shell
+    waits for it with its stderr on /dev/null (in the foreground, sh would print
+    "Killed" or "Aborted" where node dies of a signal)."""
+    opens = f"exec 4>{IPC}/events 1>{IPC}/stdout 2>{IPC}/stderr 3<{IPC}/cmd 8<&0 9>&2"
     unset = [name for name in DAEMON_ENV if name not in env]
     steps = [opens]
     if unset:
         steps.append("unset " + " ".join(unset))
-    run = '"$@"'
+    run = '"$@" 0<&8 2>&9 8<&- 9>&- &'
     if preload:
         run = f"LD_PRELOAD={shlex.quote(preload)} {run}"
-    steps += [run, "exit $?"]
+    steps += [run + " exec 2>/dev/null 8<&- 9>&-", "wait $!", "exit $?"]
     return "; ".join(steps)
 
 

@@ -60,8 +60,8 @@ def _prefix_end(lineage: Sequence[Notebook], new: Notebook, k: int) -> int | str
         return "an ES module cannot continue with an edited suffix (eval is no module)"
     if any(nb.kind.kind != new.kind.kind for nb in lineage):
         return f"the module kind changed to {new.kind.kind} ({new.kind.reason})"
-    if not new.clean:
-        return "the edited file has syntax errors"
+    if new.unsplit is not None:
+        return f"the edited file runs as one piece ({new.unsplit})"
     if k < 1:
         return f"there is no pause {k}"
     end = code_end(running, k)
