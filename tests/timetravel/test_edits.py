@@ -155,6 +155,16 @@ def test_edited_cell_now_throws_reruns_nothing(project: Path, name: str, throw: 
     assert set(ran) <= {cells[-1]["index"]}, resumed["notes"]  # no earlier cell again
 
 
+def test_a_typo_in_sloppy_code_is_nodes_report(project: Path) -> None:
+    """An undeclared name read by edited sloppy code: the run goes afresh (V8 would point
+    the eval's ReferenceError elsewhere), and nothing of the aborted restore shows."""
+    path = project / "analysis.js"
+    tonic("run", "--plain", "--engine", "criu", str(path), cwd=project)
+    path.write_text(path.read_text() + "console.log('total', totl);\n")
+    _same_as_fresh(project, "analysis.js")
+    assert "ran afresh" in " ".join(_json_run(path)["notes"])  # type: ignore[arg-type]
+
+
 def test_child_process_and_worker_travel_too(project: Path) -> None:
     """An early cell's child process and worker thread are restored with the snapshot."""
     path = project / "children.js"

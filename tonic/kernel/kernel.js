@@ -125,6 +125,8 @@
     // process: tonic keeps what is there first, and answers {op: 'saved'}.
     save: (path) => ({ __proto__: null, ev: 'save', path }),
     exit: (code) => ({ __proto__: null, ev: 'exit', code }),
+    // A restored kernel checked the edited file it continues with: it runs it now.
+    continuing: () => ({ __proto__: null, ev: 'continuing' }),
   };
   const commands = {
     __proto__: null,
@@ -731,6 +733,7 @@
         die();
       }
     }
+    if (typeof source === 'string') send(events.continuing());
     continuation = own(cmd, 'source');
     const values = own(cmd, 'values');
     if (ArrayIsArray(values)) {

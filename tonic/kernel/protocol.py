@@ -31,6 +31,15 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class Continuing:
+    """A restored kernel checked the edited file it was told to continue with, and runs it
+    (nothing it prints comes before this)."""
+
+
+CONTINUING = Continuing()
+
+
+@dataclass(frozen=True)
 class Seen:
     """What a cell used of its surroundings, as the kernel saw it (snapshot runs)."""
 
@@ -91,7 +100,7 @@ class Save:
     path: str
 
 
-Event = Hello | Pause | Error | Exit | Save
+Event = Hello | Pause | Error | Exit | Save | Continuing
 
 
 def _number(value: object) -> float | None:
@@ -150,6 +159,7 @@ _EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
     "pause": _pause,
     "error": _error,
     "exit": _exit,
+    "continuing": lambda _msg: CONTINUING,
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tonic.kernel.protocol import Command, Error, Pause, Setup
+from tonic.kernel.protocol import Command, Error, Eval, Pause, Setup
 from tonic.notebook.uncapture import Uncapture
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, uncaptured
 
@@ -43,15 +43,19 @@ class RunState:
         self.last_pause = 0
         self.current: CellResult | None = None
         self.reported_exit: int | None = None
-        # Restored cells are shown once the kernel goes on with this notebook: a continued
-        # one first compiles the edited file (an early error: the run is aborted, unseen).
+        # A kernel restored to continue with an edited file first checks it (an early
+        # error, a missing name: the run is aborted, unseen); the restored cells are shown,
+        # and what it printed meanwhile (a dying shell's words), once it says it goes on.
         self.unshown: tuple[CellResult, ...] | None = None
+        self.held: list[tuple[int, bytes]] = []
         if resume is not None:
             for done in resume.cells:
                 self.results[done.cell.index - 1] = done
             self.unshown = resume.cells
             self.last_pause = resume.pause
             self.result.restored = len(resume.cells)
+            if not (isinstance(resume.command, Eval) and resume.command.check is not None):
+                self.going_on()
         else:
             self._advance()
 
@@ -63,6 +67,9 @@ class RunState:
             show_finished(self.sink, done)
         self.unshown = None
         self._advance()
+        held, self.held = self.held, []
+        for stream, data in held:
+            self.output(stream, data)
 
     def _advance(self) -> None:
         later = [i for i in self.code if i > self.last_pause]
@@ -71,7 +78,9 @@ class RunState:
             self.sink.cell_started(self.current)
 
     def output(self, stream: int, data: bytes) -> None:
-        self.going_on()
+        if self.unshown is not None:
+            self.held.append((stream, data))
+            return
         if self.current is not None:
             target = self.current.stdout if stream == 1 else self.current.stderr
         else:

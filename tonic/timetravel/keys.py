@@ -47,7 +47,7 @@ def native_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 # evals: with the kernel and the pause sites, their text is in every key.
 CONTINUATION = tuple(
     f"timetravel/continuation/{name}.py"
-    for name in ("__init__", "analysis", "rules", "suffix", "versions")
+    for name in ("__init__", "analysis", "free", "rules", "suffix", "versions")
 )
 
 
