@@ -129,12 +129,19 @@ def show_output(sink: Sink, stdout: bytearray, stderr: bytearray) -> None:
 
 
 class BufferSink:
-    """Holds everything back, to pass on later (`release`) or to drop."""
+    """Holds everything back, to pass on later (`release`) or to drop; but the output
+    of the streams `through` goes to `sink` at once (a file node writes itself, which
+    tonic cannot hold back: it takes back what it wrote instead)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Sink | None = None, through: frozenset[int] = frozenset()) -> None:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.sink = sink
+        self.through = through
 
     def output(self, stream: int, data: bytes) -> None:
+        if self.sink is not None and stream in self.through:
+            self.sink.output(stream, data)
+            return
         self.calls.append(("output", (stream, data)))
 
     def cell_done(self, result: CellResult) -> None:

@@ -19,6 +19,7 @@ at a pause, close.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -96,6 +97,9 @@ class Session:
     files: bool = True
     shim: bool = True  # the clock shim fits the kernel's C library
     channels: bool = False  # the kernel makes its own channels (Kernel.channels)
+    # the kernel's stdout and stderr may be a terminal or a file (else pipes: docker's
+    # FIFOs, kernel/stdio.py's Stdio.pipes_only)
+    terminals: bool = True
 
 
 class Backend(Protocol):
@@ -171,8 +175,16 @@ def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
         inspect=program.inspect,
         env=program.env,
         stdin=program.stdin,
+        stdio=program.stdio.key(),
     )
     return NotebookKeys.of(environment, program.notebook, session.key)
+
+
+def fitted(program: Program, session: Session) -> Program:
+    """`program` with the stdout and stderr this engine can give it."""
+    if session.terminals:
+        return program
+    return dataclasses.replace(program, stdio=program.stdio.pipes_only())
 
 
 class SnapshotEngine:
@@ -192,12 +204,13 @@ class SnapshotEngine:
         """What the next run would resume from (`tonic why`)."""
         store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
+            program = fitted(program, session)
             return Chooser(program, store, keys_for(self.name, program, session))
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
-            run = _Run(self, program, store, session, timeout)
+            run = _Run(self, fitted(program, session), store, session, timeout)
             with store.lock(f"notebook:{program.path}"):
                 return run.run(sink)
 
@@ -234,7 +247,10 @@ class _Run:
         # notebook runs afresh, natively compiled. (An early error in the edited file,
         # which node reports before running anything, is one: the kernel compiles the
         # whole new file, as node's loader would, before it runs the rest.)
-        held = BufferSink() if continued else None
+        # (A file node writes itself cannot be held back: an aborted run takes back
+        # what it wrote to it, run_kernel.)
+        files = frozenset(self.program.stdio.files())
+        held = BufferSink(sink, files) if continued else None
         try:
             result = self.attempt(choice, held or sink, continued)
         except RestoreError as err:

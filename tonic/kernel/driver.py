@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -21,36 +20,15 @@ from importlib import resources
 from pathlib import Path
 
 from tonic.errors import EngineError
-from tonic.kernel.pipes import (
-    KernelProcess,
-    Pipes,
-    close_all,
-    end,
-    open_pipes,
-    place_channels,
-    write_all,
-)
-from tonic.kernel.protocol import (
-    GO,
-    SAVED,
-    Command,
-    Error,
-    Event,
-    Exit,
-    Hello,
-    Pause,
-    Save,
-    Setup,
-    decode_event,
-    encode,
-)
+from tonic.kernel.pipes import KernelProcess, Pipes, close_all, end, place_channels, write_all
+from tonic.kernel.protocol import GO, Command, Error, Pause, Setup, encode
+from tonic.kernel.relay import Relay
+from tonic.kernel.stdio import MERGED, Stdio, open_channels
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
 from tonic.settings import node_binary
-
-READ_SIZE = 1 << 16
 
 
 def kernel_file(name: str) -> Path:
@@ -70,6 +48,9 @@ class Program:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), hash=False)
     cwd: Path = field(default_factory=Path.cwd)
     stdin: str | None = None  # the regular file that is stdin (node reads it as its own)
+    stdio: Stdio = field(
+        default_factory=Stdio
+    )  # what node's stdout and stderr are (default: two pipes)
 
 
 class _Run:
@@ -103,13 +84,16 @@ class _Run:
         if self.current is not None:
             self.sink.cell_started(self.current)
 
-    def output(self, stream: int, data: bytes) -> None:
+    def output(self, stream: int, data: bytes, shown: bool = False) -> None:
+        """Output of the kernel's; `shown`: it is where it belongs already (a file
+        node wrote itself), only to be recorded."""
         if self.current is not None:
             target = self.current.stdout if stream == 1 else self.current.stderr
         else:
             target = self.result.tail.stdout if stream == 1 else self.result.tail.stderr
         target += data
-        self.sink.output(stream, data)
+        if not shown:
+            self.sink.output(stream, data)
 
     def paused(self, event: Pause) -> None:
         res = self.results[event.cell - 1]
@@ -198,7 +182,7 @@ def spawn(
             argv,
             stdin=stdin,
             stdout=pipes.stdout,
-            stderr=pipes.stderr,
+            stderr=subprocess.STDOUT if pipes.stderr == MERGED else pipes.stderr,
             env=env,
             cwd=program.cwd,
             pass_fds=(3, 4),
@@ -298,7 +282,8 @@ def run_kernel(
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
     os.chmod(tmp, 0o700)
-    ours, kernel_ends = open_pipes()
+    channels = open_channels(program.stdio)
+    ours, kernel_ends, files = channels.ours, channels.theirs, channels.files
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None
     try:
@@ -311,10 +296,15 @@ def run_kernel(
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
         state = _Run(program, sink, engine, opts.resume)
         if opts.resume is not None:
+            for appended in files.values():
+                appended.rebase()  # the restored cells' output, which tonic wrote
             if opts.resume.setup is not None:
                 write_all(ours.cmd, encode(opts.resume.setup))
             write_all(ours.cmd, encode(opts.resume.command))
-        _Relay(proc, state, ours, timeout, opts).run()
+        Relay(proc, state, ours, files, timeout, opts).run()
+        if state.result.aborted:
+            for appended in files.values():
+                appended.rewind()  # it runs again: what it wrote is written again
         code = proc.wait()
         if state.reported_exit is not None and code < 0:
             # node exited normally (it said so): a status of 128+N was its exit code.
@@ -328,120 +318,6 @@ def run_kernel(
         if theirs is not None:
             close_all(theirs)
         close_all(ours)
+        for appended in files.values():
+            appended.close()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _Relay:
-    """Relays output and events until the kernel's stdout and stderr close (or, with
-    `stop_on_error`, until the first uncaught error: the run is then marked aborted).
-    A timeout counts from the start and again from each pause."""
-
-    def __init__(
-        self,
-        proc: KernelProcess,
-        state: _Run,
-        ours: Pipes,
-        timeout: float | None,
-        options: KernelOptions,
-    ) -> None:
-        self.proc = proc
-        self.state = state
-        self.ours = ours
-        self.timeout = timeout
-        self.on_pause = options.on_pause
-        self.on_hello = options.on_hello
-        self.on_save = options.on_save
-        self.snapshots = options.snapshots
-        self.stop_on_error = options.stop_on_error
-        self.streams = {ours.stdout: 1, ours.stderr: 2}
-        self.open_streams = set(self.streams)
-        self.pending = b""
-        self.deadline: float | None = None
-        self.sel = selectors.DefaultSelector()
-
-    def run(self) -> None:
-        ours = self.ours
-        for fd in (*self.streams, ours.events, ours.cmd):
-            os.set_blocking(fd, False)
-        for fd in (*self.streams, ours.events):
-            self.sel.register(fd, selectors.EVENT_READ)
-        self._rearm()
-        try:
-            while self.open_streams:
-                deadline = self.deadline
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = self.sel.select(wait)
-                if not ready and deadline is not None and time.monotonic() >= deadline:
-                    self.state.timed_out()
-                    end(self.proc)
-                    self._drain_all()
-                    return
-                for key, _ in ready:
-                    fd = int(key.fd)
-                    if fd != ours.events:
-                        if fd in self.open_streams:  # it may have closed at a pause
-                            self._drain(fd)
-                    elif not self._read_events():
-                        return
-        finally:
-            self.sel.close()
-
-    def _rearm(self) -> None:
-        if self.timeout is not None:
-            self.deadline = time.monotonic() + self.timeout
-
-    def _drain(self, fd: int) -> None:
-        while True:
-            try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            if not data:
-                self.sel.unregister(fd)
-                self.open_streams.discard(fd)
-                return
-            self.state.output(self.streams[fd], data)
-
-    def _drain_all(self) -> None:
-        for fd in list(self.open_streams):
-            self._drain(fd)
-
-    def _read_events(self) -> bool:
-        """Handle the complete event lines that arrived; False when the run stops here."""
-        try:
-            chunk = os.read(self.ours.events, READ_SIZE)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            self.sel.unregister(self.ours.events)
-            return True
-        self.pending += chunk
-        while b"\n" in self.pending:
-            line, self.pending = self.pending.split(b"\n", 1)
-            if not self._handle(decode_event(line)):
-                return False
-        return True
-
-    def _handle(self, event: Event) -> bool:
-        if isinstance(event, Pause):
-            self._drain_all()
-            self.state.paused(event)
-            write_all(self.ours.cmd, encode(self.on_pause(event.cell)))
-            self._rearm()
-        elif isinstance(event, Save):
-            self.on_save(event.path)
-            write_all(self.ours.cmd, SAVED)
-        elif isinstance(event, Hello):
-            self.on_hello()
-            if self.snapshots:  # the kernel waits for it before the first cell
-                write_all(self.ours.cmd, encode(GO))
-        elif isinstance(event, Exit):
-            self.state.reported_exit = event.code
-        elif isinstance(event, Error):
-            if self.stop_on_error:
-                self.state.result.aborted = True
-                end(self.proc)
-                return False
-            self._drain_all()
-            self.state.errored(event)
-        return True
