@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require_engine
+from tests.helpers import require_engine, served_count
 
 ENGINES = ["replay", "criu", "docker"]
 
@@ -47,10 +47,15 @@ def _tonic(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "tonic", *args])
 
 
-def _sh(command: str, cwd: Path) -> bytes:
+def _sh(command: str, cwd: Path, env: dict[str, str] | None = None) -> bytes:
     """What `command` printed on its stdout (the shell does the redirections)."""
     done = subprocess.run(
-        ["sh", "-c", command], cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL, timeout=120
+        ["sh", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout
@@ -60,43 +65,61 @@ def _write(path: Path, text: str, last: str) -> None:
     path.write_text(text.replace("{last}", last))
 
 
-def _resumes(nb: Path, engine: str, redirect: str) -> bool:
+def _resumes(nb: Path, engine: str, redirect: str, env: dict[str, str] | None = None) -> bool:
     """Whether `tonic why`, with the same redirections as the run, says the next run
     restores cells (run with stdout to a file: the answer is read from there)."""
-    answer = nb.parent / "why.txt"
-    _sh(f"{_tonic('why', '-e', engine, nb.name)} {redirect.replace('OUT', answer.name)}", nb.parent)
+    answer = nb.parent.parent / "why.txt"
+    why = _tonic("why", "--plain", "-e", engine, nb.name)
+    _sh(f"{why} {redirect.replace('OUT', str(answer))}", nb.parent, env)
     return "restores cells" in answer.read_text()
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+def _engine(name: str, request: pytest.FixtureRequest) -> tuple[str, dict[str, str] | None]:
+    """`criu-served`: the criu engine, each command run by the warm server (which gets
+    the client's stdout and stderr)."""
+    env = None
+    if name == "criu-served":
+        name, env = "criu", request.getfixturevalue("served")
+    require_engine(name)
+    return name, env
+
+
+@pytest.mark.parametrize("engine", [*ENGINES, "criu-served"])
 @pytest.mark.parametrize("into", ["pipe", "file"])
-def test_order_kept_when_stdout_and_stderr_are_one(engine: str, into: str, tmp_path: Path) -> None:
-    require_engine(engine)
-    nb = tmp_path / "nb.js"
+def test_order_kept_when_stdout_and_stderr_are_one(
+    engine: str, into: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    engine, env = _engine(engine, request)
+    # The outputs stay out of the notebook's folder (the docker engine's key holds it).
+    nb = tmp_path / "nb" / "nb.js"
+    nb.parent.mkdir()
     redirect = "> OUT 2>&1" if into == "file" else "2>&1 | cat > OUT"
-    for last in ("one", "two", "two"):  # fresh, resumed after an edit, unchanged (stored)
+    for run, last in enumerate(("one", "two", "two")):  # fresh, resumed, unchanged (stored)
         _write(nb, ORDER, last)
-        if last == "two" and engine != "replay" and not (tmp_path / "stored").exists():
-            assert _resumes(nb, engine, redirect), "the edited notebook would not resume"
-            (tmp_path / "stored").touch()
-        expected = _sh(f"node nb.js {redirect.replace('OUT', 'node.txt')}; cat node.txt", tmp_path)
+        if run == 1 and engine != "replay":
+            assert _resumes(nb, engine, redirect, env), "the edited notebook would not resume"
+        node = redirect.replace("OUT", "../node.txt")
+        expected = _sh(f"node nb.js {node}; cat ../node.txt", nb.parent)
         command = _tonic("run", "--plain", "-e", engine, "nb.js")
-        got = _sh(f"{command} {redirect.replace('OUT', 'tonic.txt')}; cat tonic.txt", tmp_path)
+        mine = redirect.replace("OUT", "../tonic.txt")
+        got = _sh(f"{command} {mine}; cat ../tonic.txt", nb.parent, env)
         assert got == expected
 
 
-@pytest.mark.parametrize("engine", ["replay", "criu"])
-def test_a_file_on_stdout_gets_all_before_exit(engine: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["replay", "criu", "criu-served"])
+def test_a_file_on_stdout_gets_all_before_exit(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """`process.stdout.write(big); process.exit()` into a file: node writes it all (a file
     is written synchronously), so must tonic, fresh, resumed and from the store."""
-    require_engine(engine)
-    nb = tmp_path / "nb.js"
-    for last in ("x", "y", "y"):
+    engine, env = _engine(engine, request)
+    nb = tmp_path / "nb" / "nb.js"
+    nb.parent.mkdir()
+    for run, last in enumerate(("x", "y", "y")):
         _write(nb, BIG, last)
-        if last == "y" and engine == "criu" and not (tmp_path / "stored").exists():
-            assert _resumes(nb, engine, "> OUT")
-            (tmp_path / "stored").touch()
-        _sh(_tonic("run", "--plain", "-e", engine, "nb.js") + " > out.txt", tmp_path)
+        if run == 1 and engine == "criu":
+            assert _resumes(nb, engine, "> OUT", env)
+        _sh(_tonic("run", "--plain", "-e", engine, "nb.js") + " > ../out.txt", nb.parent, env)
         data = (tmp_path / "out.txt").read_bytes()
         assert data == b"first\n" + last.encode() * 3_000_000
 
@@ -111,11 +134,15 @@ def test_a_file_opened_to_append_gets_only_the_run_s_output(tmp_path: Path) -> N
         assert (tmp_path / "out.txt").read_text() == f"before\nfirst\n{last * 3}"
 
 
-def _under_pty(argv: list[str], cwd: Path, cols: int = 97, rows: int = 31) -> bytes:
+def _under_pty(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None, cols: int = 97, rows: int = 31
+) -> bytes:
     """Everything `argv` wrote to a pseudo-terminal of that size (stdout and stderr)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     out = b""
     while True:
@@ -131,31 +158,45 @@ def _under_pty(argv: list[str], cwd: Path, cols: int = 97, rows: int = 31) -> by
     return out
 
 
-@pytest.mark.parametrize("engine", ["replay", "criu"])
-def test_a_terminal_is_a_terminal_to_the_notebook(engine: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["replay", "criu", "criu-served"])
+def test_a_terminal_is_a_terminal_to_the_notebook(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Under a pseudo-terminal, `tonic run --plain` prints node's bytes: isTTY, its
     columns, colours, and \\r\\n from the terminal's own line discipline; fresh, restored
     into a new terminal (criu) and from the store. The view shows the same output."""
-    require_engine(engine)
+    engine, env = _engine(engine, request)
+    before = served_count(env) if env else 0
     nb = tmp_path / "nb.js"
     tonic = [sys.executable, "-m", "tonic"]
-    for last in ("one", "two", "two"):
+    for run, last in enumerate(("one", "two", "two")):
         _write(nb, TTY, last)
-        if last == "two" and engine == "criu" and not (tmp_path / "stored").exists():
-            why = _under_pty([*tonic, "why", "-e", engine, "nb.js"], tmp_path)
+        if run == 1 and engine == "criu":
+            why = _under_pty([*tonic, "why", "--plain", "-e", engine, "nb.js"], tmp_path, env)
             assert b"restores cells" in why, why
-            (tmp_path / "stored").touch()
         expected = _under_pty(["node", "nb.js"], tmp_path)
         assert b"\x1b[33mtrue\x1b[39m \x1b[33mtrue\x1b[39m \x1b[33m97" in expected
-        got = _under_pty([*tonic, "run", "--plain", "-e", engine, "nb.js"], tmp_path)
+        got = _under_pty([*tonic, "run", "--plain", "-e", engine, "nb.js"], tmp_path, env)
         assert got == expected
-    view = _under_pty([*tonic, "run", "-e", engine, "nb.js"], tmp_path)
+    view = _under_pty([*tonic, "run", "-e", engine, "nb.js"], tmp_path, env)
     for line in expected.split(b"\r\n"):
         assert line in view
     if engine == "criu":
         # A snapshot with a terminal is not for a run whose stdout is a pipe, nor for a
         # terminal of another size.
-        why = _sh(_tonic("why", "-e", engine, "nb.js") + " 2>&1 | cat", tmp_path)
+        why = _sh(_tonic("why", "-e", engine, "nb.js") + " 2>&1 | cat", tmp_path, env)
         assert b"different stdio" in why
-        other = _under_pty([*tonic, "why", "-e", engine, "nb.js"], tmp_path, cols=60)
+        other = _under_pty([*tonic, "why", "-e", engine, "nb.js"], tmp_path, env, cols=60)
         assert b"different stdio" in other
+    if env:
+        assert served_count(env) >= before + 4, "the server did not run the commands"
+
+
+def test_the_view_into_a_file_draws_node_s_output_once(tmp_path: Path) -> None:
+    """Only --plain lets node write tonic's file itself: the view draws the output."""
+    nb = tmp_path / "nb.js"
+    _write(nb, ORDER, "last line")
+    _sh(_tonic("run", "-e", "replay", "nb.js") + " > out.txt 2>&1", tmp_path)
+    text = (tmp_path / "out.txt").read_text()
+    assert text.count("last line") == 1
+    assert "✓ [1]" in text

@@ -68,8 +68,9 @@ def run(
     args: list[str],
     image: str | None = None,
 ) -> int:
-    # node's stdout and stderr are like this process's, unless --json captures them.
-    stdio = None if as_json else Stdio.like()
+    # node's stdout and stderr are like this process's, unless --json captures them;
+    # node writes a file itself only with --plain (else the view draws its output).
+    stdio = None if as_json else Stdio.like(files=plain)
     program = program_for(path, plain=plain, args=args, stdin=stdin_file(), stdio=stdio)
     nb = program.notebook
     # Snapshots cannot hold what a notebook reads from a pipe (a file's content is keyed).

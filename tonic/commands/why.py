@@ -19,7 +19,7 @@ from tonic.timetravel.records import SnapshotRecord
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
     # The next run's stdout and stderr are taken to be like this command's.
-    program = program_for(path, plain=plain, args=[], stdio=Stdio.like())
+    program = program_for(path, plain=plain, args=[], stdio=Stdio.like(files=plain))
     chosen, _ = engine_for(settings.load(program.path, options={"engine": engine}))
     chooser = chosen.chooser(program)
     if chooser is None:

@@ -29,13 +29,13 @@ PIPE, TTY, FILE = "pipe", "tty", "file"
 MERGED = -1  # the kernel's stderr in a Pipes: the same channel as its stdout
 
 
-def _kind(fd: int) -> str:
+def _kind(fd: int, files: bool) -> str:
     try:
         st = os.fstat(fd)
     except OSError:
         return PIPE
     if stat.S_ISREG(st.st_mode):
-        return FILE
+        return FILE if files else PIPE
     return TTY if os.isatty(fd) else PIPE
 
 
@@ -67,10 +67,12 @@ class Stdio:
     size: tuple[int, int] | None = None
 
     @classmethod
-    def like(cls, out: int = 1, err: int = 2) -> Stdio:
-        """The stdio of `node FILE` run with this process's fds `out` and `err`."""
+    def like(cls, out: int = 1, err: int = 2, *, files: bool = True) -> Stdio:
+        """The stdio of `node FILE` run with this process's fds `out` and `err`; but
+        with pipes for files unless `files` (node's bytes are not tonic's output: the
+        view draws them)."""
         merged = _same(out, err)
-        stdout, stderr = _kind(out), _kind(err)
+        stdout, stderr = _kind(out, files), _kind(err, files)
         tty = out if stdout == TTY else err if stderr == TTY else None
         return cls(stdout, stdout if merged else stderr, merged, _size(tty) if tty else None)
 
