@@ -47,8 +47,9 @@ def _tonic(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "tonic", *args])
 
 
-def _sh(command: str, cwd: Path, env: dict[str, str] | None = None) -> bytes:
-    """What `command` printed on its stdout (the shell does the redirections)."""
+def _sh(command: str, cwd: Path, env: dict[str, str] | None = None, code: int = 0) -> bytes:
+    """What `command` printed on its stdout (the shell does the redirections); it must
+    exit with `code`."""
     done = subprocess.run(
         ["sh", "-c", command],
         cwd=cwd,
@@ -57,7 +58,7 @@ def _sh(command: str, cwd: Path, env: dict[str, str] | None = None) -> bytes:
         timeout=120,
         env=env,
     )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.returncode == code, done.stderr.decode(errors="replace")
     return done.stdout
 
 
@@ -200,3 +201,21 @@ def test_the_view_into_a_file_draws_node_s_output_once(tmp_path: Path) -> None:
     text = (tmp_path / "out.txt").read_text()
     assert text.count("last line") == 1
     assert "✓ [1]" in text
+
+
+@pytest.mark.parametrize("redirect", ["> ../out.txt", "> ../out.txt 2>&1"])
+def test_a_continued_run_that_fails_takes_back_what_it_wrote(redirect: str, tmp_path: Path) -> None:
+    """An uncaught error after a resume runs the notebook again afresh (node's exact
+    report): what the continued run wrote to the file is taken back first."""
+    require_engine("criu")
+    nb = tmp_path / "nb" / "nb.js"
+    nb.parent.mkdir()
+    command = _tonic("run", "--plain", "-e", "criu", "nb.js")
+    _write(nb, BIG.replace("3e6", "3"), "x")
+    _sh(f"{command} {redirect}", nb.parent)
+    nb.write_text(nb.read_text().replace("process.exit(0)", "null.x"))
+    assert _resumes(nb, "criu", redirect.replace("../out.txt", "OUT"))
+    _sh(f"{command} {redirect}", nb.parent, code=1)
+    mine = (tmp_path / "out.txt").read_bytes()
+    _sh(f"node nb.js {redirect}", nb.parent, code=1)
+    assert mine == (tmp_path / "out.txt").read_bytes()
