@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require_engine, served_count
+from tests.helpers import CONFORMANCE, require_engine, served_count
 
 ENGINES = ["replay", "criu", "docker"]
 
@@ -135,10 +135,11 @@ def test_a_file_opened_to_append_gets_only_the_run_s_output(tmp_path: Path) -> N
         assert (tmp_path / "out.txt").read_text() == f"before\nfirst\n{last * 3}"
 
 
-def _under_pty(
+def _pty_run(
     argv: list[str], cwd: Path, env: dict[str, str] | None = None, cols: int = 97, rows: int = 31
-) -> bytes:
-    """Everything `argv` wrote to a pseudo-terminal of that size (stdout and stderr)."""
+) -> tuple[bytes, int]:
+    """Everything `argv` wrote to a pseudo-terminal of that size (stdout and stderr), and
+    its exit status."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen(
@@ -155,7 +156,15 @@ def _under_pty(
             break
         out += data
     os.close(master)
-    assert proc.wait(timeout=120) == 0, out.decode(errors="replace")
+    return out, proc.wait(timeout=120)
+
+
+def _under_pty(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None, cols: int = 97
+) -> bytes:
+    """What `argv` wrote to a pseudo-terminal; it must succeed."""
+    out, status = _pty_run(argv, cwd, env, cols)
+    assert status == 0, out.decode(errors="replace")
     return out
 
 
@@ -219,3 +228,32 @@ def test_a_continued_run_that_fails_takes_back_what_it_wrote(redirect: str, tmp_
     mine = (tmp_path / "out.txt").read_bytes()
     _sh(f"node nb.js {redirect}", nb.parent, code=1)
     assert mine == (tmp_path / "out.txt").read_bytes()
+
+
+# Conformance cases about output, exits and errors (all of them pass this way too).
+STDIO_CASES = sorted(
+    p for n in ("15", "16", "17", "38", "39", "40") for p in CONFORMANCE.glob(f"{n}_*")
+)
+
+
+@pytest.mark.parametrize("path", STDIO_CASES, ids=lambda p: p.name)
+@pytest.mark.parametrize("engine", ["replay", "criu"])
+@pytest.mark.parametrize("into", ["terminal", "file"])
+def test_conformance_on_a_terminal_and_into_a_file(
+    path: Path, engine: str, into: str, tmp_path: Path
+) -> None:
+    """node's exact bytes and exit code on a terminal and in a file (`> f 2>&1`): fresh
+    and (criu) again, unchanged, from the store."""
+    require_engine(engine)
+    tonic = [sys.executable, "-m", "tonic", "run", "--plain", "-e", engine, str(path)]
+    if into == "terminal":
+        expected = _pty_run(["node", str(path)], path.parent)
+        for _ in range(2 if engine == "criu" else 1):
+            assert _pty_run(tonic, path.parent) == expected
+        return
+    out = tmp_path / "out.txt"
+    node = f"node {shlex.quote(str(path))} > {out} 2>&1; echo $?"
+    expected = _sh(node, path.parent), out.read_bytes()
+    command = " ".join(shlex.quote(a) for a in tonic)
+    for _ in range(2 if engine == "criu" else 1):
+        assert (_sh(f"{command} > {out} 2>&1; echo $?", path.parent), out.read_bytes()) == expected
