@@ -210,9 +210,16 @@ class SnapshotEngine:
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
-            run = _Run(self, fitted(program, session), store, session, timeout)
+            given = fitted(program, session)
+            run = _Run(self, given, store, session, timeout)
             with store.lock(f"notebook:{program.path}"):
-                return run.run(sink)
+                result = run.run(sink)
+        if given.stdio != program.stdio:
+            result.notes.append(
+                f"the {self.name} engine gives node pipes for stdout and stderr: the "
+                "notebook does not see the terminal or file they are here"
+            )
+        return result
 
 
 class _Run:

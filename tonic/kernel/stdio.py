@@ -133,7 +133,10 @@ class Appended:
         end = self._offset()
         parts = []
         while self.pos < end:
-            data = os.pread(self.reader, min(end - self.pos, 1 << 20), self.pos)
+            try:
+                data = os.pread(self.reader, min(end - self.pos, 1 << 20), self.pos)
+            except OSError:
+                data = b""
             if not data:
                 break
             parts.append(data)
@@ -189,12 +192,14 @@ def open_channels(stdio: Stdio, out: int = 1, err: int = 2) -> Channels:
     for stream, kind, fd in ((1, stdio.stdout, out), (2, stdio.stderr, err)):
         if stream == 2 and stdio.merged:
             break
-        if kind == TTY:
-            ours[stream], theirs[stream] = _pty(fd)
-        elif kind == FILE:
-            files[stream] = Appended(fd)
-            theirs[stream] = os.dup(fd)
-        else:
+        # A pipe when no pseudo-terminal can be had, or the file cannot be read back.
+        with contextlib.suppress(OSError):
+            if kind == TTY:
+                ours[stream], theirs[stream] = _pty(fd)
+            elif kind == FILE:
+                files[stream] = Appended(fd)
+                theirs[stream] = os.dup(fd)
+        if theirs[stream] < 0:
             ours[stream], theirs[stream] = os.pipe()
     return Channels(
         Pipes(cmd_w, ev_r, ours[1], ours[2]), Pipes(cmd_r, ev_w, theirs[1], theirs[2]), files
