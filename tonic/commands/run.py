@@ -13,6 +13,7 @@ from tonic import launch, settings
 from tonic.engines import engine_for
 from tonic.errors import CellTimeoutError, TonicError
 from tonic.kernel.program import program_for
+from tonic.kernel.stdio import Stdio
 from tonic.results import CellResult, NullSink, RunResult, Sink
 
 if TYPE_CHECKING:
@@ -67,7 +68,10 @@ def run(
     args: list[str],
     image: str | None = None,
 ) -> int:
-    program = program_for(path, plain=plain, args=args, stdin=stdin_file())
+    # node's stdout and stderr are like this process's, unless --json captures them;
+    # node writes a file itself only with --plain (else the view draws its output).
+    stdio = None if as_json else Stdio.like(files=plain)
+    program = program_for(path, plain=plain, args=args, stdin=stdin_file(), stdio=stdio)
     nb = program.notebook
     # Snapshots cannot hold what a notebook reads from a pipe (a file's content is keyed).
     fallback = "replay" if stdin_is_stream() else None

@@ -11,13 +11,15 @@ from tonic import settings
 from tonic.engines import engine_for
 from tonic.errors import TonicError
 from tonic.kernel.program import program_for
+from tonic.kernel.stdio import Stdio
 from tonic.timetravel.choose import NO_SNAPSHOT, Chooser
 from tonic.timetravel.keys import explain
 from tonic.timetravel.records import SnapshotRecord
 
 
 def why(path: Path, *, engine: str | None, plain: bool) -> int:
-    program = program_for(path, plain=plain, args=[])
+    # The next run's stdout and stderr are taken to be like this command's.
+    program = program_for(path, plain=plain, args=[], stdio=Stdio.like(files=plain))
     chosen, _ = engine_for(settings.load(program.path, options={"engine": engine}))
     chooser = chosen.chooser(program)
     if chooser is None:

@@ -19,6 +19,7 @@ at a pause, close.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -97,6 +98,9 @@ class Session:
     files: bool = True
     shim: bool = True  # the clock shim fits the kernel's C library
     channels: bool = False  # the kernel makes its own channels (Kernel.channels)
+    # the kernel's stdout and stderr may be a terminal or a file (else pipes: docker's
+    # FIFOs, kernel/stdio.py's Stdio.pipes_only)
+    terminals: bool = True
 
 
 class Backend(Protocol):
@@ -172,8 +176,16 @@ def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
         inspect=program.inspect,
         env=program.env,
         stdin=program.stdin,
+        stdio=program.stdio.key(),
     )
     return NotebookKeys.of(environment, program.notebook, session.key)
+
+
+def fitted(program: Program, session: Session) -> Program:
+    """`program` with the stdout and stderr this engine can give it."""
+    if session.terminals:
+        return program
+    return dataclasses.replace(program, stdio=program.stdio.pipes_only())
 
 
 class SnapshotEngine:
@@ -193,14 +205,22 @@ class SnapshotEngine:
         """What the next run would resume from (`tonic why`)."""
         store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
+            program = fitted(program, session)
             return Chooser(program, store, keys_for(self.name, program, session))
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         store = Store(self.settings.cache)
         with self.backend.open(program, store) as session:
-            run = _Run(self, program, store, session, timeout)
+            given = fitted(program, session)
+            run = _Run(self, given, store, session, timeout)
             with store.lock(f"notebook:{program.path}"):
-                return run.run(sink)
+                result = run.run(sink)
+        if given.stdio != program.stdio:
+            result.notes.append(
+                f"the {self.name} engine gives node pipes for stdout and stderr: the "
+                "notebook does not see the terminal or file they are here"
+            )
+        return result
 
 
 class _Run:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -21,38 +20,16 @@ from importlib import resources
 from pathlib import Path
 
 from tonic.errors import EngineError
-from tonic.kernel.pipes import (
-    KernelProcess,
-    Pipes,
-    close_all,
-    end,
-    open_pipes,
-    place_channels,
-    write_all,
-)
-from tonic.kernel.protocol import (
-    ABORTS,
-    GO,
-    SAVED,
-    Command,
-    Error,
-    Event,
-    EventLines,
-    Exit,
-    Hello,
-    Pause,
-    Save,
-    decode_event,
-    encode,
-)
+from tonic.kernel.pipes import KernelProcess, Pipes, close_all, end, place_channels, write_all
+from tonic.kernel.protocol import GO, Command, encode
+from tonic.kernel.relay import Relay
 from tonic.kernel.state import Resume, RunState
+from tonic.kernel.stdio import MERGED, Stdio, open_channels
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
 from tonic.results import RunResult, Sink
 from tonic.settings import node_binary
-
-READ_SIZE = 1 << 16
 
 
 def kernel_file(name: str) -> Path:
@@ -72,6 +49,8 @@ class Program:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), hash=False)
     cwd: Path = field(default_factory=Path.cwd)
     stdin: str | None = None  # the regular file that is stdin (node reads it as its own)
+    # what node's stdout and stderr are (default: two pipes)
+    stdio: Stdio = field(default_factory=Stdio)
 
 
 # A pause hook sees the cell index and returns the command to answer the pause with.
@@ -109,7 +88,7 @@ def spawn(
             argv,
             stdin=stdin,
             stdout=pipes.stdout,
-            stderr=pipes.stderr,
+            stderr=subprocess.STDOUT if pipes.stderr == MERGED else pipes.stderr,
             env=env,
             cwd=program.cwd,
             pass_fds=(3, 4),
@@ -208,7 +187,8 @@ def run_kernel(
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
     os.chmod(tmp, 0o700)
-    ours, kernel_ends = open_pipes()
+    channels = open_channels(program.stdio)
+    ours, kernel_ends, files = channels.ours, channels.theirs, channels.files
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None
     try:
@@ -219,12 +199,17 @@ def run_kernel(
             close_all(ours)
             ours = opts.channels(proc)
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
-        state = RunState(program, sink, engine, opts.resume)
+        state = RunState(program, sink, engine, opts.resume, at_once=bool(files))
         if opts.resume is not None:
+            for appended in files.values():
+                appended.rebase()  # the restored cells' output, which tonic wrote
             if opts.resume.setup is not None:
                 write_all(ours.cmd, encode(opts.resume.setup))
             write_all(ours.cmd, encode(opts.resume.command))
-        _Relay(proc, state, ours, timeout, opts).run()
+        Relay(proc, state, ours, files, timeout, opts).run()
+        if state.result.aborted is not None:
+            for appended in files.values():
+                appended.rewind()  # it runs again: what it wrote is written again
         code = proc.wait()
         if state.reported_exit is not None and code < 0:
             # node exited normally (it said so): a status of 128+N was its exit code.
@@ -238,116 +223,6 @@ def run_kernel(
         if theirs is not None:
             close_all(theirs)
         close_all(ours)
+        for appended in files.values():
+            appended.close()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _Relay:
-    """Relays output and events until the kernel's stdout and stderr close (or until
-    the edited file of a continued run turns out not to compile: the run is then marked
-    aborted, before anything of it was shown). A timeout counts from the start and again
-    from each pause."""
-
-    def __init__(
-        self,
-        proc: KernelProcess,
-        state: RunState,
-        ours: Pipes,
-        timeout: float | None,
-        options: KernelOptions,
-    ) -> None:
-        self.proc = proc
-        self.state = state
-        self.ours = ours
-        self.timeout = timeout
-        self.on_pause = options.on_pause
-        self.on_hello = options.on_hello
-        self.on_save = options.on_save
-        self.snapshots = options.snapshots
-        self.streams = {ours.stdout: 1, ours.stderr: 2}
-        self.open_streams = set(self.streams)
-        self.lines = EventLines()
-        self.deadline: float | None = None
-        self.sel = selectors.DefaultSelector()
-
-    def run(self) -> None:
-        ours = self.ours
-        for fd in (*self.streams, ours.events, ours.cmd):
-            os.set_blocking(fd, False)
-        for fd in (*self.streams, ours.events):
-            self.sel.register(fd, selectors.EVENT_READ)
-        self._rearm()
-        try:
-            while self.open_streams:
-                deadline = self.deadline
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = self.sel.select(wait)
-                if not ready and deadline is not None and time.monotonic() >= deadline:
-                    self.state.timed_out()
-                    end(self.proc)
-                    self._drain_all()
-                    return
-                for key, _ in ready:
-                    fd = int(key.fd)
-                    if fd != ours.events:
-                        if fd in self.open_streams:  # it may have closed at a pause
-                            self._drain(fd)
-                    elif not self._read_events():
-                        return
-        finally:
-            self.sel.close()
-
-    def _rearm(self) -> None:
-        if self.timeout is not None:
-            self.deadline = time.monotonic() + self.timeout
-
-    def _drain(self, fd: int) -> None:
-        while True:
-            try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            if not data:
-                self.sel.unregister(fd)
-                self.open_streams.discard(fd)
-                return
-            self.state.output(self.streams[fd], data)
-
-    def _drain_all(self) -> None:
-        for fd in list(self.open_streams):
-            self._drain(fd)
-
-    def _read_events(self) -> bool:
-        """Handle the complete event lines that arrived; False when the run stops here."""
-        try:
-            chunk = os.read(self.ours.events, READ_SIZE)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            self.sel.unregister(self.ours.events)
-            return True
-        return all(self._handle(decode_event(line)) for line in self.lines.feed(chunk))
-
-    def _handle(self, event: Event) -> bool:
-        if isinstance(event, Error) and event.origin in ABORTS:
-            self.state.result.aborted = ABORTS[event.origin].format(event.error)
-            end(self.proc)
-            return False
-        self.state.going_on()
-        if isinstance(event, Pause):
-            self._drain_all()
-            self.state.paused(event)
-            write_all(self.ours.cmd, encode(self.on_pause(event.cell)))
-            self._rearm()
-        elif isinstance(event, Save):
-            self.on_save(event.path)
-            write_all(self.ours.cmd, SAVED)
-        elif isinstance(event, Hello):
-            self.on_hello()
-            if self.snapshots:  # the kernel waits for it before the first cell
-                write_all(self.ours.cmd, encode(GO))
-        elif isinstance(event, Exit):
-            self.state.reported_exit = event.code
-        elif isinstance(event, Error):
-            self._drain_all()
-            self.state.errored(event)
-        return True

@@ -1,7 +1,7 @@
-"""The kernel's four pipes and the process at their other end.
+"""The kernel's four channels and the process at their other end.
 
 fd 3 in the kernel carries commands (tonic -> kernel), fd 4 events (kernel -> tonic);
-the notebook's stdout and stderr are pipes too, read by the driver.
+the notebook's stdout and stderr are what stdio.py makes them (pipes, a terminal, a file).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def shell_status(status: int) -> int:
 
 @dataclass(frozen=True)
 class Pipes:
-    """The kernel's side of its four pipes, as they must appear in its process."""
+    """One side of the kernel's four channels (stdio.open_channels): tonic's ends, or the
+    kernel's as they must appear in its process. A stdout or stderr of -1: none (on
+    tonic's side: a file node writes itself; the kernel's stderr: its stdout's channel)."""
 
     cmd: int  # fd 3 in the kernel: tonic -> kernel commands
     events: int  # fd 4 in the kernel: kernel -> tonic events
@@ -45,19 +47,11 @@ class Pipes:
     stderr: int
 
 
-def open_pipes() -> tuple[Pipes, Pipes]:
-    """(tonic's ends, the kernel's ends) of the command, event, stdout and stderr pipes."""
-    cmd_r, cmd_w = os.pipe()
-    ev_r, ev_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    return Pipes(cmd_w, ev_r, out_r, err_r), Pipes(cmd_r, ev_w, out_w, err_w)
-
-
 def close_all(pipes: Pipes) -> None:
     for fd in (pipes.cmd, pipes.events, pipes.stdout, pipes.stderr):
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def place_channels(pipes: Pipes) -> None:

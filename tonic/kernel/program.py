@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tonic.kernel.driver import Program
+from tonic.kernel.stdio import Stdio
 from tonic.notebook.instrument import instrument, uninstrumented
 from tonic.notebook.loader import load
 
@@ -24,11 +25,13 @@ def program_for(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     stdin: str | None = None,
+    stdio: Stdio | None = None,
 ) -> Program:
     """What `tonic run` runs: the notebook, instrumented for the view or for --plain, run
     with `env` (default: this process's environment) in `cwd` (default: this process's
     working directory); `stdin`: the regular file this process's stdin is, which node
-    then reads too."""
+    then reads too; `stdio`: what node's stdout and stderr are (default: two pipes,
+    all that tonic captures)."""
     _, nb = load(path)
     return Program(
         notebook=nb,
@@ -39,6 +42,7 @@ def program_for(
         env=dict(os.environ if env is None else env),
         cwd=Path.cwd() if cwd is None else cwd,
         stdin=stdin,
+        stdio=stdio or Stdio(),
     )
 
 

@@ -29,8 +29,16 @@ class RunState:
     """State of one kernel run, updated from the kernel's output and events."""
 
     def __init__(
-        self, program: Program, sink: Sink, engine: str, resume: Resume | None = None
+        self,
+        program: Program,
+        sink: Sink,
+        engine: str,
+        resume: Resume | None = None,
+        *,
+        at_once: bool = False,
     ) -> None:
+        """`at_once`: show restored cells before the kernel goes on (node writes a file
+        itself, after them; an aborted run takes back all it and tonic wrote there)."""
         self.program = program
         self.sink = sink
         self.uncapture = Uncapture(program.instrumented, program.path)
@@ -47,14 +55,15 @@ class RunState:
         # error, a missing name: the run is aborted, unseen); the restored cells are shown,
         # and what it printed meanwhile (a dying shell's words), once it says it goes on.
         self.unshown: tuple[CellResult, ...] | None = None
-        self.held: list[tuple[int, bytes]] = []
+        self.held: list[tuple[int, bytes, bool]] = []
         if resume is not None:
             for done in resume.cells:
                 self.results[done.cell.index - 1] = done
             self.unshown = resume.cells
             self.last_pause = resume.pause
             self.result.restored = len(resume.cells)
-            if not (isinstance(resume.command, Eval) and resume.command.check is not None):
+            checked = isinstance(resume.command, Eval) and resume.command.check is not None
+            if at_once or not checked:
                 self.going_on()
         else:
             self._advance()
@@ -68,8 +77,8 @@ class RunState:
         self.unshown = None
         self._advance()
         held, self.held = self.held, []
-        for stream, data in held:
-            self.output(stream, data)
+        for stream, data, shown in held:
+            self.output(stream, data, shown)
 
     def _advance(self) -> None:
         later = [i for i in self.code if i > self.last_pause]
@@ -77,16 +86,19 @@ class RunState:
         if self.current is not None:
             self.sink.cell_started(self.current)
 
-    def output(self, stream: int, data: bytes) -> None:
+    def output(self, stream: int, data: bytes, shown: bool = False) -> None:
+        """Output of the kernel's; `shown`: it is where it belongs already (a file node
+        wrote itself), only to be recorded."""
         if self.unshown is not None:
-            self.held.append((stream, data))
+            self.held.append((stream, data, shown))
             return
         if self.current is not None:
             target = self.current.stdout if stream == 1 else self.current.stderr
         else:
             target = self.result.tail.stdout if stream == 1 else self.result.tail.stderr
         target += data
-        self.sink.output(stream, data)
+        if not shown:
+            self.sink.output(stream, data)
 
     def paused(self, event: Pause) -> None:
         res = self.results[event.cell - 1]

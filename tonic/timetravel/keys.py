@@ -1,7 +1,8 @@
 """Snapshot keys: a chained SHA-256 over everything a prefix of cells depends on.
 
 `base` covers what every cell sees: tonic's kernel, node's binary, version and options,
-the engine, the module kind, the file's path and arguments, the environment variables
+the engine, the module kind, the file's path and arguments, what its stdout and stderr
+are (a terminal of a size, a file, one channel for both), the environment variables
 node and its libraries read natively (NODE_OPTIONS, TZ, LANG...: no process.env read shows
 them) and a fingerprint of the installed packages. Then prefix k chains in the bytes of
 the file up to the end of cell k, so prefix k is equal between two versions of the file
@@ -129,6 +130,7 @@ class Environment:
     packages: str
     inspect: bool  # only in the key of a whole stored run (it shows the values or not)
     stdin: str = ""  # the file on stdin and a digest of its content ("": none)
+    stdio: str = ""  # what node's stdout and stderr are (kernel/stdio.py; "": two pipes)
 
     @classmethod
     def current(
@@ -141,9 +143,10 @@ class Environment:
         inspect: bool,
         env: Mapping[str, str],
         stdin: str | None = None,
+        stdio: str = "",
     ) -> Environment:
-        """The key's parts for a program run with `env` (the Program's), and `stdin`
-        when it is a regular file."""
+        """The key's parts for a program run with `env` (the Program's), `stdin` when
+        it is a regular file, and `stdio` (Stdio.key)."""
         return cls(
             node=node_fingerprint(node),
             engine=engine,
@@ -153,6 +156,7 @@ class Environment:
             packages=packages_fingerprint(path.parent),
             inspect=inspect,
             stdin=f"{stdin} {file_hash(stdin)}" if stdin else "",
+            stdio=stdio,
         )
 
     def parts(self) -> dict[str, object]:
@@ -165,6 +169,7 @@ class Environment:
             "env": _json_hash(list(self.env)),
             "packages": self.packages,
             **({"stdin": self.stdin} if self.stdin else {}),
+            **({"stdio": self.stdio} if self.stdio else {}),
         }
 
 

@@ -5,6 +5,7 @@ of the whole run, for an unchanged notebook's next run."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
+from tonic.kernel.stdio import file_paths
 from tonic.results import CellResult, RunResult, Sink, show_finished, show_output
 from tonic.store import Store
 from tonic.timetravel import fstravel
@@ -143,6 +145,7 @@ class Recorder:
         self.digest = digest or Digests()  # the chooser's: files it hashed are not again
         self.tracker = fstravel.Tracker(store.put_blob)
         self.skip = _not_inputs(program)
+        self.stdio_files = file_paths(program.stdio)
 
     def watch(self, sink: Sink) -> _Watch:
         self._watch = _Watch(sink, self.live, self.observe)
@@ -182,6 +185,7 @@ class Recorder:
         end: None); the files the run changed so far."""
         if not self.observe:
             return {}
+        observed = self._without_stdio(observed)
         if observed is None or observed.lost is not None:
             self.tracker.broken = observed.lost if observed else "the files were not observed"
         else:
@@ -206,6 +210,7 @@ class Recorder:
         None: what they did is not known, so the snapshot is not kept."""
         if not self.observe:
             return record
+        observed = self._without_stdio(observed)
         if observed is None or observed.lost is not None:
             self.tracker.broken = observed.lost if observed else "the files were not observed"
             return None
@@ -215,6 +220,17 @@ class Recorder:
             self._fill_uses(cell, observed, keep=True)
             record.cells[-1] = cell_to_meta(cell)
         return record
+
+    def _without_stdio(self, observed: Observed | None) -> Observed | None:
+        """What the processes did, less their writes to the file that is their stdout or
+        stderr: output, not a file of the notebook's."""
+        if observed is None or not self.stdio_files:
+            return observed
+        return dataclasses.replace(
+            observed,
+            opened=tuple(p for p in observed.opened if p not in self.stdio_files),
+            changed=tuple(c for c in observed.changed if c[0] not in self.stdio_files),
+        )
 
     def _fill_uses(self, cell: CellResult, observed: Observed, keep: bool = False) -> None:
         """The values of what the cell used (the kernel's tokens, the files opened);

@@ -20,7 +20,13 @@ from pathlib import Path
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
-from tonic.engines.criu.tree import FreshTree, RestoredTree, pipe_names, tree_rss
+from tonic.engines.criu.tree import (
+    FreshTree,
+    RestoredTree,
+    external_ttys,
+    pipe_names,
+    tree_rss,
+)
 from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.snapshots import Images, Session
 from tonic.kernel.driver import Program
@@ -57,12 +63,10 @@ class CriuKernel:
         self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]
     ) -> KernelProcess:
         names = choice.record.pipes
-        inherit = {
-            pipes.stdout: names["stdout"],
-            pipes.stderr: names["stderr"],
-            pipes.cmd: names["cmd"],
-            pipes.events: names["events"],
-        }
+        ours = {"stdout": pipes.stdout, "stderr": pipes.stderr}
+        ours.update(cmd=pipes.cmd, events=pipes.events)
+        # A stderr of -1 is stdout's channel, inherited once.
+        inherit = {fd: names[role] for role, fd in ours.items() if fd >= 0}
         pid, _ = criu_tool.restore(self.criu, images.files, inherit, images.scratch)
         self.tree = RestoredTree(pid)
         self.watchdogs.append(Watchdog(pid, _leftovers(env)))
@@ -76,7 +80,8 @@ class CriuKernel:
             root = self.tree.init_pid()
             record.pipes = pipe_names(root)
             self.rss.append(tree_rss(root))
-            self.dump_seconds.append(criu_tool.dump(self.criu, root, folder))
+            external = external_ttys(record.pipes)
+            self.dump_seconds.append(criu_tool.dump(self.criu, root, folder, external))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

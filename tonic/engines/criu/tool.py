@@ -136,11 +136,13 @@ def require() -> Criu:
     return criu
 
 
-def dump(criu: Criu, pid: int, images: Path) -> float:
-    """Checkpoint the tree rooted at `pid` into `images`, leaving it running; seconds."""
+def dump(criu: Criu, pid: int, images: Path, external: list[str] | None = None) -> float:
+    """Checkpoint the tree rooted at `pid` into `images`, leaving it running; seconds.
+    `external`: the terminals (`tty[rdev:dev]`) whose other end is not in the tree."""
     started = time.monotonic()
     proc = criu.run(
         "dump",
+        *(arg for name in external or () for arg in ("--external", name)),
         "--tree",
         str(pid),
         "--images-dir",
@@ -159,10 +161,10 @@ def dump(criu: Criu, pid: int, images: Path) -> float:
 def restore(
     criu: Criu, images: Path, inherit: dict[int, str], work: Path | None = None
 ) -> tuple[int, float]:
-    """Restore the tree in `images`, detached; `inherit` maps our fds to the pipe names
-    the dumped tree had (`pipe:[inode]`). CRIU's log and pid file go to `work` (default:
-    the images' folder, which is then written to). Returns the restored root's pid and
-    seconds."""
+    """Restore the tree in `images`, detached; `inherit` maps our fds to the names the
+    dumped tree had for them (`pipe:[inode]`, `tty[rdev:dev]`, a file's path without its
+    leading slash). CRIU's log and pid file go to `work` (default: the images' folder,
+    which is then written to). Returns the restored root's pid and seconds."""
     started = time.monotonic()
     work = work or images
     pidfile = work / "restored.pid"

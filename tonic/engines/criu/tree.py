@@ -4,8 +4,11 @@
 namespace and its own session leader, as CRIU needs to dump and restore the tree while
 the original still runs (pids inside the namespace are private); node runs as its
 child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null (or
-the file on tonic's stdin), and stdout, stderr and the kernel's two channels are pipes,
-which a restore re-attaches to fresh pipes (`--inherit-fd`).
+the file on tonic's stdin); the kernel's two channels are pipes, stdout and stderr pipes,
+a pseudo-terminal's slave (dumped as an external terminal) or the user's file
+(kernel/stdio.py). A restore re-attaches this run's (`--inherit-fd`): fresh pipes, the
+new terminal, the new run's file (the same open file, at its offset: CRIU neither
+reopens it nor checks its size).
 
 The shell says nothing of its own: it starts node in the background, with stdin and
 stderr kept on fds 8 and 9, and waits for it with its own stderr on /dev/null (in the
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -142,9 +146,20 @@ def tree_rss(pid: int) -> int:
 
 
 def pipe_names(pid: int) -> dict[str, str]:
-    """The pipes on the tree root's fds 1, 9 (stderr), 3 and 4, as CRIU names them
-    (`pipe:[inode]`)."""
+    """What is on the tree root's fds 1, 9 (stderr), 3 and 4, as CRIU's `--inherit-fd`
+    names it: a pipe `pipe:[inode]`, a terminal `tty[rdev:dev]` (hex), a file its path
+    without the leading slash."""
     names = {}
     for fd, role in ((1, "stdout"), (STDERR_FD, "stderr"), (3, "cmd"), (4, "events")):
-        names[role] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        where = f"/proc/{pid}/fd/{fd}"
+        name = os.readlink(where)
+        if name.startswith("/"):
+            st = os.stat(where)
+            name = f"tty[{st.st_rdev:x}:{st.st_dev:x}]" if stat.S_ISCHR(st.st_mode) else name[1:]
+        names[role] = name
     return names
+
+
+def external_ttys(names: dict[str, str]) -> list[str]:
+    """The terminals among `names` (pipe_names): CRIU dumps them as external."""
+    return sorted({name for name in names.values() if name.startswith("tty[")})

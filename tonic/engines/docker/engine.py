@@ -142,6 +142,7 @@ class DockerBackend:
                 files=False,
                 shim=node is None,
                 channels=True,
+                terminals=False,
             )
         finally:
             api.close()
@@ -206,6 +207,7 @@ class DockerKernel:
             cwd=str(program.cwd),
             copies=[env["TONIC_KERNEL_PLAN"]],
             labels=self.labels,
+            merged=program.stdio.merged,
         )
         # The container has its own copy of the plan: a tonic killed from here on
         # leaves nothing of it in the host's temporary folder.

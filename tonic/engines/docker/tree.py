@@ -48,14 +48,17 @@ DAEMON_ENV = ("PATH", "HOSTNAME")
 Via = Literal["auto", "runc", "docker"]
 
 
-def init_script(env: dict[str, str], preload: str | None) -> str:
+def init_script(env: dict[str, str], preload: str | None, merged: bool = False) -> str:
     """The container init's `sh -c` script: FIFOs onto fds 4, 1, 2, 3, then node
     ("$@") as its child, with LD_PRELOAD for node only (in the shell the clock shim
-    would move fds 3 and 4 before node is started). The shell says nothing of its own:
-    node runs in the background with stdin and stderr kept on fds 8 and 9, and the shell
-    waits for it with its stderr on /dev/null (in the foreground, sh would print
-    "Killed" or "Aborted" where node dies of a signal)."""
-    opens = f"exec 4>{IPC}/events 1>{IPC}/stdout 2>{IPC}/stderr 3<{IPC}/cmd 8<&0 9>&2"
+    would move fds 3 and 4 before node is started). `merged`: stderr is stdout's FIFO
+    (tonic's stdout and stderr are one; the stderr FIFO, never opened for writing, reads
+    as ended). The shell says nothing of its own: node runs in the background with stdin
+    and stderr kept on fds 8 and 9, and the shell waits for it with its stderr on
+    /dev/null (in the foreground, sh would print "Killed" or "Aborted" where node dies
+    of a signal)."""
+    stderr = "&1" if merged else f"{IPC}/stderr"
+    opens = f"exec 4>{IPC}/events 1>{IPC}/stdout 2>{stderr} 3<{IPC}/cmd 8<&0 9>&2"
     unset = [name for name in DAEMON_ENV if name not in env]
     steps = [opens]
     if unset:
@@ -260,10 +263,12 @@ def start(
     copies: Sequence[Path | str] = (),
     labels: dict[str, str] | None = None,
     hostname: str | None = None,
+    merged: bool = False,
 ) -> ContainerKernel:
     """Run `argv` (node -r kernel.js FILE ARGS) in a new container from `image`, with
     `copies` (host files and directories) at their own paths, the environment `env`
-    (LD_PRELOAD in it goes to node only), cwd `cwd`, the host's user and hostname."""
+    (LD_PRELOAD in it goes to node only), cwd `cwd`, the host's user and hostname;
+    `merged`: one FIFO for stdout and stderr."""
     env = dict(env)
     preload = env.pop("LD_PRELOAD", None)
     hostname = hostname or socket.gethostname()
@@ -273,7 +278,7 @@ def start(
     try:
         container = api.create(
             image,
-            ["/bin/sh", "-c", init_script(env, preload), "tonic", *argv],
+            ["/bin/sh", "-c", init_script(env, preload, merged), "tonic", *argv],
             kind="kernel",
             labels=labels,
             env=env,
