@@ -36,7 +36,6 @@ from tonic.kernel.protocol import (
     Command,
     Error,
     Event,
-    Exit,
     Hello,
     Pause,
     Save,
@@ -48,7 +47,7 @@ from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished
-from tonic.settings import node_binary
+from tonic.settings import node_argv0, node_binary
 
 READ_SIZE = 1 << 16
 
@@ -88,7 +87,6 @@ class _Run:
         self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
         self.last_pause = 0
         self.current: CellResult | None = None
-        self.reported_exit: int | None = None
         if resume is not None:
             for done in resume.cells:
                 self.results[done.cell.index - 1] = done
@@ -183,11 +181,14 @@ def spawn(
     what: str,
     *,
     stdin: int | None = None,
+    keep: tuple[int, ...] = (),
+    executable: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """`argv` (ending in node and the kernel) in the program's working directory, with
-    the kernel's pipes as its stdout, stderr and fds 3 and 4; `prepare` runs between fork
-    and exec, after the channels are in place; stdin is tonic's unless `stdin` says
-    otherwise. `what` names it in the error when it cannot start."""
+    the kernel's pipes as its stdout, stderr and fds 3 and 4 (and the fds in `keep`, at
+    their numbers); `prepare` runs between fork and exec, after the channels are in
+    place; stdin is tonic's unless `stdin` says otherwise; `executable`: the file run,
+    if not argv[0]. `what` names it in the error when it cannot start."""
 
     def child() -> None:
         place_channels(pipes)
@@ -196,12 +197,13 @@ def spawn(
     try:
         return subprocess.Popen(
             argv,
+            executable=executable,
             stdin=stdin,
             stdout=pipes.stdout,
             stderr=pipes.stderr,
             env=env,
             cwd=program.cwd,
-            pass_fds=(3, 4),
+            pass_fds=(3, 4, *keep),
             preexec_fn=child,
         )
     except OSError as err:
@@ -210,9 +212,10 @@ def spawn(
 
 def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
     """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
-    argv = kernel_argv(program)
+    node, *rest = kernel_argv(program)
     die_with_us = parent_death_signal(signal.SIGKILL)
-    return spawn(argv, program, pipes, env, die_with_us, f"node ({argv[0]})")
+    argv = [node_argv0(), *rest]
+    return spawn(argv, program, pipes, env, die_with_us, f"node ({node})", executable=node)
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ class KernelOptions:
 
 
 def kernel_argv(program: Program) -> list[str]:
+    """node's command line, with node's path first (started as `node_argv0()`)."""
     return [node_binary(), "-r", str(kernel_file("kernel.js")), str(program.path), *program.args]
 
 
@@ -316,9 +320,6 @@ def run_kernel(
             write_all(ours.cmd, encode(opts.resume.command))
         _Relay(proc, state, ours, timeout, opts).run()
         code = proc.wait()
-        if state.reported_exit is not None and code < 0:
-            # node exited normally (it said so): a status of 128+N was its exit code.
-            code = 128 - code
         result = state.finish(code if code >= 0 else 128 - code, -code if code < 0 else None)
         result.seconds = time.monotonic() - started
         return result
@@ -435,8 +436,6 @@ class _Relay:
             self.on_hello()
             if self.snapshots:  # the kernel waits for it before the first cell
                 write_all(self.ours.cmd, encode(GO))
-        elif isinstance(event, Exit):
-            self.state.reported_exit = event.code
         elif isinstance(event, Error):
             if self.stop_on_error:
                 self.state.result.aborted = True

@@ -33,7 +33,6 @@
     // The main thread is about to change (or open) `path` for the first time in this
     // process: tonic keeps what is there first, and answers {op: 'saved'}.
     save: (path) => ({ ev: 'save', path }),
-    exit: (code) => ({ ev: 'exit', code }),
   };
   const commands = {
     isEval: (cmd) => cmd.op === 'eval',
@@ -363,12 +362,6 @@
   process.on('uncaughtExceptionMonitor', (err, origin) => {
     send(events.error(lastCell, origin, describe(err), now() - mark));
   });
-
-  if (plan.snapshots) {
-    // Under a snapshot engine node runs below a shell in its own PID namespace, whose
-    // status cannot tell exit(137) from SIGKILL: say how we exited.
-    process.on('exit', (code) => send(events.exit(code)));
-  }
 
   const file = plan.file;
   if (plan.kind === 'esm') {

@@ -76,13 +76,6 @@ class Error:
 
 
 @dataclass(frozen=True)
-class Exit:
-    """node is exiting with `code` (snapshot runs, whose status cannot tell)."""
-
-    code: int
-
-
-@dataclass(frozen=True)
 class Save:
     """The notebook's main thread is about to change (or open) `path`, an absolute path,
     for the first time in this process; the kernel waits for SAVED."""
@@ -90,7 +83,7 @@ class Save:
     path: str
 
 
-Event = Hello | Pause | Error | Exit | Save
+Event = Hello | Pause | Error | Save
 
 
 def _number(value: object) -> float | None:
@@ -139,16 +132,11 @@ def _error(msg: dict[str, object]) -> Error:
     )
 
 
-def _exit(msg: dict[str, object]) -> Exit:
-    return Exit(int(str(msg["code"])))
-
-
 _EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
     "save": lambda msg: Save(str(msg["path"])),
     "hello": _hello,
     "pause": _pause,
     "error": _error,
-    "exit": _exit,
 }
 
 

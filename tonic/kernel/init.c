@@ -1,0 +1,165 @@
+/* tonic's init: the first process of the kernel's PID namespace (criu engine) or of its
+ * container (docker engine), and node's parent.
+ *
+ *   tonic-init [-n] [-s FD] [-f DIR] [-p PRELOAD] [-u NAME]... [-P PID] [-x FILE] -- NODE ARGS...
+ *
+ * -n  make the namespace: unshare(CLONE_NEWPID) and fork its init; this process only
+ *     tells tonic the init's host pid ("init N" on the status fd) and exits.
+ * -s  the status fd (a pipe to tonic); -f: open the FIFOs of DIR instead (docker):
+ *     events onto fd 4, stdout 1, stderr 2, the status fd, then cmd onto 3 (that order:
+ *     see docker/tree.py).
+ * -p  LD_PRELOAD for node only (in the init it would mark fds 3 and 4 close-on-exec).
+ * -u  a variable node must not see (one the docker daemon adds to every container).
+ * -x  the file to run (default: NODE, looked up on PATH); NODE is its argv[0].
+ * -P  node's pid in the namespace (default with -n: the init's host pid, which no
+ *     other process on the host has while this namespace lives).
+ *
+ * The init is its own session leader (CRIU dumps the tree rooted at it), starts node in
+ * a process group of its own with the pid asked for (clone3 with set_tid; a plain fork
+ * if the kernel refuses it), reaps every process that ends in the namespace, and when
+ * node ends writes how ("exit N" or "signal N") on the status fd. It prints nothing,
+ * ever. It then lets go of tonic's pipes and stays, silent, while node's detached
+ * children live: the namespace ends with its init, and under node they would live on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STATUS_FD 5
+
+static int status_fd = -1;
+
+static void say(const char *what, long n) {
+    char line[64];
+    int len = snprintf(line, sizeof line, "%s %ld\n", what, n);
+    if (status_fd >= 0 && write(status_fd, line, (size_t)len) < 0) { /* tonic is gone */ }
+}
+
+static int open_onto(const char *dir, const char *name, int flags, int fd) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int got = open(path, flags | O_CLOEXEC);
+    if (got < 0) return -1;
+    if (got == fd) return fcntl(fd, F_SETFD, 0) < 0 ? -1 : fd; /* node's: kept across exec */
+    if (dup2(got, fd) < 0) return -1; /* dup2 clears close-on-exec on fd */
+    close(got);
+    return fd;
+}
+
+static int open_fifos(const char *dir) {
+    if (open_onto(dir, "events", O_WRONLY, 4) < 0 || open_onto(dir, "stdout", O_WRONLY, 1) < 0 ||
+        open_onto(dir, "stderr", O_WRONLY, 2) < 0)
+        return -1;
+    status_fd = open_onto(dir, "status", O_WRONLY, STATUS_FD);
+    if (status_fd < 0) return -1;
+    fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+    return open_onto(dir, "cmd", O_RDONLY, 3) < 0 ? -1 : 0;
+}
+
+static const char *executable;
+
+static pid_t start_node(pid_t want, char **argv, const char *preload) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.exit_signal = SIGCHLD;
+    pid_t tid = want;
+    if (want > 1) {
+        args.set_tid = (unsigned long)&tid;
+        args.set_tid_size = 1;
+    }
+    pid_t pid = want > 1 ? (pid_t)syscall(SYS_clone3, &args, sizeof args) : -1;
+    if (pid < 0) pid = fork(); /* no clone3, or set_tid refused (no CAP_SYS_ADMIN) */
+    if (pid != 0) return pid;
+    setpgid(0, 0); /* a job of its own, as a shell starts it */
+    if (preload) setenv("LD_PRELOAD", preload, 1);
+    if (executable)
+        execv(executable, argv);
+    else
+        execvp(argv[0], argv);
+    _exit(127); /* as a shell: not found; node's stderr says nothing more */
+}
+
+static void let_go(void) {
+    /* tonic must see end-of-file on its pipes as soon as node is gone. */
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++) dup2(null, fd);
+    if (null > 2) close(null);
+    close(3);
+    close(4);
+    if (status_fd > 4) close(status_fd);
+    status_fd = -1;
+    if (chdir("/") < 0) { /* stay where we are */ }
+}
+
+static int run_init(pid_t want, char **argv, const char *preload) {
+    setsid();
+    pid_t node = start_node(want, argv, preload);
+    if (node < 0) {
+        say("exit", 127);
+        return 0;
+    }
+    for (;;) {
+        int st;
+        pid_t got = waitpid(-1, &st, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return 0; /* nothing left in the namespace */
+        }
+        if (got != node) continue;
+        if (WIFSIGNALED(st))
+            say("signal", WTERMSIG(st));
+        else
+            say("exit", WEXITSTATUS(st));
+        let_go();
+    }
+}
+
+int main(int argc, char **argv) {
+    int opt, unshare_pid = 0;
+    const char *fifos = NULL, *preload = NULL;
+    pid_t want = 0;
+    while ((opt = getopt(argc, argv, "+ns:f:p:u:P:x:")) != -1) {
+        switch (opt) {
+        case 'n': unshare_pid = 1; break;
+        case 's': status_fd = atoi(optarg); break;
+        case 'f': fifos = optarg; break;
+        case 'p': preload = optarg; break;
+        case 'u': unsetenv(optarg); break;
+        case 'P': want = atoi(optarg); break;
+        case 'x': executable = optarg; break;
+        default: return 2;
+        }
+    }
+    if (optind >= argc) return 2;
+    if (status_fd >= 0 && status_fd != STATUS_FD) { /* at a fixed fd: CRIU names it there */
+        if (dup3(status_fd, STATUS_FD, O_CLOEXEC) < 0) return 2;
+        close(status_fd);
+    }
+    if (status_fd >= 0) fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC), status_fd = STATUS_FD;
+    if (fifos && open_fifos(fifos) < 0) return 2;
+    if (!unshare_pid) return run_init(want, argv + optind, preload);
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) < 0 || unshare(CLONE_NEWPID) < 0) return 2;
+    pid_t init = fork();
+    if (init < 0) return 2;
+    if (init == 0) {
+        close(sync[1]);
+        pid_t host = 0;
+        if (read(sync[0], &host, sizeof host) != sizeof host) _exit(2);
+        close(sync[0]);
+        return run_init(want ? want : host, argv + optind, preload);
+    }
+    close(sync[0]);
+    say("init", init);
+    if (write(sync[1], &init, sizeof init) != sizeof init) return 2;
+    return 0;
+}
