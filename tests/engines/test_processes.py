@@ -1,0 +1,110 @@
+"""The kernel's processes as node's own: its pid, and detached children that outlive the
+run. (How node dies of a signal is in the conformance cases 80-84.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import node, require_engine, tonic
+
+PIDS = """\
+// %% one
+const first = process.pid;
+console.log('pid', process.pid);
+
+// %% two
+console.log('same', process.pid === first, '{mark}');
+"""
+
+
+def _pids(path: Path, engine: str, mark: str, first: str = "one") -> tuple[int, dict[str, object]]:
+    path.write_text(PIDS.replace("{mark}", mark).replace("// %% one", f"// %% {first}"))
+    got = tonic("run", "--json", "--engine", engine, str(path), cwd=path.parent)
+    assert got.code == 0, got.describe()
+    record = json.loads(got.stdout)
+    cells = record["cells"]
+    assert cells[1]["stdout"] == f"same true {mark}\n"
+    return int(cells[0]["stdout"].split()[1]), record
+
+
+@pytest.mark.parametrize("engine", ["criu"])
+def test_fresh_runs_have_pids_of_their_own_and_a_restore_keeps_its_pid(
+    engine: str, tmp_path: Path
+) -> None:
+    """Two fresh runs see different pids (not the namespace's 2 every time); a run
+    restored from cell one's snapshot is the process that printed cell one's pid."""
+    require_engine(engine)
+    path = tmp_path / "pids.js"
+    pid, record = _pids(path, engine, "a")
+    assert record["restored"] == 0
+    assert pid > 2
+    restored_pid, record = _pids(path, engine, "b")  # cell two edited: resume after one
+    assert record["restored"] == 1, record["notes"]
+    assert restored_pid == pid
+    other, record = _pids(path, engine, "c", first="one again")  # a new title: fresh
+    assert record["restored"] == 0
+    assert other != pid
+
+
+DETACHED = """\
+const { spawn } = require('child_process');
+console.log('start');
+
+// %%
+const child = spawn('sh', ['-c', 'sleep {delay}; echo late > {out}'], {
+  detached: true,
+  stdio: 'ignore',
+});
+child.unref();
+console.log('spawned', typeof child.pid);
+"""
+
+
+def _detached(tmp_path: Path, delay: float) -> tuple[Path, Path]:
+    out = tmp_path / "late.txt"
+    path = tmp_path / "detached.js"
+    path.write_text(DETACHED.replace("{delay}", str(delay)).replace("{out}", str(out)))
+    return path, out
+
+
+def _appears(path: Path, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text() == "late\n":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("engine", ["node", "replay", "criu"])
+def test_a_detached_child_outlives_the_run(engine: str, tmp_path: Path) -> None:
+    """As under node: tonic exits when node does (the child holds none of its pipes),
+    and the child goes on to write its file afterwards."""
+    path, out = _detached(tmp_path, 2.0)
+    started = time.monotonic()
+    if engine == "node":
+        got = node(path)
+    else:
+        require_engine(engine)
+        got = tonic("run", "--plain", "--engine", engine, str(path), cwd=tmp_path)
+    took = time.monotonic() - started
+    assert (got.code, got.stdout) == (0, b"start\nspawned number\n"), got.describe()
+    assert got.stderr == b""
+    assert not out.exists(), f"the run waited for the child ({took:.2f} s)"
+    assert _appears(out, 10.0), "the detached child did not outlive the run"
+
+
+@pytest.mark.parametrize("engine", ["criu"])
+def test_a_timeout_ends_node_and_its_children(engine: str, tmp_path: Path) -> None:
+    """tonic's own kill paths end the whole namespace, detached children included."""
+    require_engine(engine)
+    path, out = _detached(tmp_path, 1.5)
+    path.write_text(path.read_text() + "\n// %%\nsetInterval(() => {}, 1000);\n")
+    got = tonic("run", "--plain", "--timeout", "1", "--engine", engine, str(path), cwd=tmp_path)
+    assert got.code != 0 and b"--timeout" in got.stderr, got.describe()
+    assert b"Traceback" not in got.stderr
+    assert not _appears(out, 3.0), "a child of a timed-out run lived on"
