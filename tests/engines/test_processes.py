@@ -13,41 +13,46 @@ from tests.helpers import node, require_engine, tonic
 
 PIDS = """\
 // %% one
-const first = process.pid;
-console.log('pid', process.pid);
+const first = [process.pid, process.ppid];
+console.log('pid', process.pid, process.ppid);
 
 // %% two
-console.log('same', process.pid === first, '{mark}');
+console.log('same', process.pid === first[0] && process.ppid === first[1], '{mark}');
 """
 
 
-def _pids(path: Path, engine: str, mark: str, first: str = "one") -> tuple[int, dict[str, object]]:
+def _pids(
+    path: Path, engine: str, mark: str, first: str = "one"
+) -> tuple[tuple[int, int], dict[str, object]]:
+    """(pid, ppid) as cell one printed them, and the run's record."""
     path.write_text(PIDS.replace("{mark}", mark).replace("// %% one", f"// %% {first}"))
     got = tonic("run", "--json", "--engine", engine, str(path), cwd=path.parent)
     assert got.code == 0, got.describe()
     record = json.loads(got.stdout)
     cells = record["cells"]
     assert cells[1]["stdout"] == f"same true {mark}\n"
-    return int(cells[0]["stdout"].split()[1]), record
+    words = cells[0]["stdout"].split()
+    return (int(words[1]), int(words[2])), record
 
 
 @pytest.mark.parametrize("engine", ["criu"])
 def test_fresh_runs_have_pids_of_their_own_and_a_restore_keeps_its_pid(
     engine: str, tmp_path: Path
 ) -> None:
-    """Two fresh runs see different pids (not the namespace's 2 every time); a run
-    restored from cell one's snapshot is the process that printed cell one's pid."""
+    """Two fresh runs see different pids (not the namespace's 2 every time), and a
+    parent that is not the namespace's init (tonic's own pid); a run restored from cell
+    one's snapshot is the process that printed cell one's pid, with the same parent."""
     require_engine(engine)
     path = tmp_path / "pids.js"
     pid, record = _pids(path, engine, "a")
     assert record["restored"] == 0
-    assert pid > 2
+    assert pid[0] > 2 and pid[1] not in (0, 1, pid[0])
     restored_pid, record = _pids(path, engine, "b")  # cell two edited: resume after one
     assert record["restored"] == 1, record["notes"]
     assert restored_pid == pid
     other, record = _pids(path, engine, "c", first="one again")  # a new title: fresh
     assert record["restored"] == 0
-    assert other != pid
+    assert other[0] != pid[0]
 
 
 DETACHED = """\

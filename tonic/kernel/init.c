@@ -1,7 +1,8 @@
 /* tonic's init: the first process of the kernel's PID namespace (criu engine) or of its
  * container (docker engine), and node's parent.
  *
- *   tonic-init [-n] [-s FD] [-f DIR] [-p PRELOAD] [-u NAME]... [-P PID] [-x FILE] -- NODE ARGS...
+ *   tonic-init [-n] [-s FD] [-f DIR] [-p PRELOAD] [-u NAME]... [-P PID] [-Q PID] [-x FILE]
+ *              -- NODE ARGS...
  *
  * -n  make the namespace: unshare(CLONE_NEWPID) and fork its init; this process only
  *     tells tonic the init's host pid ("init N" on the status fd) and exits.
@@ -13,6 +14,8 @@
  * -x  the file to run (default: NODE, looked up on PATH); NODE is its argv[0].
  * -P  node's pid in the namespace (default with -n: the init's host pid, which no
  *     other process on the host has while this namespace lives).
+ * -Q  a parent for node with this pid (its process.ppid), between the init and node; it
+ *     holds nothing of tonic's and ends as node does (default: node's parent is the init).
  *
  * The init is its own session leader (CRIU dumps the tree rooted at it), starts node in
  * a process group of its own with the pid asked for (clone3 with set_tid; a plain fork
@@ -30,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,18 +72,23 @@ static int open_fifos(const char *dir) {
 
 static const char *executable;
 
-static pid_t start_node(pid_t want, char **argv, const char *preload) {
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.exit_signal = SIGCHLD;
-    pid_t tid = want;
+/* A child with pid `want` in the namespace (clone3 with set_tid), else any pid: no
+ * clone3, or set_tid refused (it needs CAP_SYS_ADMIN, which a container lacks). */
+static pid_t clone_as(pid_t want) {
+    pid_t pid = -1;
     if (want > 1) {
+        struct clone_args args;
+        memset(&args, 0, sizeof args);
+        args.exit_signal = SIGCHLD;
+        pid_t tid = want;
         args.set_tid = (unsigned long)&tid;
         args.set_tid_size = 1;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
     }
-    pid_t pid = want > 1 ? (pid_t)syscall(SYS_clone3, &args, sizeof args) : -1;
-    if (pid < 0) pid = fork(); /* no clone3, or set_tid refused (no CAP_SYS_ADMIN) */
-    if (pid != 0) return pid;
+    return pid < 0 ? fork() : pid;
+}
+
+static void exec_node(char **argv, const char *preload) {
     setpgid(0, 0); /* a job of its own, as a shell starts it */
     if (preload) setenv("LD_PRELOAD", preload, 1);
     if (executable)
@@ -86,6 +96,40 @@ static pid_t start_node(pid_t want, char **argv, const char *preload) {
     else
         execvp(argv[0], argv);
     _exit(127); /* as a shell: not found; node's stderr says nothing more */
+}
+
+/* node's parent (its process.ppid): it ends as node did, dying of node's signal. */
+static void be_parent(pid_t want, char **argv, const char *preload) {
+    pid_t node = clone_as(want);
+    if (node < 0) _exit(127);
+    if (node == 0) exec_node(argv, preload);
+    prctl(PR_SET_NAME, "tonic", 0, 0, 0);
+    for (int fd = 0; fd <= STATUS_FD; fd++) close(fd);
+    int st;
+    while (waitpid(node, &st, 0) < 0)
+        if (errno != EINTR) _exit(127);
+    if (!WIFSIGNALED(st)) _exit(WEXITSTATUS(st));
+    int sig = WTERMSIG(st);
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none); /* node dumped its core, if the limit let it */
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    _exit(128 + sig);
+}
+
+static pid_t start_node(pid_t want, pid_t parent, char **argv, const char *preload) {
+    if (parent <= 1) {
+        pid_t pid = clone_as(want);
+        if (pid == 0) exec_node(argv, preload);
+        return pid;
+    }
+    pid_t pid = clone_as(parent);
+    if (pid == 0) be_parent(want, argv, preload);
+    return pid;
 }
 
 static void let_go(void) {
@@ -100,9 +144,9 @@ static void let_go(void) {
     if (chdir("/") < 0) { /* stay where we are */ }
 }
 
-static int run_init(pid_t want, char **argv, const char *preload) {
+static int run_init(pid_t want, pid_t parent, char **argv, const char *preload) {
     setsid();
-    pid_t node = start_node(want, argv, preload);
+    pid_t node = start_node(want, parent, argv, preload); /* or node's parent */
     if (node < 0) {
         say("exit", 127);
         return 0;
@@ -126,8 +170,8 @@ static int run_init(pid_t want, char **argv, const char *preload) {
 int main(int argc, char **argv) {
     int opt, unshare_pid = 0;
     const char *fifos = NULL, *preload = NULL;
-    pid_t want = 0;
-    while ((opt = getopt(argc, argv, "+ns:f:p:u:P:x:")) != -1) {
+    pid_t want = 0, parent = 0;
+    while ((opt = getopt(argc, argv, "+ns:f:p:u:P:Q:x:")) != -1) {
         switch (opt) {
         case 'n': unshare_pid = 1; break;
         case 's': status_fd = atoi(optarg); break;
@@ -135,6 +179,7 @@ int main(int argc, char **argv) {
         case 'p': preload = optarg; break;
         case 'u': unsetenv(optarg); break;
         case 'P': want = atoi(optarg); break;
+        case 'Q': parent = atoi(optarg); break;
         case 'x': executable = optarg; break;
         default: return 2;
         }
@@ -146,7 +191,7 @@ int main(int argc, char **argv) {
     }
     if (status_fd >= 0) fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC), status_fd = STATUS_FD;
     if (fifos && open_fifos(fifos) < 0) return 2;
-    if (!unshare_pid) return run_init(want, argv + optind, preload);
+    if (!unshare_pid) return run_init(want, parent, argv + optind, preload);
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) < 0 || unshare(CLONE_NEWPID) < 0) return 2;
     pid_t init = fork();
@@ -156,7 +201,7 @@ int main(int argc, char **argv) {
         pid_t host = 0;
         if (read(sync[0], &host, sizeof host) != sizeof host) _exit(2);
         close(sync[0]);
-        return run_init(want ? want : host, argv + optind, preload);
+        return run_init(want ? want : host, parent, argv + optind, preload);
     }
     close(sync[0]);
     say("init", init);

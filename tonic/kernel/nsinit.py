@@ -29,9 +29,11 @@ def init_argv(
     namespace: bool = False,
     preload: str | None = None,
     pid: int | None = None,
+    parent: int | None = None,
 ) -> list[str]:
     """The init's command line: it starts `argv` (node and its arguments; the file run
-    is `executable`, if not argv[0])."""
+    is `executable`, if not argv[0]) with `pid` (default: see init.c), below a parent
+    with pid `parent` (default: none, the init is node's parent)."""
     out = [str(init)]
     if executable is not None:
         out += ["-x", executable]
@@ -45,6 +47,8 @@ def init_argv(
         out += ["-p", preload]
     if pid is not None:
         out += ["-P", str(pid)]
+    if parent is not None:
+        out += ["-Q", str(parent)]
     return [*out, "--", *argv]
 
 

@@ -2,9 +2,10 @@
 
 tonic's init (kernel/init.c) makes a new PID namespace and is its init and its own
 session leader, as CRIU needs to dump and restore the tree while the original still runs
-(pids inside the namespace are private). It starts node as its child, with the init's
-own host pid as node's pid (unique on the host while the namespace lives; a restored
-tree keeps its pids), so signals and `process.kill(process.pid)` behave as usual; it
+(pids inside the namespace are private). Below it, a parent with tonic's pid (node's
+process.ppid is the process that started it, as under node) starts node with the
+init's own host pid (unique on the host while the namespace lives; a restored tree
+keeps its pids), so signals and `process.kill(process.pid)` behave as usual. The init
 prints nothing, and tells tonic on its status pipe how node ended (nsinit.py). stdin is
 /dev/null (or the file on tonic's stdin), and stdout, stderr, the kernel's two channels
 and the status pipe are pipes, which a restore re-attaches to fresh pipes
@@ -80,6 +81,7 @@ def fresh(program: Program, pipes: Pipes, env: dict[str, str], init: Path) -> Tr
         status_fd=write,
         namespace=True,
         preload=preload,
+        parent=os.getpid(),  # node's process.ppid: tonic, which started it
     )
     # A file on stdin is node's (CRIU reopens it by path at restore, at its offset).
     stdin = None if program.stdin else subprocess.DEVNULL
