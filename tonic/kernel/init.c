@@ -105,6 +105,9 @@ static void be_parent(pid_t want, char **argv, const char *preload) {
     if (node == 0) exec_node(argv, preload);
     prctl(PR_SET_NAME, "tonic", 0, 0, 0);
     for (int fd = 0; fd <= STATUS_FD; fd++) close(fd);
+    /* As an interactive shell does: a signal node sends its parent changes nothing. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_IGN);
     int st;
     while (waitpid(node, &st, 0) < 0)
         if (errno != EINTR) _exit(127);

@@ -1,6 +1,6 @@
-"""The tonic kernel inside a Docker container, as FreshTree and RestoredTree run it on
-the host: started fresh, checkpointed at a pause (CRIU through the daemon, plus a commit
-of the container's filesystem), and restored into a new container.
+"""The tonic kernel inside a Docker container, as criu/tree.py runs it on the host:
+started fresh, checkpointed at a pause (CRIU through the daemon, plus a commit of the
+container's filesystem), and restored into a new container.
 
 tonic reads and writes the kernel's channels on its own fds; the kernel sees them on fds
 1 (stdout), 2 (stderr), 3 (commands) and 4 (events). Across the container boundary they
