@@ -4,6 +4,7 @@ run. (How node dies of a signal is in the conformance cases 80-84.)"""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -113,3 +114,18 @@ def test_a_timeout_ends_node_and_its_children(engine: str, tmp_path: Path) -> No
     assert got.code != 0 and b"--timeout" in got.stderr, got.describe()
     assert b"Traceback" not in got.stderr
     assert not _appears(out, 3.0), "a child of a timed-out run lived on"
+
+
+def test_without_a_compiler_the_criu_engine_says_why(tmp_path: Path) -> None:
+    """No C compiler for the init (and none built yet): --engine criu is one line of
+    error, and the default engine falls back to replay, with node's output."""
+    require_engine("criu")
+    path = tmp_path / "nb.js"
+    path.write_text("console.log('one');\n\n// %%\nconsole.log('two');\n")
+    env = dict(os.environ, TONIC_CACHE=str(tmp_path / "cache"), CC=str(tmp_path / "no-cc"))
+    got = tonic("run", "--plain", "--engine", "criu", str(path), env=env)
+    assert got.code == 2 and got.stdout == b"", got.describe()
+    assert b"to build tonic's init" in got.stderr and len(got.stderr.splitlines()) == 1
+    env.pop("TONIC_ENGINE", None)
+    got = tonic("run", "--plain", str(path), env=env)
+    assert (got.code, got.stdout, got.stderr) == (0, b"one\ntwo\n", b""), got.describe()

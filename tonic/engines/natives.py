@@ -40,12 +40,16 @@ def _build(
     for flags in attempts:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}-")
         os.close(fd)
-        proc = subprocess.run(
-            [cc, "-O2", "-o", tmp, str(source), *flags],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                [cc, "-O2", "-o", tmp, str(source), *flags],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as err:
+            os.unlink(tmp)
+            return None, f"the C compiler {cc} does not run ({err.strerror}) to build {what}"
         if proc.returncode == 0:
             os.chmod(tmp, 0o700)
             os.replace(tmp, target)
