@@ -320,13 +320,21 @@ def exit_with(status: int) -> None:
     sys.stderr.flush()
     if status < 0:
         sig = -status
-        try:  # noqa: SIM105 (contextlib is no built-in module: see the module's doc)
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):  # these have no handler to reset
             _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass  # SIGKILL and SIGSTOP have no handler to reset
+        _no_core()  # node dumped its own core, if the limit let it: not one of ours too
         os.kill(os.getpid(), sig)
         status = 128 + sig
     sys.exit(status)
+
+
+def _no_core() -> None:
+    import resource  # a built-in module, cheap
+
+    try:  # noqa: SIM105
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        pass
 
 
 def spawn_server(directory: str, tag: str, stderr: int | None = None) -> subprocess.Popen[bytes]:

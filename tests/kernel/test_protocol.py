@@ -13,7 +13,6 @@ from tonic.kernel.protocol import (
     Eval,
     Event,
     EventLines,
-    Exit,
     Go,
     Hello,
     Pause,
@@ -56,8 +55,6 @@ EVENTS: dict[str, tuple[bytes, Event]] = {
         b'{"ev":"error","after":2,"origin":"early","error":"SyntaxError: y","ms":0}',
         Error(2, "early", "SyntaxError: y", 0.0),
     ),
-    "exit": (b'{"ev":"exit","code":0}', Exit(0)),
-    "exit 137": (b'{"ev":"exit","code":137}', Exit(137)),
 }
 
 
@@ -72,13 +69,13 @@ BAD_EVENTS = {
     "no kind": b'{"cell": 1}',
     "unknown kind": b'{"ev": "bye"}',
     "pause without a cell": b'{"ev": "pause", "ms": 1}',
-    "exit without a code": b'{"ev": "exit"}',
-    "not UTF-8": b'{"ev": "exit", "code": "\xff"}',
+    "exit (said by tonic's init now)": b'{"ev": "exit", "code": 0}',
+    "not UTF-8": b'{"ev": "save", "path": "\xff"}',
     "nested too deep for json": b"[" * 100000,
     "nested deeper than any event": b'{"ev": "hello", "pid": [[[[[[[[[[1]]]]]]]]]]}',
     "a list for a number": b'{"ev": "pause", "cell": [1], "ms": {"a": 1}}',
-    "a huge number": b'{"ev": "exit", "code": 1e999}',
-    "garbage written by the notebook": b'x{"ev": "exit", "code": 0}',
+    "a huge number": b'{"ev": "pause", "cell": 1e999, "ms": 1}',
+    "garbage written by the notebook": b'x{"ev": "hello", "pid": 1, "kind": "cjs"}',
 }
 
 

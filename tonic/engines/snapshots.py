@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tonic.engines import clockshim
+from tonic.engines import natives
 from tonic.engines.base import Availability
 from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
@@ -317,7 +317,7 @@ class _Run:
         overrides = {"UV_USE_IO_URING": "0"}
         if not self.session.shim:
             return overrides, False
-        path = clockshim.shim(self.store.root)[0]
+        path = natives.shim(self.store.root)[0]
         if path is None:
             recorder.notes.append(
                 "no clock shim (no C compiler): time spent at snapshots counts on node's "

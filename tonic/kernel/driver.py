@@ -29,7 +29,7 @@ from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
 from tonic.procs import parent_death_signal
 from tonic.results import RunResult, Sink
-from tonic.settings import node_binary
+from tonic.settings import node_argv0, node_binary
 
 
 def kernel_file(name: str) -> Path:
@@ -73,11 +73,14 @@ def spawn(
     what: str,
     *,
     stdin: int | None = None,
+    keep: tuple[int, ...] = (),
+    executable: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """`argv` (ending in node and the kernel) in the program's working directory, with
-    the kernel's pipes as its stdout, stderr and fds 3 and 4; `prepare` runs between fork
-    and exec, after the channels are in place; stdin is tonic's unless `stdin` says
-    otherwise. `what` names it in the error when it cannot start."""
+    the kernel's pipes as its stdout, stderr and fds 3 and 4 (and the fds in `keep`, at
+    their numbers); `prepare` runs between fork and exec, after the channels are in
+    place; stdin is tonic's unless `stdin` says otherwise; `executable`: the file run,
+    if not argv[0]. `what` names it in the error when it cannot start."""
 
     def child() -> None:
         place_channels(pipes)
@@ -86,12 +89,13 @@ def spawn(
     try:
         return subprocess.Popen(
             argv,
+            executable=executable,
             stdin=stdin,
             stdout=pipes.stdout,
             stderr=subprocess.STDOUT if pipes.stderr == MERGED else pipes.stderr,
             env=env,
             cwd=program.cwd,
-            pass_fds=(3, 4),
+            pass_fds=(3, 4, *keep),
             preexec_fn=child,
         )
     except OSError as err:
@@ -100,9 +104,10 @@ def spawn(
 
 def popen_launcher(program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
     """node as tonic's child; it dies with tonic, even of SIGKILL (PDEATHSIG)."""
-    argv = kernel_argv(program)
+    node, *rest = kernel_argv(program)
     die_with_us = parent_death_signal(signal.SIGKILL)
-    return spawn(argv, program, pipes, env, die_with_us, f"node ({argv[0]})")
+    argv = [node_argv0(), *rest]
+    return spawn(argv, program, pipes, env, die_with_us, f"node ({node})", executable=node)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class KernelOptions:
 
 
 def kernel_argv(program: Program) -> list[str]:
+    """node's command line, with node's path first (started as `node_argv0()`)."""
     return [node_binary(), "-r", str(kernel_file("kernel.js")), str(program.path), *program.args]
 
 
@@ -211,9 +217,6 @@ def run_kernel(
             for appended in files.values():
                 appended.rewind()  # it runs again: what it wrote is written again
         code = proc.wait()
-        if state.reported_exit is not None and code < 0:
-            # node exited normally (it said so): a status of 128+N was its exit code.
-            code = 128 - code
         result = state.finish(code if code >= 0 else 128 - code, -code if code < 0 else None)
         result.seconds = time.monotonic() - started
         return result

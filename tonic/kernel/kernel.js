@@ -124,7 +124,6 @@
     // The main thread is about to change (or open) `path` for the first time in this
     // process: tonic keeps what is there first, and answers {op: 'saved'}.
     save: (path) => ({ __proto__: null, ev: 'save', path }),
-    exit: (code) => ({ __proto__: null, ev: 'exit', code }),
     // A restored kernel checked the edited file it continues with: it runs it now.
     continuing: () => ({ __proto__: null, ev: 'continuing' }),
   };
@@ -795,12 +794,6 @@
       busy = was;
     }
   }));
-
-  if (plan.snapshots) {
-    // Under a snapshot engine node runs below a shell in its own PID namespace, whose
-    // status cannot tell exit(137) from SIGKILL: say how we exited.
-    on(process, 'exit', listener((code) => guarded(send, events.exit(code))));
-  }
 
   const file = plan.file;
   if (plan.kind === 'esm') {

@@ -26,15 +26,6 @@ class KernelProcess(Protocol):
     def kill(self) -> None: ...
 
 
-def shell_status(status: int) -> int:
-    """A Popen-style return code from the exit status of a shell that ran the kernel (the
-    init of criu's namespace or of docker's container): sh reports a child killed by
-    signal N as 128+N (the kernel's exit event corrects real exits of that code)."""
-    if 128 < status < 128 + 65:
-        return -(status - 128)
-    return status
-
-
 @dataclass(frozen=True)
 class Pipes:
     """One side of the kernel's four channels (stdio.open_channels): tonic's ends, or the

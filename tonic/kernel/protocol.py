@@ -86,13 +86,6 @@ class Error:
 
 
 @dataclass(frozen=True)
-class Exit:
-    """node is exiting with `code` (snapshot runs, whose status cannot tell)."""
-
-    code: int
-
-
-@dataclass(frozen=True)
 class Save:
     """The notebook's main thread is about to change (or open) `path`, an absolute path,
     for the first time in this process; the kernel waits for SAVED."""
@@ -100,7 +93,7 @@ class Save:
     path: str
 
 
-Event = Hello | Pause | Error | Exit | Save | Continuing
+Event = Hello | Pause | Error | Save | Continuing
 
 
 def _number(value: object) -> float | None:
@@ -149,16 +142,11 @@ def _error(msg: dict[str, object]) -> Error:
     )
 
 
-def _exit(msg: dict[str, object]) -> Exit:
-    return Exit(int(str(msg["code"])))
-
-
 _EVENTS: dict[str, Callable[[dict[str, object]], Event]] = {
     "save": lambda msg: Save(str(msg["path"])),
     "hello": _hello,
     "pause": _pause,
     "error": _error,
-    "exit": _exit,
     "continuing": lambda _msg: CONTINUING,
 }
 

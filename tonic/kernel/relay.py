@@ -24,7 +24,6 @@ from tonic.kernel.protocol import (
     Error,
     Event,
     EventLines,
-    Exit,
     Hello,
     Pause,
     Save,
@@ -181,8 +180,6 @@ class Relay:
             self.on_hello()
             if self.snapshots:  # the kernel waits for it before the first cell
                 write_all(self.ours.cmd, encode(GO))
-        elif isinstance(event, Exit):
-            self.state.reported_exit = event.code
         elif isinstance(event, Error):
             self._drain_all()
             self.state.errored(event)

@@ -50,7 +50,6 @@ class RunState:
         self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
         self.last_pause = 0
         self.current: CellResult | None = None
-        self.reported_exit: int | None = None
         # A kernel restored to continue with an edited file first checks it (an early
         # error, a missing name: the run is aborted, unseen); the restored cells are shown,
         # and what it printed meanwhile (a dying shell's words), once it says it goes on.

@@ -214,6 +214,12 @@ def node_binary() -> str:
     return node
 
 
+def node_argv0() -> str:
+    """node's argv[0] as a user would type it: `node` (found on PATH), else $TONIC_NODE
+    as given. node shows it (`process.argv0`, the native stack of an abort)."""
+    return current().node or "node"
+
+
 def nearest_package(path: Path) -> Path | None:
     """The package.json that governs `path`, as node finds it: the nearest one in the
     folders above it."""

@@ -24,7 +24,7 @@ and the folders other parts of tonic keep there:
                                their starting states (timetravel/fstravel.py)
     hot/                       unpacked images of the newest snapshots (hot.py)
     memo/                      small memos of slow probes (memo.py)
-    bin/                       tonic's clock shim, built once (engines/clockshim.py)
+    bin/                       tonic's clock shim, built once (engines/natives.py)
 
 Every record under runs/ and files/ names the objects it needs in its "blobs" field;
 gc keeps those (gc.py).

@@ -30,7 +30,7 @@ from pathlib import Path
 from tonic.notebook.cells import Notebook
 from tonic.store import recall, remember
 
-KEY_VERSION = "tonic-key-2"
+KEY_VERSION = "tonic-key-3"  # 3: the kernel runs under tonic's init (kernel/init.c)
 # Variables node, libuv, V8, ICU, OpenSSL and the C library read themselves: in the key.
 # Every other one counts only where a cell read it (deps.py).
 NATIVE_ENV = frozenset({"TZ", "LANG", "LANGUAGE", "HOME"})
@@ -63,7 +63,10 @@ def _json_hash(value: object) -> str:
 @functools.cache
 def kernel_fingerprint() -> str:
     here = resources.files("tonic")
-    parts = [(here / "kernel" / name).read_bytes() for name in ("kernel.js", "clockshim.c")]
+    # init.c: the init is in every snapshot, and restored with its pipes and status.
+    parts = [
+        (here / "kernel" / name).read_bytes() for name in ("kernel.js", "clockshim.c", "init.c")
+    ]
     parts += [
         (here / name).read_bytes()
         for name in (

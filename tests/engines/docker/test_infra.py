@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import required_engines
+from tonic.engines import natives
 from tonic.engines.docker import api as dockerapi
 from tonic.engines.docker import image as dockerimage
 from tonic.engines.docker import tree as dockertree
@@ -31,6 +32,7 @@ from tonic.errors import (
     DockerUnreachableError,
 )
 from tonic.settings import node_binary
+from tonic.store.layout import default_root
 
 # Blocks reading commands on fd 3; answers each with a JSON event on fd 4 and a line on
 # stdout and stderr. Its state: a counter, a random number, a file in its directory.
@@ -135,10 +137,13 @@ def _start(
         copies = []
     env = {k: v for k, v in os.environ.items() if k not in ("HOSTNAME",)}
     env["TONIC_PROBE"] = "1"
+    init, why = natives.init(default_root())
+    assert init is not None, why
     return dockertree.start(
         docker,
         image,
         [node_binary(), str(program)],
+        init=init,
         env=env,
         cwd=str(project),
         copies=copies,
@@ -259,12 +264,17 @@ def test_daemon_without_experimental_mode_is_refused() -> None:
         docker.check()
 
 
-def test_init_script_hides_what_the_daemon_adds() -> None:
-    script = dockertree.init_script({"PATH": "/bin"}, "/x/shim.so")
-    assert script.startswith(f"exec 4>{dockertree.IPC}/events 1>")
-    assert "unset HOSTNAME;" in script and "PATH" not in script.split("unset")[1].split(";")[0]
-    assert 'LD_PRELOAD=/x/shim.so "$@" 0<&8 2>&9 8<&- 9>&- &' in script
-    assert script.endswith("wait $!; exit $?")
+def test_init_command_hides_what_the_daemon_adds() -> None:
+    command = dockertree.init_command(
+        Path("/x/init"), ["node", "-r", "k.js"], {"PATH": "/bin"}, "/x/shim.so", "/usr/bin/node"
+    )
+    assert command[0] == "/x/init"
+    options = command[1 : command.index("--")]
+    pairs = {options[i]: options[i + 1] for i in range(0, len(options), 2)}
+    assert options[:2] == ["-u", "HOSTNAME"] and "PATH" not in options
+    assert pairs["-f"] == dockertree.IPC and pairs["-p"] == "/x/shim.so"
+    assert pairs["-x"] == "/usr/bin/node"
+    assert command[command.index("--") + 1 :] == ["node", "-r", "k.js"]
 
 
 def test_image_holds_node_and_its_libraries_at_host_paths() -> None:

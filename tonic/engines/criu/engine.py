@@ -18,21 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tonic.engine_catalog import DESCRIPTIONS
+from tonic.engines import natives
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
-from tonic.engines.criu.tree import (
-    FreshTree,
-    RestoredTree,
-    external_ttys,
-    pipe_names,
-    tree_rss,
-)
+from tonic.engines.criu import tree as trees
 from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.snapshots import Images, Session
+from tonic.errors import EngineError
 from tonic.kernel.driver import Program
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.procs import become_subreaper
 from tonic.store import Store
+from tonic.store.layout import default_root
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.records import SnapshotRecord
 
@@ -46,15 +43,16 @@ def _leftovers(env: dict[str, str]) -> Path | None:
 class CriuKernel:
     """One kernel run: a fresh tree, or one CRIU restored; dumped at the pauses."""
 
-    def __init__(self, criu: criu_tool.Criu) -> None:
+    def __init__(self, criu: criu_tool.Criu, init: Path) -> None:
         self.criu = criu
-        self.tree: FreshTree | RestoredTree | None = None
+        self.init = init
+        self.tree: trees.Tree | None = None
         self.watchdogs: list[Watchdog] = []
         self.dump_seconds: list[float] = []
         self.rss: list[int] = []
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
-        tree = FreshTree(program, pipes, env)
+        tree = trees.fresh(program, pipes, env, self.init)
         self.tree = tree
         self.watchdogs.append(Watchdog(tree.init_pid(), _leftovers(env)))
         return tree
@@ -67,8 +65,16 @@ class CriuKernel:
         ours.update(cmd=pipes.cmd, events=pipes.events)
         # A stderr of -1 is stdout's channel, inherited once.
         inherit = {fd: names[role] for role, fd in ours.items() if fd >= 0}
-        pid, _ = criu_tool.restore(self.criu, images.files, inherit, images.scratch)
-        self.tree = RestoredTree(pid)
+        read, write = trees.status_pipe()
+        inherit[write] = names["status"]
+        try:
+            pid, _ = criu_tool.restore(self.criu, images.files, inherit, images.scratch)
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self.tree = trees.restored(pid, read)
         self.watchdogs.append(Watchdog(pid, _leftovers(env)))
         return self.tree
 
@@ -78,9 +84,9 @@ class CriuKernel:
         try:
             os.chmod(folder, 0o700)
             root = self.tree.init_pid()
-            record.pipes = pipe_names(root)
-            self.rss.append(tree_rss(root))
-            external = external_ttys(record.pipes)
+            record.pipes = trees.pipe_names(root)
+            self.rss.append(trees.tree_rss(root))
+            external = trees.external_ttys(record.pipes)
             self.dump_seconds.append(criu_tool.dump(self.criu, root, folder, external))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -105,10 +111,17 @@ class CriuBackend:
 
     def availability(self) -> Availability:
         criu, why = criu_tool.availability()
+        if criu is not None:
+            init, problem = natives.init(default_root())
+            if init is None:
+                return Availability(False, f"{problem} (the kernel's namespace needs it)")
         return Availability(criu is not None, why)
 
     @contextlib.contextmanager
     def open(self, program: Program, store: Store) -> Iterator[Session]:
         criu = criu_tool.require()
-        become_subreaper()  # restored trees are detached from criu: we wait for them
-        yield Session(kernel=lambda: CriuKernel(criu))
+        init, why = natives.init(store.root)
+        if init is None:
+            raise EngineError(f"the criu engine cannot run here: {why}")
+        become_subreaper()  # restored trees are detached from criu: they are ours
+        yield Session(kernel=lambda: CriuKernel(criu, init))

@@ -103,9 +103,6 @@ def availability() -> tuple[Criu | None, str]:
         return None, "CRIU works on Linux only"
     if os.geteuid() != 0:
         return None, "CRIU needs root here (tonic runs as an unprivileged user)"
-    for tool in ("unshare", "setsid"):
-        if shutil.which(tool) is None:
-            return None, f"{tool} (util-linux) is not installed"
     criu, why = locate()
     if criu is None:
         return None, why

@@ -1,132 +1,116 @@
 """A kernel's process tree under the criu engine, fresh or restored.
 
-`unshare --pid --fork setsid sh -c SHELL node ...`: the shell is the init of a new PID
-namespace and its own session leader, as CRIU needs to dump and restore the tree while
-the original still runs (pids inside the namespace are private); node runs as its
-child, so signals and `process.kill(process.pid)` behave as usual. stdin is /dev/null (or
-the file on tonic's stdin); the kernel's two channels are pipes, stdout and stderr pipes,
-a pseudo-terminal's slave (dumped as an external terminal) or the user's file
-(kernel/stdio.py). A restore re-attaches this run's (`--inherit-fd`): fresh pipes, the
-new terminal, the new run's file (the same open file, at its offset: CRIU neither
-reopens it nor checks its size).
-
-The shell says nothing of its own: it starts node in the background, with stdin and
-stderr kept on fds 8 and 9, and waits for it with its own stderr on /dev/null (in the
-foreground, sh would print "Killed" or "Aborted" where node dies of a signal).
+tonic's init (kernel/init.c) makes a new PID namespace and is its init and its own
+session leader, as CRIU needs to dump and restore the tree while the original still runs
+(pids inside the namespace are private). Below it, a parent with tonic's pid (node's
+process.ppid is the process that started it, as under node) starts node with the
+init's own host pid (unique on the host while the namespace lives; a restored tree
+keeps its pids), so signals and `process.kill(process.pid)` behave as usual. The init
+prints nothing, and tells tonic on its status pipe how node ended (nsinit.py). stdin is
+/dev/null (or the file on tonic's stdin); the kernel's two channels and the status pipe
+are pipes, stdout and stderr pipes, a pseudo-terminal's slave (dumped as an external
+terminal) or the user's file (kernel/stdio.py). A restore re-attaches this run's
+(`--inherit-fd`): fresh pipes, the new terminal, the new run's file (the same open file,
+at its offset: CRIU neither reopens it nor checks its size). Once node has ended, tonic
+is done with the tree: the init lets go of the pipes and lives on, unwatched, while
+node's detached children do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 from tonic.engines.criu.seccomp import deny_io_uring
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program, kernel_argv, spawn
-from tonic.kernel.pipes import Pipes, shell_status
+from tonic.kernel.nsinit import STATUS_FD, InitStatus, init_argv
+from tonic.kernel.pipes import Pipes
+from tonic.settings import node_argv0
 
-# Where the shell keeps the notebook's stderr (its own fd 2 is /dev/null): see pipe_names.
-STDERR_FD = 9
-SHELL = (
-    f"exec 8<&0 {STDERR_FD}>&2; "
-    f'"$@" 0<&8 2>&{STDERR_FD} 8<&- {STDERR_FD}>&- & '
-    "exec 2>/dev/null 8<&-; wait $!; exit $?"
-)
+START_TIMEOUT = 10.0  # seconds for the init to say its pid
 
 
-class FreshTree:
-    """`unshare` and the namespace it made: node below a shell that is the init."""
-
-    def __init__(self, program: Program, pipes: Pipes, env: dict[str, str]) -> None:
-        argv = ["unshare", "--pid", "--fork", "setsid", "sh", "-c", SHELL, "tonic"]
-        env = dict(env)
-        preload = env.pop("LD_PRELOAD", None)
-        if preload:
-            # Only node loads the clock shim: in the shell it would close fds 3 and 4.
-            argv += ["env", f"LD_PRELOAD={preload}"]
-        argv += kernel_argv(program)
-        # A file on stdin is node's (CRIU reopens it by path at restore, at its offset).
-        stdin = None if program.stdin else subprocess.DEVNULL
-        self.proc = spawn(argv, program, pipes, env, deny_io_uring, "the kernel", stdin=stdin)
-        self._init: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def init_pid(self) -> int:
-        """The host pid of the namespace's init (the shell): the root CRIU dumps."""
-        if self._init is None:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-            for _ in range(2000):
-                found = children.read_text().split()
-                if found:
-                    self._init = int(found[0])
-                    break
-                time.sleep(0.001)
-            else:
-                raise EngineError("the kernel's namespace did not start")
-        return self._init
-
-    def poll(self) -> int | None:
-        code = self.proc.poll()
-        return None if code is None else shell_status(code)
-
-    def wait(self) -> int:
-        return shell_status(self.proc.wait())
-
-    def kill(self) -> None:
-        if self._init is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._init, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+def status_pipe() -> tuple[int, int]:
+    """(tonic's read end, the write end for the init, above the kernel's fds 0-5)."""
+    read, write = os.pipe()
+    high = fcntl.fcntl(write, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(write)
+    return read, high
 
 
-class RestoredTree:
-    """A tree CRIU restored, detached: reparented to tonic, its subreaper."""
+class Tree:
+    """A kernel's tree, seen through its init: node's status comes from its status pipe;
+    `kill` ends the namespace (SIGKILL to its init, the one signal it cannot ignore)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, status: InitStatus) -> None:
         self._pid = pid
-        self._status: int | None = None
+        self.status = status
 
     @property
     def pid(self) -> int:
         return self._pid
 
     def init_pid(self) -> int:
+        """The host pid of the namespace's init: the root CRIU dumps."""
         return self._pid
 
-    def _reap(self, flags: int) -> int | None:
-        if self._status is None:
-            try:
-                got, status = os.waitpid(self._pid, flags)
-            except ChildProcessError:
-                self._status = 0
-                return 0
-            if got == 0:
-                return None
-            code = os.waitstatus_to_exitcode(status)
-            self._status = shell_status(code) if code >= 0 else code
-        return self._status
-
     def poll(self) -> int | None:
-        return self._reap(os.WNOHANG)
+        return self.status.poll()
 
     def wait(self) -> int:
-        status = self._reap(0)
-        assert status is not None
-        return status
+        return self.status.wait()
 
     def kill(self) -> None:
-        if self._status is None:
+        if self.status.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGKILL)
+
+
+def fresh(program: Program, pipes: Pipes, env: dict[str, str], init: Path) -> Tree:
+    """Start the init in a new namespace, node below it."""
+    env = dict(env)
+    preload = env.pop("LD_PRELOAD", None)
+    read, write = status_pipe()
+    node, *rest = kernel_argv(program)
+    argv = init_argv(
+        init,
+        [node_argv0(), *rest],
+        executable=node,
+        status_fd=write,
+        namespace=True,
+        preload=preload,
+        parent=os.getpid(),  # node's process.ppid: tonic, which started it
+    )
+    # A file on stdin is node's (CRIU reopens it by path at restore, at its offset).
+    stdin = None if program.stdin else subprocess.DEVNULL
+    status = InitStatus(read)
+    try:
+        launcher = spawn(
+            argv, program, pipes, env, deny_io_uring, "the kernel", stdin=stdin, keep=(write,)
+        )
+    except BaseException:
+        status.close()
+        raise
+    finally:
+        os.close(write)
+    launcher.wait()  # it only makes the namespace, says the init's pid, and exits
+    pid = status.wait_host_pid(START_TIMEOUT)
+    if pid is None:
+        status.close()
+        raise EngineError("the kernel's namespace did not start")
+    return Tree(pid, status)
+
+
+def restored(pid: int, status: int) -> Tree:
+    """A tree CRIU restored, detached (reparented to tonic), its status pipe re-attached
+    to `status` (tonic's read end)."""
+    return Tree(pid, InitStatus(status))
 
 
 def tree_rss(pid: int) -> int:
@@ -145,12 +129,15 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+ROLES = ((1, "stdout"), (2, "stderr"), (3, "cmd"), (4, "events"), (STATUS_FD, "status"))
+
+
 def pipe_names(pid: int) -> dict[str, str]:
-    """What is on the tree root's fds 1, 9 (stderr), 3 and 4, as CRIU's `--inherit-fd`
-    names it: a pipe `pipe:[inode]`, a terminal `tty[rdev:dev]` (hex), a file its path
-    without the leading slash."""
+    """What is on the tree root's fds 1-5, as CRIU's `--inherit-fd` names it: a pipe
+    `pipe:[inode]`, a terminal `tty[rdev:dev]` (hex), a file its path without the
+    leading slash."""
     names = {}
-    for fd, role in ((1, "stdout"), (STDERR_FD, "stderr"), (3, "cmd"), (4, "events")):
+    for fd, role in ROLES:
         where = f"/proc/{pid}/fd/{fd}"
         name = os.readlink(where)
         if name.startswith("/"):

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tonic.engine_catalog import DESCRIPTIONS
+from tonic.engines import natives
 from tonic.engines.base import Availability
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner
 from tonic.engines.snapshots import Images, Session
-from tonic.errors import TonicError
+from tonic.errors import DockerError, TonicError
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.pipes import KernelProcess, Pipes
+from tonic.settings import node_argv0
 from tonic.store import Store
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.deps import env_digest
@@ -196,13 +198,16 @@ class DockerKernel:
             labels=self.labels,
             skip=frozenset({str(self.store_root.resolve())}),
         )
-        argv = kernel_argv(program)
-        if self.node is not None:
-            argv[0] = self.node
+        node, *rest = kernel_argv(program)
+        init, why = natives.init(self.store_root)
+        if init is None:
+            raise DockerError(f"the docker engine cannot run here: {why}")
         self.kernel = dockertree.start(
             self.api,
             layer,
-            argv,
+            [self.node or node_argv0(), *rest],
+            init=init,
+            node=None if self.node else node,
             env=env,
             cwd=str(program.cwd),
             copies=[env["TONIC_KERNEL_PLAN"]],

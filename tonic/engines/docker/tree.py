@@ -1,17 +1,19 @@
-"""The tonic kernel inside a Docker container, as FreshTree and RestoredTree run it on
-the host: started fresh, checkpointed at a pause (CRIU through the daemon, plus a commit
-of the container's filesystem), and restored into a new container.
+"""The tonic kernel inside a Docker container, as criu/tree.py runs it on the host:
+started fresh, checkpointed at a pause (CRIU through the daemon, plus a commit of the
+container's filesystem), and restored into a new container.
 
 tonic reads and writes the kernel's channels on its own fds; the kernel sees them on fds
 1 (stdout), 2 (stderr), 3 (commands) and 4 (events). Across the container boundary they
 are named FIFOs in a small host directory, bind-mounted at `IPC` in the container. The
-container's init is a shell (so node is not PID 1: signals and `process.kill` behave as
-on the host) that opens the FIFOs onto fds 4, 1, 2, then 3, runs node as its child with
-stdin /dev/null and exits with node's status. tonic opens its read ends first
-(non-blocking, so the shell's opens do not wait), then the command FIFO's write end,
-which succeeds only once the shell has opened its read end, after all its write ends:
-no read of tonic's sees an end of file before the kernel exists. CRIU reopens the
-FIFOs by path at a restore; the new container mounts a fresh FIFO directory there.
+container's init is tonic's init (kernel/init.c, copied in at its host path; so node is
+not PID 1: signals and `process.kill` behave as on the host). It opens the FIFOs onto
+fds 4, 1, 2, its status FIFO, then 3, runs node as its child with stdin /dev/null, prints
+nothing and says on the status FIFO how node ended (nsinit.py). tonic opens its read
+ends first (non-blocking, so the init's opens do not wait), then the command FIFO's
+write end, which succeeds only once the init has opened its read end, after all its
+write ends: no read of tonic's sees an end of file before the kernel exists. CRIU
+reopens the FIFOs by path at a restore; the new container mounts a fresh FIFO directory
+there.
 
 The files the kernel needs (the notebook's directory, kernel.js, the plan, the clock
 shim) are copied into the container at the same absolute paths as on the host
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import shutil
 import socket
 import tempfile
@@ -37,37 +38,36 @@ from tonic.engines.docker import host as dockerhost
 from tonic.engines.docker.api import Docker, Mount
 from tonic.engines.docker.copies import Placement, pack, place_checkpoint, startup_files
 from tonic.errors import DockerError
-from tonic.kernel.pipes import Pipes, shell_status
+from tonic.kernel.nsinit import InitStatus, init_argv
+from tonic.kernel.pipes import Pipes
 
 IPC = "/run/tonic-ipc"  # the FIFO directory's place in the container
-FIFOS = ("events", "stdout", "stderr", "cmd")
-OPEN_TIMEOUT = 30.0  # seconds for the container's shell to open its FIFOs
+FIFOS = ("events", "stdout", "stderr", "status", "cmd")
+OPEN_TIMEOUT = 30.0  # seconds for the container's init to open its FIFOs
 # Variables the daemon adds to a container's environment when it has none.
 DAEMON_ENV = ("PATH", "HOSTNAME")
 
 Via = Literal["auto", "runc", "docker"]
 
 
-def init_script(env: dict[str, str], preload: str | None, merged: bool = False) -> str:
-    """The container init's `sh -c` script: FIFOs onto fds 4, 1, 2, 3, then node
-    ("$@") as its child, with LD_PRELOAD for node only (in the shell the clock shim
-    would move fds 3 and 4 before node is started). `merged`: stderr is stdout's FIFO
-    (tonic's stdout and stderr are one; the stderr FIFO, never opened for writing, reads
-    as ended). The shell says nothing of its own: node runs in the background with stdin
-    and stderr kept on fds 8 and 9, and the shell waits for it with its stderr on
-    /dev/null (in the foreground, sh would print "Killed" or "Aborted" where node dies
-    of a signal)."""
-    stderr = "&1" if merged else f"{IPC}/stderr"
-    opens = f"exec 4>{IPC}/events 1>{IPC}/stdout 2>{stderr} 3<{IPC}/cmd 8<&0 9>&2"
+def init_command(
+    init: Path,
+    argv: list[str],
+    env: dict[str, str],
+    preload: str | None,
+    node: str | None,
+    merged: bool = False,
+) -> list[str]:
+    """The container's command: tonic's init on the FIFOs, starting node (`argv`; the
+    file run is `node`, if not argv[0]) with LD_PRELOAD for node only, without the
+    variables the daemon adds when `env` has none; `merged`: stderr is stdout's FIFO
+    (tonic's stdout and stderr are one; the stderr FIFO, never opened for writing,
+    reads as ended)."""
     unset = [name for name in DAEMON_ENV if name not in env]
-    steps = [opens]
-    if unset:
-        steps.append("unset " + " ".join(unset))
-    run = '"$@" 0<&8 2>&9 8<&- 9>&- &'
-    if preload:
-        run = f"LD_PRELOAD={shlex.quote(preload)} {run}"
-    steps += [run + " exec 2>/dev/null 8<&- 9>&-", "wait $!", "exit $?"]
-    return "; ".join(steps)
+    command = init_argv(init, argv, executable=node, fifos=IPC, merged=merged, preload=preload)
+    for name in unset:
+        command[1:1] = ["-u", name]
+    return command
 
 
 def close_pipes(pipes: Pipes) -> None:
@@ -82,10 +82,11 @@ def _fifo_dir() -> Path:
     return directory
 
 
-def _open_readers(directory: Path) -> tuple[int, int, int]:
+def _open_readers(directory: Path) -> tuple[int, int, int, int]:
+    """tonic's read ends: events, stdout, stderr, status."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-    fds = [os.open(directory / name, flags) for name in ("events", "stdout", "stderr")]
-    return fds[0], fds[1], fds[2]
+    fds = [os.open(directory / name, flags) for name in ("events", "stdout", "stderr", "status")]
+    return fds[0], fds[1], fds[2], fds[3]
 
 
 @dataclass
@@ -119,8 +120,8 @@ class ContainerKernel:
         self.fifo_dir = prepared.fifo_dir
         self.hostname = hostname
         self.ours: Pipes | None = None
+        self.status: InitStatus | None = None
         self._pid = 0
-        self._status: int | None = None
         self.seconds: dict[str, float] = {}
         # The image holding the files of the last snapshot (or of the restored one), and
         # the signature of the container's own changes at that moment.
@@ -134,9 +135,9 @@ class ContainerKernel:
     def _started(self) -> None:
         self._pid = int(self.api.state(self.container).get("Pid") or 0)
 
-    def _connect(self, readers: tuple[int, int, int]) -> None:
+    def _connect(self, readers: tuple[int, int, int, int]) -> None:
         """Open the command FIFO's write end once the kernel side has its read end."""
-        events, stdout, stderr = readers
+        events, stdout, stderr, status = readers
         deadline = time.monotonic() + OPEN_TIMEOUT
         checked = time.monotonic()
         while True:
@@ -149,33 +150,28 @@ class ContainerKernel:
             now = time.monotonic()
             if now - checked > 0.1:
                 checked = now
-                if self.poll() is not None:
+                state = self.api.state(self.container)
+                if not (state.get("Running") or state.get("Status") == "created"):
                     raise DockerError(
-                        f"the kernel container exited (status {self._status}) before "
-                        "opening its channels"
+                        f"the kernel container exited (status {state.get('ExitCode')}) "
+                        "before opening its channels"
                     )
             if now > deadline:
                 raise DockerError("the kernel container did not open its channels in time")
             time.sleep(0.001)
         self.ours = Pipes(cmd=cmd, events=events, stdout=stdout, stderr=stderr)
+        self.status = InitStatus(status)
 
     def poll(self) -> int | None:
-        if self._status is None:
-            state = self.api.state(self.container)
-            if state.get("Running") or state.get("Restarting"):
-                return None
-            if state.get("Status") == "created":
-                return None
-            self._status = shell_status(int(state.get("ExitCode") or 0))
-        return self._status
+        """node's status, from the init (None while node runs)."""
+        return None if self.status is None else self.status.poll()
 
     def wait(self) -> int:
-        if self._status is None:
-            self._status = shell_status(self.api.wait(self.container))
-        return self._status
+        assert self.status is not None
+        return self.status.wait()
 
     def kill(self) -> None:
-        if self._status is None:
+        if self.poll() is None:
             self.api.kill(self.container)
 
     def files_signature(self) -> str | None:
@@ -248,7 +244,10 @@ class ContainerKernel:
         return image
 
     def close(self) -> None:
-        """Remove the container (killing it) and its FIFO directory; not tonic's fds."""
+        """Remove the container (killing it) and its FIFO directory; not tonic's fds
+        (but the status FIFO's, which is the kernel's own)."""
+        if self.status is not None:
+            self.status.close()
         self.api.remove_container(self.container)
         shutil.rmtree(self.fifo_dir, ignore_errors=True)
 
@@ -258,6 +257,8 @@ def start(
     image: str,
     argv: list[str],
     *,
+    init: Path,
+    node: str | None = None,
     env: dict[str, str],
     cwd: str,
     copies: Sequence[Path | str] = (),
@@ -265,20 +266,21 @@ def start(
     hostname: str | None = None,
     merged: bool = False,
 ) -> ContainerKernel:
-    """Run `argv` (node -r kernel.js FILE ARGS) in a new container from `image`, with
-    `copies` (host files and directories) at their own paths, the environment `env`
-    (LD_PRELOAD in it goes to node only), cwd `cwd`, the host's user and hostname;
-    `merged`: one FIFO for stdout and stderr."""
+    """Run `argv` (node -r kernel.js FILE ARGS; the file run is `node`, if not argv[0])
+    in a new container from `image` under tonic's `init`, with `copies` (host files and
+    directories) at their own paths, the environment `env` (LD_PRELOAD in it goes to
+    node only), cwd `cwd`, the host's user and hostname; `merged`: one FIFO for stdout
+    and stderr."""
     env = dict(env)
     preload = env.pop("LD_PRELOAD", None)
     hostname = hostname or socket.gethostname()
-    copies = [*copies, *startup_files(env)]
+    copies = [*copies, init, *startup_files(env)]
     t0 = time.monotonic()
     fifo_dir = _fifo_dir()
     try:
         container = api.create(
             image,
-            ["/bin/sh", "-c", init_script(env, preload, merged), "tonic", *argv],
+            init_command(init, argv, env, preload, node, merged),
             kind="kernel",
             labels=labels,
             env=env,
@@ -291,7 +293,7 @@ def start(
         shutil.rmtree(fifo_dir, ignore_errors=True)
         raise
     kernel = ContainerKernel(api, Prepared(container, fifo_dir), hostname)
-    readers: tuple[int, int, int] | None = None
+    readers: tuple[int, int, int, int] | None = None
     try:
         t1 = time.monotonic()
         if copies:
@@ -376,7 +378,7 @@ def restore(
         created = prepared.seconds
     kernel = ContainerKernel(api, prepared, snapshot.hostname)
     name = snapshot.checkpoint.name
-    readers: tuple[int, int, int] | None = None
+    readers: tuple[int, int, int, int] | None = None
     try:
         t1 = time.monotonic()
         placed = api.container_checkpoints(prepared.container) / name
@@ -390,6 +392,7 @@ def restore(
         readers = _open_readers(prepared.fifo_dir)
         cmd = os.open(prepared.fifo_dir / "cmd", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         kernel.ours = Pipes(cmd=cmd, events=readers[0], stdout=readers[1], stderr=readers[2])
+        kernel.status = InitStatus(readers[3])
         inventory = (placed / "inventory.img").read_bytes()
         wall = time.time()
         try:
@@ -409,7 +412,7 @@ def restore(
         elif readers is not None:
             for fd in readers:
                 os.close(fd)
-        kernel.close()
+        kernel.close()  # the status reader too
         raise
     kernel.seconds = {
         "create": created,

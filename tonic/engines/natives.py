@@ -1,0 +1,73 @@
+"""Building tonic's two C helpers from kernel/: the clock shim (clockshim.c) that keeps
+pauses out of node's clocks, and the init (init.c) of the kernel's PID namespace.
+
+Each is compiled on first use with the machine's C compiler into the snapshot cache,
+keyed by its source's hash. Without a compiler the snapshot engines cannot run (they
+need the init: tonic falls back to the replay engine); the init is linked statically
+where the C library allows it, so that it runs in any container image.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tonic.kernel.driver import kernel_file
+from tonic.store.layout import BIN
+
+
+def _build(
+    cache_root: Path, source_name: str, what: str, suffix: str, attempts: list[list[str]]
+) -> tuple[Path | None, str]:
+    """(path of the built `source_name`, None-reason); `attempts`: the compiler's
+    arguments after the source, tried in turn until one builds."""
+    source = kernel_file(source_name)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    stem = source_name.removesuffix(".c")
+    target = cache_root / BIN / f"{stem}-{digest}{suffix}"
+    if target.exists():
+        return target, f"{what} at {target}"
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None, f"no C compiler (cc) to build {what}"
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    last = "?"
+    for flags in attempts:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}-")
+        os.close(fd)
+        try:
+            proc = subprocess.run(
+                [cc, "-O2", "-o", tmp, str(source), *flags],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as err:
+            os.unlink(tmp)
+            return None, f"the C compiler {cc} does not run ({err.strerror}) to build {what}"
+        if proc.returncode == 0:
+            os.chmod(tmp, 0o700)
+            os.replace(tmp, target)
+            return target, f"{what} built at {target}"
+        os.unlink(tmp)
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return None, f"{what} does not build: {last}"
+
+
+@functools.cache
+def shim(cache_root: Path) -> tuple[Path | None, str]:
+    """(path of the built clock shim, None-reason)."""
+    return _build(
+        cache_root, "clockshim.c", "the clock shim", ".so", [["-shared", "-fPIC", "-ldl"]]
+    )
+
+
+@functools.cache
+def init(cache_root: Path) -> tuple[Path | None, str]:
+    """(path of the built init, None-reason)."""
+    return _build(cache_root, "init.c", "tonic's init", "", [["-static"], []])
