@@ -99,6 +99,7 @@ test('eval continues with an edited suffix in the same process', TIMEOUT, async 
     await k.expect('hello');
     assert.equal((await k.expect('pause')).cell, 1);
     k.send({ op: 'eval', source: suffix, values: [3], check: 'let a = 1;\n' });
+    await k.expect('continuing'); // the check passed
     assert.equal((await k.expect('pause')).cell, 2);
     assert.equal(await k.stdoutIs('one 1\nedited 2\n'), 'one 1\nedited 2\n');
     k.go();
