@@ -63,6 +63,8 @@ class _Watch:
         if not self.observe:
             result.uses = {}  # the engine's key covers the surroundings
             self.sink.cell_done(result)
+        elif result.origin == "restored":
+            self.sink.cell_done(result)  # its record came with the snapshot's
         else:
             self.held.append(result)
 
