@@ -36,6 +36,8 @@ def _spawn(args: list[str], cwd: Path) -> tuple[int, int]:
     pid, master = pty.fork()
     if pid == 0:  # the child: tonic on the terminal, in the test's folder
         os.chdir(cwd)
+        os.environ["TERM"] = "xterm-256color"  # a terminal that can show colours
+        os.environ.pop("CI", None)  # (node takes $CI for a terminal without colours)
         os.execv(sys.executable, [sys.executable, "-m", "tonic", *args])
     return pid, master
 

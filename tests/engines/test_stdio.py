@@ -140,6 +140,10 @@ def _pty_run(
 ) -> tuple[bytes, int]:
     """Everything `argv` wrote to a pseudo-terminal of that size (stdout and stderr), and
     its exit status."""
+    # node colours what it logs on a terminal that says it can: CI has no TERM, and node
+    # takes $CI for a terminal without colours
+    env = {**(env if env is not None else os.environ), "TERM": "xterm-256color"}
+    env.pop("CI", None)
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen(
