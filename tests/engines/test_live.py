@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -116,8 +117,15 @@ def test_ctrl_c_ends_tonic_and_its_kernel(engine: str, tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     else:
+        tree = subprocess.run(
+            ["ps", "-eH", "-o", "pid,ppid,pgid,sid,stat,wchan:20,args"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        shown = b"".join(line for _, line in _lines(master, b"\0", timeout=1))
         os.kill(pid, signal.SIGKILL)
-        pytest.fail("tonic did not end on Ctrl-C")
+        pytest.fail(f"tonic did not end on Ctrl-C; the processes:\n{tree}\nit showed {shown!r}")
     os.close(master)
     assert os.waitstatus_to_exitcode(status) in (130, -signal.SIGINT)
     assert no_kernel_left(nb)
