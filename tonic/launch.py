@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 PROTOCOL = "1"
 MODES = ("auto", "on", "off")
 IDLE_SECONDS = 600.0
-# Forwarded to the worker while it runs (SIGPIPE, SIGCHLD and the like are not).
+# Forwarded to the worker while it runs (SIGPIPE, SIGCHLD and the like are not;
+# SIGWINCH is, for a terminal resize to reach the kernel).
 FORWARDED = (
     _signal.SIGINT,
+    _signal.SIGWINCH,
     _signal.SIGTERM,
     _signal.SIGHUP,
     _signal.SIGQUIT,

@@ -4,13 +4,16 @@ kernel."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -129,3 +132,34 @@ def test_ctrl_c_ends_tonic_and_its_kernel(engine: str, tmp_path: Path) -> None:
     os.close(master)
     assert os.waitstatus_to_exitcode(status) in (130, -signal.SIGINT)
     assert no_kernel_left(nb)
+
+
+RESIZE = """console.log('columns', process.stdout.columns);
+process.stdout.on('resize', () => {
+  console.log('resized', process.stdout.columns, process.stdout.rows);
+  process.exit(0);
+});
+setTimeout(() => console.log('no resize'), 20000);
+"""
+
+
+def _resize(fd: int, rows: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+@pytest.mark.parametrize("engine", ["replay", "criu"])
+def test_a_resize_reaches_the_notebook(engine: str, tmp_path: Path) -> None:
+    """Resizing the terminal during a run: node's stdout emits 'resize' with the new
+    size, as under node on that terminal."""
+    require_engine(engine)
+    nb = tmp_path / "resize.js"
+    nb.write_text(RESIZE)
+    pid, master = _spawn(["run", "--plain", "--engine", engine, str(nb)], tmp_path)
+    _resize(master, 24, 80)
+    lines = _lines(master, b"columns")
+    assert b"columns 80" in [_visible(line) for _, line in lines], lines
+    _resize(master, 30, 120)  # the terminal sends SIGWINCH to tonic's process group
+    lines = _lines(master, b"resized", timeout=30)
+    assert b"resized 120 30" in [_visible(line) for _, line in lines], lines
+    assert _status(pid) == 0
+    os.close(master)

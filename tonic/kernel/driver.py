@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from tonic.errors import EngineError
+from tonic.kernel import winsize
 from tonic.kernel.pipes import KernelProcess, Pipes, close_all, end, place_channels, write_all
 from tonic.kernel.protocol import GO, Command, encode
 from tonic.kernel.relay import Relay
@@ -194,7 +195,7 @@ def run_kernel(
     tmp = Path(tempfile.mkdtemp(prefix="tonic-kernel-"))
     os.chmod(tmp, 0o700)
     channels = open_channels(program.stdio)
-    ours, kernel_ends, files = channels.ours, channels.theirs, channels.files
+    ours, kernel_ends, files, ptys = channels.ours, channels.theirs, channels.files, channels.ptys
     theirs: Pipes | None = kernel_ends
     proc: KernelProcess | None = None
     try:
@@ -203,7 +204,7 @@ def run_kernel(
         theirs = None
         if opts.channels is not None:
             close_all(ours)
-            ours = opts.channels(proc)
+            ours, ptys = opts.channels(proc), {}
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
         state = RunState(program, sink, engine, opts.resume, at_once=bool(files))
         if opts.resume is not None:
@@ -212,7 +213,8 @@ def run_kernel(
             if opts.resume.setup is not None:
                 write_all(ours.cmd, encode(opts.resume.setup))
             write_all(ours.cmd, encode(opts.resume.command))
-        Relay(proc, state, ours, files, timeout, opts).run()
+        with winsize.following(ptys, proc.pid):
+            Relay(proc, state, ours, files, timeout, opts).run()
         if state.result.aborted is not None:
             for appended in files.values():
                 appended.rewind()  # it runs again: what it wrote is written again

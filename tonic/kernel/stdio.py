@@ -173,12 +173,14 @@ def _pty(like: int) -> tuple[int, int]:
 
 @dataclass
 class Channels:
-    """tonic's ends and the kernel's of its four channels, and the files node writes
-    itself (by stream: 1 stdout, 2 stderr; tonic's end of such a stream is -1)."""
+    """tonic's ends and the kernel's of its four channels, the files node writes
+    itself (by stream: 1 stdout, 2 stderr; tonic's end of such a stream is -1), and the
+    pseudo-terminals' masters with the terminals they copy (winsize.py)."""
 
     ours: Pipes
     theirs: Pipes
     files: dict[int, Appended]
+    ptys: dict[int, int]
 
 
 def open_channels(stdio: Stdio, out: int = 1, err: int = 2) -> Channels:
@@ -189,6 +191,7 @@ def open_channels(stdio: Stdio, out: int = 1, err: int = 2) -> Channels:
     ours = {1: -1, 2: -1}
     theirs = {1: -1, 2: MERGED}
     files: dict[int, Appended] = {}
+    ptys: dict[int, int] = {}
     for stream, kind, fd in ((1, stdio.stdout, out), (2, stdio.stderr, err)):
         if stream == 2 and stdio.merged:
             break
@@ -196,11 +199,12 @@ def open_channels(stdio: Stdio, out: int = 1, err: int = 2) -> Channels:
         with contextlib.suppress(OSError):
             if kind == TTY:
                 ours[stream], theirs[stream] = _pty(fd)
+                ptys[ours[stream]] = fd
             elif kind == FILE:
                 files[stream] = Appended(fd)
                 theirs[stream] = os.dup(fd)
         if theirs[stream] < 0:
             ours[stream], theirs[stream] = os.pipe()
     return Channels(
-        Pipes(cmd_w, ev_r, ours[1], ours[2]), Pipes(cmd_r, ev_w, theirs[1], theirs[2]), files
+        Pipes(cmd_w, ev_r, ours[1], ours[2]), Pipes(cmd_r, ev_w, theirs[1], theirs[2]), files, ptys
     )
