@@ -328,3 +328,13 @@ def test_two_starts_at_once_share_one_server(tmp_path: Path) -> None:
     finally:
         out = tonic("server", "stop", env=env)
         assert out.code == 0, out.describe()
+
+
+@pytest.mark.parametrize("argv", [(), ("--help",), ("run", "--help"), ("cache", "-h")])
+def test_help_starts_no_server(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """`auto` starts a server only for a command that runs: asking for help starts none."""
+    runtime = tmp_path / "runtime"
+    env = _env(runtime, TONIC_SERVER="auto", CI="")
+    tonic(*argv, env=env)
+    time.sleep(0.5)
+    assert not list(runtime.glob("*.sock"))

@@ -354,6 +354,12 @@ def spawn_server(directory: str, tag: str, stderr: int | None = None) -> subproc
     )
 
 
+def only_help(argv: list[str]) -> bool:
+    """Nothing to run: no command, or a request for help or the version (a server would
+    start for nothing)."""
+    return not argv or any(arg in ("--help", "-h", "--version") for arg in argv)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     how = mode()
@@ -364,7 +370,7 @@ def main() -> None:
             status = serve_here(argv, directory, tag)
             if status is not None:
                 exit_with(status)
-            if how == "auto" and not in_ci():
+            if how == "auto" and not in_ci() and not only_help(argv):
                 try:  # noqa: SIM105
                     spawn_server(directory, tag)
                 except OSError:
