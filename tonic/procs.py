@@ -1,4 +1,5 @@
-"""Process lifetime helpers (prctl): a child that dies with its parent, a subreaper."""
+"""Process helpers: a child that dies with its parent, a subreaper (prctl); a process's
+ids and descendants (/proc)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,27 @@ def become_subreaper() -> None:
     that we can still wait for them."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def ids(pid: int) -> tuple[int, int, int] | None:
+    """(parent, process group, session) of `pid`, from /proc; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def descendants(root: int) -> list[int]:
+    """`root`'s descendants now, parents before their children."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (got := ids(int(name))) is not None:
+            children.setdefault(got[0], []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        more = children.get(todo.pop(0), [])
+        found += more
+        todo += more
+    return found

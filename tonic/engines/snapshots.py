@@ -147,13 +147,19 @@ class Images:
 
 
 @contextlib.contextmanager
-def images(store: Store, choice: Choice) -> Iterator[Images]:
-    """The snapshot's image files: kept unpacked (store/hot.py) or recreated from the
-    store in the scratch folder, which is removed afterwards."""
+def images(store: Store, choice: Choice, notes: list[str]) -> Iterator[Images]:
+    """The snapshot's image files: kept unpacked (store/hot.py) and intact, or recreated
+    from the store in the scratch folder, which is removed afterwards. A damaged
+    unpacked copy is said in `notes`."""
     work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
     try:
         os.chmod(work, 0o700)
-        found = hot.lookup(store.root, choice.snapshot_id)
+        found, damaged = hot.lookup(store.root, choice.snapshot_id)
+        if damaged:
+            notes.append(
+                f"the unpacked images of the snapshot after cell {choice.pause} were "
+                f"damaged ({damaged}): restored from the store's copy"
+            )
         if found is None:
             found = work / "images"
             try:
@@ -369,9 +375,9 @@ class _Steps:
             return proc
         started = time.monotonic()
         try:
-            with images(self.store, choice) as found:
+            with images(self.store, choice, self.recorder.notes) as found:
                 proc = self.kernel.restore(choice, found, pipes, env)
-        except (EngineError, KeyError) as err:
+        except (EngineError, KeyError, StoreError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
         self.watcher.attach(self.kernel.tree_pid())
         self.restore_seconds = time.monotonic() - started

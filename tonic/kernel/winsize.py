@@ -18,41 +18,21 @@ import termios
 import threading
 from collections.abc import Iterator
 
-
-def _ids(pid: int) -> tuple[int, int, int] | None:
-    """(parent, process group, session) of `pid`, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), int(fields[2]), int(fields[3])
-
-
-def _tree(root: int) -> list[int]:
-    """`root`'s descendants (pids of this /proc)."""
-    parents: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (ids := _ids(int(name))) is not None:
-            parents.setdefault(ids[0], []).append(int(name))
-    found, todo = [], [root]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        found += children
-        todo += children
-    return found
+from tonic.procs import descendants, ids
 
 
 def targets(root: int) -> list[int]:
     """Whom a resize signals (`os.kill` arguments): node itself when the kernel is node
     (it leads no session), else the process groups of the kernel's tree (rooted at its
     init, a session leader) that are led by a process of the init's session."""
-    ids = _ids(root)
-    if ids is None:
+    own = ids(root)
+    if own is None:
         return []
-    if ids[2] != root:
+    if own[2] != root:
         return [root]
-    return [-pid for pid in _tree(root) if (got := _ids(pid)) and got[1] == pid and got[2] == root]
+    return [
+        -pid for pid in descendants(root) if (got := ids(pid)) and got[1] == pid and got[2] == root
+    ]
 
 
 def resized(ptys: dict[int, int], root: int) -> None:

@@ -7,18 +7,27 @@ uses it as it is. The folder holds at most $TONIC_HOT_CACHE bytes (default 512M;
 it off), least recently used out first. A hot folder is only a copy: the store stays the
 record, and a snapshot gone from the store is never looked up here.
 
+A hot folder is checked before each use, as the store checks every chunk it reads: each
+file against the BLAKE3 digest taken when it was kept (about 2 GB/s a core, several
+cores at once). A copy that fails (a flipped byte, a truncated or missing file) is
+dropped, and the restore uses the store's copy instead.
+
     <cache>/hot/<snapshot id>/      image files, as CRIU wrote them
-    <cache>/hot/<snapshot id>.ready its size in bytes; written last (the folder is usable)
+    <cache>/hot/<snapshot id>.ready {"bytes": size, "files": {name: digest}}; written
+                                    last (the folder is usable)
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
+
+import blake3
 
 from tonic import settings
 from tonic.store.layout import HOT
@@ -39,6 +48,18 @@ def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
 
 
+def digest(path: Path) -> str:
+    """The BLAKE3 digest of a file (read through a map, on all cores)."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    if path.stat().st_size:
+        hasher.update_mmap(path)
+    return hasher.hexdigest()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {f.name: digest(f) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
 def keep(root: Path, snapshot_id: str, images: Path) -> None:
     """Move a stored dump's folder in (or delete it when over budget or already there)."""
     limit = budget()
@@ -47,10 +68,11 @@ def keep(root: Path, snapshot_id: str, images: Path) -> None:
         size = _size(images)
         if not _ID.fullmatch(snapshot_id) or size > limit or target.exists():
             return
+        files = _digests(images)
         target.parent.mkdir(mode=0o700, exist_ok=True)
         os.rename(images, target)
         ready = target.with_suffix(".ready")
-        ready.write_text(str(size))
+        ready.write_text(json.dumps({"bytes": size, "files": files}))
         os.chmod(ready, 0o600)
         trim(root, limit)
     except OSError:
@@ -59,23 +81,48 @@ def keep(root: Path, snapshot_id: str, images: Path) -> None:
         shutil.rmtree(images, ignore_errors=True)
 
 
-def lookup(root: Path, snapshot_id: str) -> Path | None:
-    """The unpacked images of a snapshot, if kept; marks them as just used."""
+def _ready(ready: Path) -> dict[str, object] | None:
+    """A `.ready` file's fields, or None when it is not one (damaged, or of an older
+    tonic, which kept no digests)."""
+    try:
+        doc = json.loads(ready.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("bytes"), int):
+        return None
+    return doc if isinstance(doc.get("files"), dict) else None
+
+
+def lookup(root: Path, snapshot_id: str) -> tuple[Path | None, str | None]:
+    """The unpacked images of a snapshot, if kept and intact (marked as just used); and
+    what was damaged when a kept copy was not: it is then dropped (the store's copy is to
+    be used)."""
     folder = _dir(root) / snapshot_id
     ready = folder.with_suffix(".ready")
+    if not ready.exists():
+        return None, None
+    doc = _ready(ready)
+    expected: dict[str, str] = doc["files"] if doc is not None else {}  # type: ignore[assignment]
     try:
-        os.utime(ready)
+        found = _digests(folder)
     except OSError:
-        return None
-    return folder if folder.is_dir() else None
+        found = {}
+    if doc is None or found != expected:
+        drop(root, snapshot_id)
+        names = sorted(n for n in {*expected, *found} if expected.get(n) != found.get(n))
+        return None, ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") or "its record"
+    with contextlib.suppress(OSError):
+        os.utime(ready)
+    return folder, None
 
 
 def _entries(root: Path) -> list[tuple[float, int, str]]:
-    """(last used, bytes, id) of every kept folder."""
+    """(last used, bytes, id) of every kept folder (a damaged record counts as empty)."""
     found = []
     for ready in _dir(root).glob("*.ready"):
-        with contextlib.suppress(OSError, ValueError):
-            found.append((ready.stat().st_mtime, int(ready.read_text()), ready.stem))
+        doc = _ready(ready)
+        with contextlib.suppress(OSError):
+            found.append((ready.stat().st_mtime, int(str(doc["bytes"])) if doc else 0, ready.stem))
     return sorted(found)
 
 

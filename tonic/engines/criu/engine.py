@@ -87,7 +87,8 @@ class CriuKernel:
             record.pipes = trees.pipe_names(root)
             self.rss.append(trees.tree_rss(root))
             external = trees.external_ttys(record.pipes)
-            self.dump_seconds.append(criu_tool.dump(self.criu, root, folder, external))
+            seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])
+            self.dump_seconds.append(seconds)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -2,14 +2,20 @@
 
 tonic looks for CRIU in `$TONIC_CRIU`, then on PATH, then in the private install that
 `scripts/install-criu` (run by `make setup`) makes under ~/.local/share/tonic/criu.
+
+A dump or restore has a deadline that grows with the memory it moves; past it, or on
+Ctrl-C or SIGTERM, CRIU and every process it started are killed by pid (a restore that
+cannot finish falls back to a fresh run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -17,9 +23,19 @@ from pathlib import Path
 
 from tonic import settings
 from tonic.errors import EngineError
+from tonic.procs import descendants
 from tonic.store import recall, remember
 
 MIN_VERSION = (4, 0)
+# Seconds a dump or restore may take: a base, and more per byte it moves (CRIU moves
+# hundreds of MB a second; the deadline is for a CRIU that hangs, not a slow one).
+DEADLINE_BASE = 60.0
+DEADLINE_PER_BYTE = 1 / (10 << 20)
+
+
+def deadline(size: int) -> float:
+    """The deadline of a dump or restore moving `size` bytes."""
+    return DEADLINE_BASE + size * DEADLINE_PER_BYTE
 
 
 def private_install() -> Path:
@@ -31,10 +47,35 @@ class Criu:
     path: str
     version: tuple[int, ...]
 
-    def run(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            [self.path, *args], capture_output=True, text=True, check=False, **kwargs
-        )
+    def run(
+        self, *args: str, timeout: float | None = None, **kwargs: object
+    ) -> subprocess.CompletedProcess[str]:
+        """CRIU with `args`; past `timeout` (subprocess.TimeoutExpired), or interrupted,
+        CRIU and what it started are killed first."""
+        with subprocess.Popen(  # type: ignore[call-overload]
+            [self.path, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except BaseException:
+                _kill_tree(proc.pid)
+                proc.kill()
+                proc.wait()
+                raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL to `pid`'s descendants (a half-restored tree), stopped first so that none
+    can start another."""
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):
+                os.kill(child, sig)
 
 
 def _stamp(path: str) -> str:
@@ -133,11 +174,17 @@ def require() -> Criu:
     return criu
 
 
-def dump(criu: Criu, pid: int, images: Path, external: list[str] | None = None) -> float:
-    """Checkpoint the tree rooted at `pid` into `images`, leaving it running; seconds.
-    `external`: the terminals (`tty[rdev:dev]`) whose other end is not in the tree."""
+def dump(
+    criu: Criu, pid: int, images: Path, external: list[str] | None = None, size: int = 0
+) -> float:
+    """Checkpoint the tree rooted at `pid` (of `size` bytes of memory) into `images`,
+    leaving it running; seconds. `external`: the terminals (`tty[rdev:dev]`) whose other
+    end is not in the tree."""
     started = time.monotonic()
-    proc = criu.run(
+    proc = _bounded(
+        criu,
+        "dump",
+        deadline(size),
         "dump",
         *(arg for name in external or () for arg in ("--external", name)),
         "--tree",
@@ -170,10 +217,22 @@ def restore(
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
     for fd, name in inherit.items():
         args += ["--inherit-fd", f"fd[{fd}]:{name}"]
-    proc = criu.run(*args, pass_fds=tuple(inherit), stdin=subprocess.DEVNULL)
+    size = sum(f.stat().st_size for f in images.iterdir() if f.is_file())
+    proc = _bounded(
+        criu, "restore", deadline(size), *args, pass_fds=tuple(inherit), stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
         raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
     return int(pidfile.read_text().strip()), time.monotonic() - started
+
+
+def _bounded(
+    criu: Criu, what: str, seconds: float, *args: str, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    try:
+        return criu.run(*args, timeout=seconds, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"criu {what} did not finish in {seconds:.0f} s: ended") from None
 
 
 def _log_error(log: Path, stderr: str) -> str:

@@ -1,0 +1,137 @@
+"""Faults in the cache and in CRIU: a damaged image is never restored, a damaged
+snapshot means a fresh run (never exit 2), and a CRIU that hangs is ended with all it
+started. After each, the run equals `node FILE`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import gone, node, require_engine, tonic
+from tonic.engines.criu.tool import Criu
+from tonic.store.ingest import settled
+from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
+
+NOTEBOOK = """// %% data
+const data = Array.from({ length: 200000 }, (_, i) => (i * 7919) % 1000);
+console.log('rows', data.length);
+
+// %% sum
+const sum = data.reduce((a, b) => a + b, 0);
+console.log('sum', sum);
+
+// %% last
+console.log('last', 1, sum % 97);
+"""
+
+
+def _biggest(folder: Path) -> Path:
+    return max((f for f in folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_size)
+
+
+def _flip(folder: Path) -> None:
+    target = _biggest(folder)
+    with open(target, "r+b") as f:
+        f.seek(target.stat().st_size // 2)
+        byte = f.read(64)
+        f.seek(target.stat().st_size // 2)
+        f.write(bytes(b ^ 0xFF for b in byte))
+
+
+def _truncate(folder: Path) -> None:
+    target = _biggest(folder)
+    os.truncate(target, target.stat().st_size // 2)
+
+
+def _record(folder: Path) -> None:
+    folder.with_suffix(".ready").write_text('{"bytes": 12')
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "bytes flipped": _flip,
+    "truncated to half": _truncate,
+    "a file missing": lambda folder: _biggest(folder).unlink(),
+    "the folder missing": shutil.rmtree,
+    "its record damaged": _record,
+}
+
+
+def _fresh(tmp_path: Path, **env: str) -> tuple[Path, dict[str, str]]:
+    """A notebook run once under criu in a cache of its own, its snapshots stored."""
+    require_engine("criu")
+    cache = tmp_path / "cache"
+    environ = {**os.environ, "TONIC_CACHE": str(cache), **env}
+    path = tmp_path / "nb.js"
+    path.write_text(NOTEBOOK)
+    first = tonic("run", "--plain", "--engine", "criu", str(path), env=environ)
+    assert first.code == 0, first.describe()
+    with settled(cache):
+        pass
+    path.write_text(NOTEBOOK.replace("'last', 1", "'last', 2"))
+    return path, environ
+
+
+def _viewed(path: Path, env: dict[str, str]) -> dict[str, object]:
+    """A `--json` run whose output equals node's; its report."""
+    got = tonic("run", "--json", "--engine", "criu", str(path), env=env)
+    view: dict[str, object] = json.loads(got.stdout)
+    cells = view["cells"]
+    assert isinstance(cells, list)
+    assert "".join(c["stdout"] for c in cells) == node(path).stdout.decode(), got.describe()
+    assert got.code == 0, got.describe()
+    return view
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES.values()), ids=list(DAMAGES))
+def test_damaged_unpacked_images_are_never_restored(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    """The unpacked copy of a snapshot, damaged: the resumed run restores the store's
+    copy (it still resumes) and says so."""
+    path, env = _fresh(tmp_path)
+    hot = [f for f in (Path(env["TONIC_CACHE"]) / HOT).iterdir() if f.is_dir()]
+    assert hot, "no unpacked images kept"
+    for folder in hot:
+        damage(folder)
+    view = _viewed(path, env)
+    assert "damaged" in str(view["notes"]), view["notes"]
+    assert view["restored"], view["notes"]
+
+
+def test_damaged_store_means_a_fresh_run(tmp_path: Path) -> None:
+    """A damaged chunk in the store (no unpacked copy): the run goes afresh, equal to
+    node, with one note; never exit 2. The damaged snapshot is removed."""
+    path, env = _fresh(tmp_path, TONIC_HOT_CACHE="0")
+    cache = Path(env["TONIC_CACHE"])
+    images = {
+        key
+        for manifest in (cache / SNAPSHOTS).glob("*/manifest.json")
+        for entry in json.loads(manifest.read_text())["files"].values()
+        for key in entry["chunks"]
+    }
+    chunks = [f for f in (cache / OBJECTS).rglob("*") if f.name in images]
+    assert chunks
+    for chunk in chunks:
+        chunk.write_bytes(chunk.read_bytes()[::-1])
+    view = _viewed(path, env)
+    assert "damaged" in str(view["notes"]) and "ran afresh" in str(view["notes"]), view["notes"]
+    assert not view["restored"]
+
+
+def test_a_criu_past_its_deadline_is_ended_with_all_it_started(tmp_path: Path) -> None:
+    """What CRIU started (a half-restored tree) is killed with it, by pid."""
+    started = tmp_path / "pids"
+    fake = Criu("/bin/sh", (4, 1))
+    script = f"sleep 60 & echo $! > {started}; sleep 60"
+    t0 = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        fake.run("-c", script, timeout=1)
+    assert time.monotonic() - t0 < 30
+    assert gone(int(started.read_text()))
