@@ -135,3 +135,65 @@ def test_a_criu_past_its_deadline_is_ended_with_all_it_started(tmp_path: Path) -
         fake.run("-c", script, timeout=1)
     assert time.monotonic() - t0 < 30
     assert gone(int(started.read_text()))
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        "require('child_process').execSync('kill -KILL ' + process.pid);",
+        "process.kill(process.pid, 'SIGTERM');",
+    ],
+)
+def test_a_run_a_signal_ended_is_not_kept(tmp_path: Path, ending: str) -> None:
+    """A kernel killed by a signal (which may have come from outside): the unchanged
+    rerun runs again rather than show the kill as the notebook's result."""
+    require_engine("criu")
+    path = tmp_path / "killed.js"
+    path.write_text(f"console.log('a');\n\n{ending}\n")
+    want = node(path)
+    for _ in range(2):
+        got = tonic("run", "--plain", "--engine", "criu", str(path))
+        assert (got.stdout, got.stderr, got.code) == (want.stdout, want.stderr, want.code)
+    for _ in range(2):  # (a view run keeps records of its own: it also captures values)
+        view = json.loads(tonic("run", "--json", "--engine", "criu", str(path)).stdout)
+        assert not any("nothing ran" in note for note in view["notes"]), view["notes"]
+
+
+KILLING_CRIU = """#!/bin/sh
+# CRIU, but a dump is killed (SIGKILL) after $1 seconds.
+if [ "$1" = dump ]; then
+  {real} "$@" &
+  pid=$!
+  sleep {delay}
+  kill -KILL $pid 2>/dev/null
+  wait $pid
+  exit $?
+fi
+exec {real} "$@"
+"""
+
+
+@pytest.mark.parametrize("delay", ["0.01", "0.03", "0.05", "0.1", "0.15", "0.3"])
+def test_a_run_whose_dump_was_killed_is_not_kept(tmp_path: Path, delay: str) -> None:
+    """CRIU killed in the middle of a dump: that run is not kept as the notebook's
+    outcome (node may have died of it), and the next run equals node."""
+    require_engine("criu")
+    from tonic.engines.criu.tool import locate
+
+    real = locate()[0]
+    assert real is not None
+    wrapper = tmp_path / "criu"
+    wrapper.write_text(KILLING_CRIU.format(real=real.path, delay=delay))
+    wrapper.chmod(0o755)
+    path = tmp_path / "nb.js"
+    path.write_text(NOTEBOOK)
+    env = {**os.environ, "TONIC_CRIU": str(wrapper), "TONIC_CACHE": str(tmp_path / "cache")}
+    first = tonic("run", "--plain", "--engine", "criu", str(path), env=env, timeout=120)
+    want = node(path)
+    if first.code == want.code:
+        assert first.stdout == want.stdout, first.describe()
+    env.pop("TONIC_CRIU")
+    again = tonic("run", "--plain", "--engine", "criu", str(path), env=env)
+    assert (again.stdout, again.stderr, again.code) == (want.stdout, want.stderr, want.code), (
+        again.describe()
+    )

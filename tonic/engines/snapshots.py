@@ -345,10 +345,14 @@ class _Run:
         if result.aborted is not None:
             return result
         if steps.failed:
-            result.notes.append(steps.failed)
+            result.notes.append(f"{steps.failed} (this run is not kept for the next one)")
         if recorder.files_broken:
             result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
-        recorder.finish(result)
+        # Only the notebook's own outcome is kept: not after tonic's snapshots failed
+        # (a dump cut short can leave node damaged), nor of a kernel a signal ended (maybe
+        # sent from outside: a user's kill, the OOM killer); the next run runs again.
+        if not steps.failed and result.signal is None:
+            recorder.finish(result)
         return result
 
 
