@@ -140,10 +140,12 @@ def staging(store: Store) -> Path:
 
 @dataclass(frozen=True)
 class Images:
-    """A snapshot's image files, not to be written to, and a private scratch folder."""
+    """A snapshot's image files, not to be written to, and a private scratch folder;
+    the seconds spent checking an unpacked copy."""
 
     files: Path
     scratch: Path
+    verify_seconds: float = 0.0
 
 
 @contextlib.contextmanager
@@ -154,7 +156,9 @@ def images(store: Store, choice: Choice, notes: list[str]) -> Iterator[Images]:
     work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
     try:
         os.chmod(work, 0o700)
+        started = time.monotonic()
         found, damaged = hot.lookup(store.root, choice.snapshot_id)
+        verify = time.monotonic() - started
         if damaged:
             notes.append(
                 f"the unpacked images of the snapshot after cell {choice.pause} were "
@@ -167,7 +171,7 @@ def images(store: Store, choice: Choice, notes: list[str]) -> Iterator[Images]:
             except StoreError:
                 store.remove(choice.snapshot_id)
                 raise
-        yield Images(found, work)
+        yield Images(found, work, verify)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -311,6 +315,7 @@ class _Run:
         result.stats = {
             **stats,
             "restore_seconds": steps.restore_seconds if choice else None,
+            "verify_seconds": steps.verify_seconds if choice else None,
             "observe_seconds": steps.observe_seconds,
         }
         return self._finish(result, recorder, choice, steps)
@@ -370,6 +375,7 @@ class _Steps:
         self.failed: str | None = None  # why snapshots stopped in this run
         self.watcher = Watcher(run.store.root, enabled=run.session.files)
         self.observe_seconds = 0.0  # observing, and recording the files and uses
+        self.verify_seconds = 0.0  # checking the unpacked images, within restore_seconds
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
         choice = self.choice
@@ -380,6 +386,7 @@ class _Steps:
         started = time.monotonic()
         try:
             with images(self.store, choice, self.recorder.notes) as found:
+                self.verify_seconds = found.verify_seconds
                 proc = self.kernel.restore(choice, found, pipes, env)
         except (EngineError, KeyError, StoreError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
