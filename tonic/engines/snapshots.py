@@ -404,9 +404,13 @@ class _Steps:
     def pause(self, k: int) -> Command:
         observed = self.observed()
         started = time.monotonic()
-        record = self.recorder.record_at(k, observed)
+        files = self.recorder.step(k, observed)
+        # The record (every cell so far) only for a snapshot to be taken: the work of a
+        # pause without one does not grow with the cells before it.
+        due = self.recorder.files_broken is None and self.failed is None and self.policy.due(k)
+        record = self.recorder.record_at(k, files) if due else None
         self.observe_seconds += time.monotonic() - started  # its files and uses too
-        if record is None or self.failed is not None or not self.policy.due(k):
+        if record is None:
             return GO
         folder = None
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -146,6 +147,7 @@ class Recorder:
         self._watch: _Watch | None = None
         self.digest = digest or Digests()  # the chooser's: files it hashed are not again
         self.tracker = fstravel.Tracker(store.put_blob)
+        self._saved: str | None = None  # the last state as last saved (its JSON)
         self.skip = _not_inputs(program)
         self.stdio_files = file_paths(program.stdio)
 
@@ -201,7 +203,10 @@ class Recorder:
         if self._watch is not None:
             self._watch.flush()
         files = self.tracker.changes()
-        fstravel.save_last(self.store, self.program.path, files)
+        saved = json.dumps(files, sort_keys=True)
+        if saved != self._saved:  # a step that changed no file writes nothing
+            fstravel.save_last(self.store, self.program.path, files)
+            self._saved = saved
         return files
 
     def late(
@@ -250,9 +255,9 @@ class Recorder:
 
     # -- records ------------------------------------------------------------------------
 
-    def record_at(self, k: int, observed: Observed | None) -> SnapshotRecord | None:
-        """The record of a snapshot at pause k (None: this run's files cannot be)."""
-        files = self.step(k, observed)
+    def record_at(self, k: int, files: FileChanges) -> SnapshotRecord | None:
+        """The record of a snapshot at pause k, after `step` gave the run's `files` (None:
+        this run's files cannot be)."""
         if self.files_broken is not None:
             return None
         cells = [self.live[i] for i in sorted(self.live) if i <= k]
