@@ -3,6 +3,7 @@ events, and passed on to the sink as it happens."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,7 @@ class RunState:
         self.results = [
             CellResult(cell, status="not-run" if cell.runs else "empty") for cell in nb.cells
         ]
-        self.code = list(program.instrumented.pauses)
+        self.code = sorted(program.instrumented.pauses)
         self.result = RunResult(nb, engine, self.results, Tail(), split=nb.clean)
         self.last_pause = 0
         self.current: CellResult | None = None
@@ -80,8 +81,8 @@ class RunState:
             self.output(stream, data, shown)
 
     def _advance(self) -> None:
-        later = [i for i in self.code if i > self.last_pause]
-        self.current = self.results[later[0] - 1] if later else None
+        at = bisect.bisect_right(self.code, self.last_pause)  # the first code cell after it
+        self.current = self.results[self.code[at] - 1] if at < len(self.code) else None
         if self.current is not None:
             self.sink.cell_started(self.current)
 
