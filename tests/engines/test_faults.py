@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import gone, node, require_engine, tonic
+from tests.helpers import gone, no_kernel_left, node, require_engine, tonic
 from tonic.engines.criu.tool import Criu
 from tonic.store.ingest import settled
 from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
@@ -197,3 +198,58 @@ def test_a_run_whose_dump_was_killed_is_not_kept(tmp_path: Path, delay: str) -> 
     assert (again.stdout, again.stderr, again.code) == (want.stdout, want.stderr, want.code), (
         again.describe()
     )
+
+
+KILLED = """const fs = require('fs');
+fs.appendFileSync('log.txt', 'one\\n');
+console.log('cell 1');
+
+// %% two
+fs.appendFileSync('log.txt', 'two\\n');
+fs.writeFileSync('made.txt', 'new');
+{FINISH}
+"""
+SPIN = "console.log('spinning');\nwhile (true);"
+DONE = "console.log(fs.readFileSync('log.txt', 'utf8'), fs.readFileSync('made.txt', 'utf8'));"
+
+
+@pytest.mark.parametrize("server", ["off", "on"])
+def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str) -> None:
+    """tonic killed (kill -9) while a cell that wrote files runs: the next run knows
+    those writes as the notebook's and rolls them back, so it equals node in a pristine
+    folder; nothing is refused, and the kernel is gone."""
+    require_engine("criu")
+    project = tmp_path / "project"
+    project.mkdir()
+    path = project / "nb.js"
+    path.write_text(KILLED.replace("{FINISH}", SPIN))
+    env = {**os.environ, "TONIC_CACHE": str(tmp_path / "cache"), "TONIC_SERVER": server}
+    if server == "on":
+        env["TONIC_RUNTIME_DIR"] = str(tmp_path / "run")
+        subprocess.run([sys.executable, "-m", "tonic", "server", "start"], env=env, check=True)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tonic", "run", "--plain", "--engine", "criu", str(path)],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        while b"spinning" not in proc.stdout.readline():
+            pass
+        proc.kill()
+        proc.wait()
+        assert no_kernel_left(path)
+        path.write_text(KILLED.replace("{FINISH}", DONE))
+        got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=project, env=env)
+        left = {f.name: f.read_bytes() for f in project.iterdir()}
+        pristine = tmp_path / "pristine"
+        pristine.mkdir()
+        (pristine / "nb.js").write_text(path.read_text())
+        want = node(pristine / "nb.js")
+        assert (got.stdout, got.stderr, got.code) == (want.stdout, want.stderr, want.code)
+        assert left == {f.name: f.read_bytes() for f in pristine.iterdir()}
+    finally:
+        if server == "on":
+            subprocess.run([sys.executable, "-m", "tonic", "server", "stop"], env=env, check=False)

@@ -7,7 +7,9 @@ program's. A snapshot after cell k records, for every path cells 1..k changed, i
 starting state and its state after cell k (a blob id, DIR, or None for nothing there).
 
 The starting state of a path is what the run starts from: what it was before the
-notebook first wrote it, as long as the path is as the notebook's last run left it; if
+notebook first wrote it, as long as the path is as the notebook's last run left it (or
+that run died while it wrote it: a run keeps its last state durable as it goes, each
+path it is writing marked WRITING, its real state written when it ends); if
 someone else changed it since (a hand edit, `node FILE` run in between), it is the path
 as it is now. So every run behaves as a first `node FILE` on the files as they are,
 except for the notebook's own writes, which it rolls back. A snapshot whose cells wrote
@@ -34,6 +36,10 @@ from tonic.timetravel.deps import DIR
 
 MAX_FILE = 64 << 20
 UNKNOWN = "?"  # a starting state tonic did not see
+# The state after, in the last state a run keeps while it runs: the notebook is writing
+# the path, so what is there if the run dies (kill -9) is its own doing: the next run
+# rolls the path back to its starting state, as after any run.
+WRITING = "*"
 
 # absolute path -> [starting state, state now] (blob id, DIR, UNKNOWN or None)
 Changes = dict[str, list[str | None]]
@@ -44,7 +50,7 @@ FILES_RECORD_VERSION = 2
 
 def is_blob(state: str | None) -> bool:
     """Whether a path's state is stored content (not DIR, UNKNOWN or None)."""
-    return state is not None and state not in (DIR, UNKNOWN)
+    return state is not None and state not in (DIR, UNKNOWN, WRITING)
 
 
 def blobs_of(files: Changes) -> list[str]:
@@ -64,7 +70,8 @@ def starting_states(last: Changes, digest: Digest) -> States:
     states: dict[str, str | None] = {}
     for path, (before, after) in last.items():
         now = state_of(path, digest)
-        states[path] = before if now == after and before != UNKNOWN else now
+        ours = now == after or after == WRITING
+        states[path] = before if ours and before != UNKNOWN else now
     return states
 
 

@@ -115,6 +115,7 @@ def _input(path: str, skip: tuple[str, ...]) -> bool:
 
 
 SAVE_MAX = 16 << 20  # the biggest file kept before the main thread first opens it
+KEEP_EVERY = 0.05  # seconds between two writes of the last state before a file write
 
 
 class Recorder:
@@ -148,6 +149,7 @@ class Recorder:
         self.digest = digest or Digests()  # the chooser's: files it hashed are not again
         self.tracker = fstravel.Tracker(store.put_blob)
         self._saved: str | None = None  # the last state as last saved (its JSON)
+        self._kept_at = 0.0  # when
         self.skip = _not_inputs(program)
         self.stdio_files = file_paths(program.stdio)
 
@@ -179,6 +181,10 @@ class Recorder:
                 if os.path.isfile(path) and os.path.getsize(path) > SAVE_MAX:
                     return
             self.tracker.before[path] = self.tracker.state(path, quiet=True)
+            # Durable before the write (at most every KEEP_EVERY seconds: a loop writing
+            # thousands of files would write the record thousands of times).
+            if time.monotonic() - self._kept_at >= KEEP_EVERY:
+                self._keep_last(running=True, also=path)
 
     @property
     def files_broken(self) -> str | None:
@@ -202,12 +208,22 @@ class Recorder:
                 self._fill_uses(cell, observed, keep=k is None)
         if self._watch is not None:
             self._watch.flush()
+        self._keep_last(running=k is not None)
+        return self.tracker.changes()
+
+    def _keep_last(self, running: bool, also: str | None = None) -> None:
+        """Write the last state (fstravel.save_last): while the run goes on, every path
+        it changed (and `also`, about to be) as being written; at its end, as it is. A
+        state unchanged since it was last written is not written again."""
         files = self.tracker.changes()
+        if running:
+            if also is not None:
+                files[also] = [self.tracker.before.get(also), None]
+            files = {p: [pair[0], fstravel.WRITING] for p, pair in files.items()}
         saved = json.dumps(files, sort_keys=True)
-        if saved != self._saved:  # a step that changed no file writes nothing
+        if saved != self._saved:
             fstravel.save_last(self.store, self.program.path, files)
-            self._saved = saved
-        return files
+            self._saved, self._kept_at = saved, time.monotonic()
 
     def late(
         self, k: int, observed: Observed | None, record: SnapshotRecord
