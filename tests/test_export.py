@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers import FIXTURES, Outcome, tonic
 from tonic.export.ignore import IgnoreRules
 from tonic.export.names import npm_name_problem, sanitize, version_problem
+from tonic.export.secrets import can_be_secret, dotenv_entries
 
 PROJECT = FIXTURES / "export" / "project"
 ESM = FIXTURES / "export" / "esm"
@@ -356,6 +358,14 @@ def test_export_help_teaches() -> None:
     assert got.code == 0
     for part in ("--tarball", "--with-tests", "--force", "tonic export analysis.js -o"):
         assert part in text
+    flat = " ".join(text.replace("│", " ").split())
+    for part in (
+        "--no-outputs Leave the recorded outputs (printed text, values, errors) out",
+        "--with-tests checks exit codes, not stdout",
+        "value of an environment variable or .env entry (see --no-outputs)",
+        "a symlink out of the project is left out with a warning",
+    ):
+        assert part in flat, part
 
 
 @pytest.mark.parametrize(
@@ -410,3 +420,317 @@ def test_snapshot_cache_is_never_exported(project: Path) -> None:
     assert "nb.js:1: requires .tonic-cache/mod.js, which is in tonic's snapshot cache" in (
         proc.stderr
     )
+
+
+SECRET = "SECRET-CREDENTIAL-9f8e7d"
+
+
+def link(path: Path, target: str | Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def out_by_file(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "settings.json", elsewhere / ".docker" / "config.json")
+
+
+def out_by_dir(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "ext", elsewhere / ".docker")
+
+
+def in_project_file(root: Path, elsewhere: Path) -> None:
+    link(root / "data" / "current.json", "trails.json")
+
+
+def in_project_dir(root: Path, elsewhere: Path) -> None:
+    link(root / "views", "lib")
+
+
+def into_hidden_folder(root: Path, elsewhere: Path) -> None:
+    (root / ".secrets").mkdir()
+    (root / ".secrets" / "key.json").write_text(json.dumps({"auth": SECRET}))
+    link(root / "lib" / "key.json", "../.secrets/key.json")
+
+
+def dangling(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "gone.json", "../nowhere.json")
+
+
+def notebook_link(root: Path, elsewhere: Path) -> None:
+    link(root / "link.js", "nb.js")
+
+
+COUNT = "console.log('keys', Object.keys(require({!r})).length);\n"
+SYMLINKS = [
+    # (project layout, notebook's require, exported notebook, files shipped, warning)
+    (out_by_file, "./lib/settings.json", "nb.js", [], "lib/settings.json is a symlink to /"),
+    (out_by_dir, "./lib/ext/config.json", "nb.js", [], "lib/ext/config.json is a symlink to /"),
+    (in_project_file, "./data/current.json", "nb.js", ["data/current.json"], None),
+    (in_project_dir, "./views/format.js", "nb.js", ["views/format.js"], None),
+    (into_hidden_folder, "./lib/key.json", "nb.js", [], ".secrets/key.json, hidden in the project"),
+    (dangling, "./lib/format.js", "nb.js", ["lib/format.js"], None),
+    (notebook_link, "./lib/format.js", "link.js", ["lib/format.js"], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "required", "notebook", "shipped", "warning"),
+    SYMLINKS,
+    ids=[case[0].__name__ for case in SYMLINKS],
+)
+def test_symlinks_out_of_the_project_are_never_followed(
+    project: Path,
+    tmp_path: Path,
+    setup: object,
+    required: str,
+    notebook: str,
+    shipped: list[str],
+    warning: str | None,
+) -> None:
+    """A link out of the project (by file, by folder, into a hidden folder) is left out
+    with a warning; one inside is a copy of its target in the folder and the tarball
+    (npm pack drops links); a dangling one nobody requires is simply not there; a
+    notebook that is a link is exported as its target."""
+    elsewhere = tmp_path / "home"
+    (elsewhere / ".docker").mkdir(parents=True)
+    (elsewhere / ".docker" / "config.json").write_text(json.dumps({"auths": SECRET}))
+    assert callable(setup)
+    setup(project, elsewhere)
+    (project / "nb.js").write_text(COUNT.format(required))
+    got = export(notebook, "-o", "out", "--tarball", cwd=project)
+    assert got.code == 0, got.describe()
+    err = got.stderr.decode()
+    warnings = [line for line in err.splitlines() if line.startswith("tonic: warning: ")]
+    assert err.count("\n") == len(warnings) == (1 if warning else 0), err
+    if warning is not None:
+        assert warning in warnings[0] and "left out of the package" in warnings[0]
+        assert ("outside the project" in warnings[0]) != ("hidden" in warnings[0])
+        assert "required at nb.js:1" in warnings[0]
+    out = project / "out"
+    manifest = json.loads((out / "package.json").read_text())
+    assert manifest["files"] == sorted(["nb.js", *shipped])
+    assert manifest["main"] == "./nb.js"
+    tarball = project / got.stdout.decode().strip().splitlines()[-1]
+    with tarfile.open(tarball) as tar:
+        members = {m.name.removeprefix("package/"): m for m in tar.getmembers()}
+        assert all(m.isfile() for m in members.values())
+        packed = {name: tar.extractfile(m).read() for name, m in members.items()}  # type: ignore[union-attr]
+    folder = {
+        p.relative_to(out).as_posix(): p for p in out.rglob("*") if not p.is_dir() and p != tarball
+    }
+    assert (
+        sorted(packed)
+        == sorted(folder)
+        == sorted([*manifest["files"], "README.md", "package.json"])
+    )
+    assert not any(p.is_symlink() for p in folder.values())
+    for name, data in packed.items():
+        assert SECRET.encode() not in data, name
+        assert folder[name].read_bytes() == data
+    for rel in shipped:  # a copy of what the link pointed to
+        assert (out / rel).read_bytes() == (project / rel).read_bytes()
+    if warning is None:  # the package runs as the project does
+        want = run(["node", "nb.js"], project)
+        have = run(["node", "nb.js"], out)
+        assert have.returncode == want.returncode == 0 and have.stdout == want.stdout
+
+
+def test_required_dangling_symlink_is_named(project: Path) -> None:
+    link(project / "lib" / "gone.json", "../nowhere.json")
+    (project / "nb.js").write_text("try { require('./lib/gone.json'); } catch {}\n")
+    got = export("nb.js", "-o", "out", cwd=project)
+    assert got.code == 2, got.describe()
+    err = got.stderr.decode()
+    assert err.count("\n") == 1
+    assert "nb.js:1: requires './lib/gone.json', a symlink to ../nowhere.json" in err
+
+
+def test_linked_module_whose_copy_would_load_other_files_is_refused(project: Path) -> None:
+    """node resolves a linked module's requires from its target's folder; the package's
+    copy would look in the link's: refused, naming the link and the require."""
+    (project / "shared").mkdir()
+    (project / "shared" / "a.js").write_text("module.exports = require('./b');\n")
+    (project / "shared" / "b.js").write_text("module.exports = 2;\n")
+    link(project / "lib" / "a.js", "../shared/a.js")
+    (project / "nb.js").write_text("console.log(require('./lib/a.js'));\n")
+    got = export("nb.js", "-o", "out", cwd=project)
+    assert got.code == 2, got.describe()
+    err = got.stderr.decode()
+    assert err.count("\n") == 1
+    assert "lib/a.js:1: lib/a.js is a symlink to shared/a.js, whose require('./b')" in err
+    assert not (project / "out").exists()
+
+
+TOKEN = "sk-live-7Hq2Zr9xWp4"
+PRINT_ENV = "// %% Connect\nconsole.log('using', process.env.{});\n"
+PRINT_DOTENV = (
+    "// %% Config\nconst fs = require('node:fs');\n"
+    "console.log(fs.existsSync('.env') && fs.readFileSync('.env', 'utf8'));\n"
+)
+VALUE_ENV = "// %% Setup\nconst n = 1;\n\n// %% Token\nprocess.env.{}\n"
+SECRETS = [
+    # (environment added, .env, notebook, warning's variable and cell, or None, value)
+    (
+        {"API_TOKEN": TOKEN},
+        None,
+        PRINT_ENV.format("API_TOKEN"),
+        ("$API_TOKEN", 'cell 1 "Connect"'),
+        TOKEN,
+    ),
+    (
+        {},
+        f'DB_PASSWORD="{TOKEN}"\n',
+        PRINT_DOTENV,
+        ("DB_PASSWORD (from .env)", 'cell 1 "Config"'),
+        TOKEN,
+    ),
+    (
+        {"API_TOKEN": TOKEN},
+        None,
+        VALUE_ENV.format("API_TOKEN"),
+        ("$API_TOKEN", 'cell 2 "Token"'),
+        TOKEN,
+    ),
+    ({"PIN": "ab12cd"}, None, PRINT_ENV.format("PIN"), None, "ab12cd"),  # too short
+    (
+        {"TOOLS": "/opt/tools/bin:/usr/local/bin"},
+        None,
+        PRINT_ENV.format("TOOLS"),
+        None,
+        "/opt/tools/bin",
+    ),
+    (
+        {"API_URL": "https://api.example.com/v1"},
+        None,
+        PRINT_ENV.format("API_URL"),
+        None,
+        "api.example.com",
+    ),
+    (
+        {"SEED": "1234567890"},
+        "MODE=production\n",
+        PRINT_ENV.format("SEED") + PRINT_DOTENV,
+        None,
+        "1234567890",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "dotenv", "source", "warned", "value"),
+    SECRETS,
+    ids=[
+        "env var",
+        "dotenv entry",
+        "cell value",
+        "short",
+        "path list",
+        "plain url",
+        "number and word",
+    ],
+)
+def test_secrets_in_outputs_are_named_and_no_outputs_leaves_them_out(
+    project: Path,
+    env: dict[str, str],
+    dotenv: str | None,
+    source: str,
+    warned: tuple[str, str] | None,
+    value: str,
+) -> None:
+    """A recorded output that shows a secret-like value of the environment or a .env
+    entry warns, naming the cell and the variable, never the value; --no-outputs leaves
+    every output out, and its `npm test` still passes (it checks the exit code)."""
+    if dotenv is not None:
+        (project / ".env").write_text(dotenv)
+    (project / "nb.js").write_text(source)
+    environ = dict(os.environ, **env)
+    got = tonic(
+        "export", "nb.js", "-o", "out", "--with-tests", cwd=project, env=environ, timeout=120
+    )
+    assert got.code == 0, got.describe()
+    err = got.stderr.decode()
+    assert value.encode() not in got.stderr + got.stdout
+    out = project / "out"
+    assert value in (out / "README.md").read_text()  # the outputs, as before
+    if warned is None:
+        assert err == "", err
+    else:
+        name, cell = warned
+        assert err.count("\n") == 1 and err.startswith("tonic: warning: nb.js: "), err
+        assert f"{cell} (lines" in err and f"printed the value of {name}" in err
+        assert "--no-outputs" in err
+
+    bare = tonic(
+        "export",
+        "nb.js",
+        "-o",
+        "out",
+        "--with-tests",
+        "--no-outputs",
+        "--force",
+        "--tarball",
+        cwd=project,
+        env=environ,
+        timeout=120,
+    )
+    assert bare.code == 0, bare.describe()
+    assert bare.stderr == b"", bare.describe()  # nothing shown: nothing to warn about
+    tarball = project / bare.stdout.decode().strip().splitlines()[-1]
+    for path in out.rglob("*"):
+        if path.is_file() and path != tarball:
+            assert value.encode() not in path.read_bytes(), path
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            assert value.encode() not in data, member.name
+    readme = (out / "README.md").read_text()
+    assert "```text" not in readme and "=>" not in readme
+    assert "```js" in readme and source.splitlines()[1] in readme  # the code stays
+    test = (out / "test" / "tonic-outputs.test.cjs").read_text()
+    assert "stdout" not in test
+    green = run(["node", "--test", "test/tonic-outputs.test.cjs"], out)
+    assert green.returncode == 0 and "# pass 1" in green.stdout, green.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("API_TOKEN", TOKEN, True),
+        ("DATABASE_URL", "postgres://app:hunter2x@db:5432/app", True),  # credentials
+        ("WEBHOOK", "https://hooks.example.com/x?key=abcdef12", True),  # a query
+        ("PASSPHRASE", "correct horse battery", True),
+        ("API_TOKEN", "abc1234", False),  # 7 characters
+        ("HOME", "/home/someone", False),
+        ("HOSTNAME", "a1b2c3d4e5f6", False),  # a container's: printed innocently
+        ("LC_ALL", "en_US.UTF-8", False),
+        ("TONIC_CACHE", "relative-cache", False),
+        ("DATA_DIR", "./data/raw/2024", False),
+        ("GOPATH", "/go:/home/me/go", False),
+        ("PORT", "808080808", False),
+        ("VERSION", "20.11.1-2", False),
+        ("API_URL", "https://api.example.com/v1/", False),
+        ("APP_ENV", "Production", False),
+    ],
+)
+def test_which_values_can_be_secrets(name: str, value: str, secret: bool) -> None:
+    assert can_be_secret(name, value) == secret
+
+
+def test_dotenv_entries(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "# a comment\n"
+        "PLAIN=value-one # trailing comment\n"
+        "export EXPORTED=value-two\n"
+        'DOUBLE="value three # kept"\n'
+        "SINGLE='value-four'\n"
+        "  SPACED = value-five  \n"
+        "not an entry\n"
+    )
+    assert dotenv_entries(env) == {
+        "PLAIN": "value-one",
+        "EXPORTED": "value-two",
+        "DOUBLE": "value three # kept",
+        "SINGLE": "value-four",
+        "SPACED": "value-five",
+    }
