@@ -535,6 +535,27 @@ def test_symlinks_out_of_the_project_are_never_followed(
         assert have.returncode == want.returncode == 0 and have.stdout == want.stdout
 
 
+def test_a_package_json_in_home_makes_no_project(tmp_path: Path) -> None:
+    """A stray ~/package.json does not make the home folder the project: a link from
+    ~/work to another folder of home is left out."""
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    (home / "package.json").write_text('{"name": "stray", "version": "1.0.0"}\n')
+    (home / "notes").mkdir()
+    (home / "notes" / "creds.json").write_text(json.dumps({"auth": SECRET}))
+    link(home / "work" / "lib" / "settings.json", home / "notes" / "creds.json")
+    (home / "work" / "nb.js").write_text(COUNT.format("./lib/settings.json"))
+    got = tonic(
+        "export", "nb.js", "-o", "out", cwd=home / "work", env=dict(os.environ, HOME=str(home))
+    )
+    assert got.code == 0, got.describe()
+    assert "lib/settings.json is a symlink to" in got.stderr.decode()
+    assert "outside the project" in got.stderr.decode()
+    shipped = [p for p in (home / "work" / "out").rglob("*") if p.is_file()]
+    assert all(SECRET.encode() not in p.read_bytes() for p in shipped)
+    assert json.loads((home / "work" / "out" / "package.json").read_text())["files"] == ["nb.js"]
+
+
 def test_required_dangling_symlink_is_named(project: Path) -> None:
     link(project / "lib" / "gone.json", "../nowhere.json")
     (project / "nb.js").write_text("try { require('./lib/gone.json'); } catch {}\n")
@@ -562,91 +583,47 @@ def test_linked_module_whose_copy_would_load_other_files_is_refused(project: Pat
 
 
 TOKEN = "sk-live-7Hq2Zr9xWp4"
-PRINT_ENV = "// %% Connect\nconsole.log('using', process.env.{});\n"
-PRINT_DOTENV = (
-    "// %% Config\nconst fs = require('node:fs');\n"
-    "console.log(fs.existsSync('.env') && fs.readFileSync('.env', 'utf8'));\n"
+READ = (
+    "const fs = require('node:fs');\n"
+    "const dotenv = fs.existsSync('.env') ? fs.readFileSync('.env', 'utf8') : '';\n"
+    "const read = (k) => process.env[k] ?? dotenv.match(new RegExp(`^${k}=(.*)$`, 'm'))?.[1];\n"
 )
-VALUE_ENV = "// %% Setup\nconst n = 1;\n\n// %% Token\nprocess.env.{}\n"
+PRINTED = "// %% Connect\n" + READ + "console.log('using', read('NAME'));\n"
+VALUE = "// %% Setup\n" + READ + "\n// %% Token\nread('NAME')\n"
+LATER = "// %% Connect\n" + READ + "setTimeout(() => console.log(read('NAME')), 1);\n"
 SECRETS = [
-    # (environment added, .env, notebook, warning's variable and cell, or None, value)
-    (
-        {"API_TOKEN": TOKEN},
-        None,
-        PRINT_ENV.format("API_TOKEN"),
-        ("$API_TOKEN", 'cell 1 "Connect"'),
-        TOKEN,
-    ),
-    (
-        {},
-        f'DB_PASSWORD="{TOKEN}"\n',
-        PRINT_DOTENV,
-        ("DB_PASSWORD (from .env)", 'cell 1 "Config"'),
-        TOKEN,
-    ),
-    (
-        {"API_TOKEN": TOKEN},
-        None,
-        VALUE_ENV.format("API_TOKEN"),
-        ("$API_TOKEN", 'cell 2 "Token"'),
-        TOKEN,
-    ),
-    ({"PIN": "ab12cd"}, None, PRINT_ENV.format("PIN"), None, "ab12cd"),  # too short
-    (
-        {"TOOLS": "/opt/tools/bin:/usr/local/bin"},
-        None,
-        PRINT_ENV.format("TOOLS"),
-        None,
-        "/opt/tools/bin",
-    ),
-    (
-        {"API_URL": "https://api.example.com/v1"},
-        None,
-        PRINT_ENV.format("API_URL"),
-        None,
-        "api.example.com",
-    ),
-    (
-        {"SEED": "1234567890"},
-        "MODE=production\n",
-        PRINT_ENV.format("SEED") + PRINT_DOTENV,
-        None,
-        "1234567890",
-    ),
+    # (variable, value, from: env or .env, notebook, the place the warning names or None)
+    ("API_TOKEN", TOKEN, "env", PRINTED, 'cell 1 "Connect" (lines 1-5)'),
+    ("DB_PASSWORD", TOKEN, ".env", PRINTED, 'cell 1 "Connect" (lines 1-5)'),
+    ("API_TOKEN", TOKEN, "env", VALUE, 'cell 2 "Token" (lines 6-7)'),
+    ("API_TOKEN", TOKEN, "env", LATER, "after the last cell"),
+    ("PIN", "ab12cd", "env", PRINTED, None),  # too short to be a secret
+    ("TOOLS", "/opt/tools/bin:/usr/local/bin", "env", PRINTED, None),  # paths
+    ("API_URL", "https://api.example.com/v1", "env", PRINTED, None),  # no credentials
+    ("SEED", "1234567890", ".env", PRINTED, None),  # a number
+    ("MODE", "production", ".env", PRINTED, None),  # a common word
 ]
 
 
 @pytest.mark.parametrize(
-    ("env", "dotenv", "source", "warned", "value"),
+    ("name", "value", "source", "notebook", "warned"),
     SECRETS,
-    ids=[
-        "env var",
-        "dotenv entry",
-        "cell value",
-        "short",
-        "path list",
-        "plain url",
-        "number and word",
-    ],
+    ids=["env", ".env", "value", "after", "short", "paths", "url", "number", "word"],
 )
 def test_secrets_in_outputs_are_named_and_no_outputs_leaves_them_out(
-    project: Path,
-    env: dict[str, str],
-    dotenv: str | None,
-    source: str,
-    warned: tuple[str, str] | None,
-    value: str,
+    project: Path, name: str, value: str, source: str, notebook: str, warned: str | None
 ) -> None:
     """A recorded output that shows a secret-like value of the environment or a .env
     entry warns, naming the cell and the variable, never the value; --no-outputs leaves
     every output out, and its `npm test` still passes (it checks the exit code)."""
-    if dotenv is not None:
-        (project / ".env").write_text(dotenv)
-    (project / "nb.js").write_text(source)
-    environ = dict(os.environ, **env)
-    got = tonic(
-        "export", "nb.js", "-o", "out", "--with-tests", cwd=project, env=environ, timeout=120
-    )
+    environ = dict(os.environ)
+    if source == ".env":
+        (project / ".env").write_text(f"{name}={value}\n")
+    else:
+        environ[name] = value
+    (project / "nb.js").write_text(notebook.replace("NAME", name))
+    args = ["nb.js", "-o", "out", "--with-tests"]
+    got = tonic("export", *args, cwd=project, env=environ, timeout=120)
     assert got.code == 0, got.describe()
     err = got.stderr.decode()
     assert value.encode() not in got.stderr + got.stdout
@@ -655,24 +632,13 @@ def test_secrets_in_outputs_are_named_and_no_outputs_leaves_them_out(
     if warned is None:
         assert err == "", err
     else:
-        name, cell = warned
+        named = f"${name}" if source == "env" else f"{name} (from .env)"
         assert err.count("\n") == 1 and err.startswith("tonic: warning: nb.js: "), err
-        assert f"{cell} (lines" in err and f"printed the value of {name}" in err
+        assert f"{warned} printed the value of {named}" in err
         assert "--no-outputs" in err
 
-    bare = tonic(
-        "export",
-        "nb.js",
-        "-o",
-        "out",
-        "--with-tests",
-        "--no-outputs",
-        "--force",
-        "--tarball",
-        cwd=project,
-        env=environ,
-        timeout=120,
-    )
+    more = ["--no-outputs", "--force", "--tarball"]
+    bare = tonic("export", *args, *more, cwd=project, env=environ, timeout=120)
     assert bare.code == 0, bare.describe()
     assert bare.stderr == b"", bare.describe()  # nothing shown: nothing to warn about
     tarball = project / bare.stdout.decode().strip().splitlines()[-1]
@@ -684,8 +650,8 @@ def test_secrets_in_outputs_are_named_and_no_outputs_leaves_them_out(
             data = tar.extractfile(member).read()  # type: ignore[union-attr]
             assert value.encode() not in data, member.name
     readme = (out / "README.md").read_text()
-    assert "```text" not in readme and "=>" not in readme
-    assert "```js" in readme and source.splitlines()[1] in readme  # the code stays
+    assert "```text" not in readme and "\n=> " not in readme
+    assert "```js" in readme and "const read = " in readme  # the code stays
     test = (out / "test" / "tonic-outputs.test.cjs").read_text()
     assert "stdout" not in test
     green = run(["node", "--test", "test/tonic-outputs.test.cjs"], out)

@@ -42,10 +42,13 @@ def project_root(main: Path, project: Path | None) -> Path:
     """The folder a followed symlink must stay in: the project's (its package.json's),
     else the git work tree's, else the first notebook's; never the home folder or one
     above it (a stray ~/package.json or a dotfiles repository makes no project)."""
-    home = Path.home().resolve()
+    try:
+        home: Path | None = Path.home().resolve()
+    except RuntimeError:  # no home folder known: nothing to keep out
+        home = None
     git = [d for d in main.parents if (d / ".git").exists()][:1]
     for candidate in [*([project] if project else []), *git]:
-        if candidate != home and candidate not in home.parents:
+        if home is None or (candidate != home and candidate not in home.parents):
             return candidate
     return main.parent
 
