@@ -556,29 +556,59 @@ def test_a_package_json_in_home_makes_no_project(tmp_path: Path) -> None:
     assert json.loads((home / "work" / "out" / "package.json").read_text())["files"] == ["nb.js"]
 
 
-def test_required_dangling_symlink_is_named(project: Path) -> None:
-    link(project / "lib" / "gone.json", "../nowhere.json")
-    (project / "nb.js").write_text("try { require('./lib/gone.json'); } catch {}\n")
-    got = export("nb.js", "-o", "out", cwd=project)
-    assert got.code == 2, got.describe()
-    err = got.stderr.decode()
-    assert err.count("\n") == 1
-    assert "nb.js:1: requires './lib/gone.json', a symlink to ../nowhere.json" in err
+def dangling_required(root: Path) -> tuple[str, str]:
+    link(root / "lib" / "gone.json", "../nowhere.json")
+    return "nb.js", "try { require('./lib/gone.json'); } catch {}\n"
 
 
-def test_linked_module_whose_copy_would_load_other_files_is_refused(project: Path) -> None:
-    """node resolves a linked module's requires from its target's folder; the package's
-    copy would look in the link's: refused, naming the link and the require."""
-    (project / "shared").mkdir()
-    (project / "shared" / "a.js").write_text("module.exports = require('./b');\n")
-    (project / "shared" / "b.js").write_text("module.exports = 2;\n")
-    link(project / "lib" / "a.js", "../shared/a.js")
-    (project / "nb.js").write_text("console.log(require('./lib/a.js'));\n")
-    got = export("nb.js", "-o", "out", cwd=project)
+def linked_module_requires(root: Path) -> tuple[str, str]:
+    """node resolves a linked module's requires from its target's folder; the copy in
+    the package would look in the link's."""
+    (root / "shared").mkdir()
+    (root / "shared" / "a.js").write_text("module.exports = require('./b');\n")
+    (root / "shared" / "b.js").write_text("module.exports = 2;\n")
+    link(root / "lib" / "a.js", "../shared/a.js")
+    return "nb.js", "console.log(require('./lib/a.js'));\n"
+
+
+def linked_module_type(root: Path) -> tuple[str, str]:
+    (root / "esm").mkdir()
+    (root / "esm" / "package.json").write_text('{"type": "module"}\n')
+    (root / "esm" / "m.js").write_text("export default 7;\n")
+    link(root / "lib" / "m.js", "../esm/m.js")
+    return "nb.mjs", "import m from './lib/m.js';\nconsole.log(m);\n"
+
+
+def linked_to_ignored(root: Path) -> tuple[str, str]:
+    (root / "secret.json").write_text("{}\n")
+    (root / ".gitignore").write_text("secret.json\n")
+    link(root / "lib" / "x.json", "../secret.json")
+    return "nb.js", "console.log(require('./lib/x.json'));\n"
+
+
+LINK_REFUSALS = [
+    # (project layout, returning the notebook's name and source; the error's message)
+    (dangling_required, "nb.js:1: requires './lib/gone.json', a symlink to ../nowhere.json"),
+    (linked_module_requires, "lib/a.js:1: lib/a.js is a symlink to shared/a.js, whose require"),
+    (linked_module_type, "lib/m.js is a symlink to esm/m.js, whose package.json gives another"),
+    (linked_to_ignored, "requires lib/x.json (a symlink to secret.json), which is excluded by"),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"), LINK_REFUSALS, ids=[case[0].__name__ for case in LINK_REFUSALS]
+)
+def test_symlinks_a_package_cannot_copy_are_refused(
+    project: Path, setup: object, message: str
+) -> None:
+    assert callable(setup)
+    name, source = setup(project)
+    (project / name).write_text(source)
+    got = export(name, "-o", "out", cwd=project)
     assert got.code == 2, got.describe()
     err = got.stderr.decode()
-    assert err.count("\n") == 1
-    assert "lib/a.js:1: lib/a.js is a symlink to shared/a.js, whose require('./b')" in err
+    assert err.startswith("tonic: error: ") and err.count("\n") == 1, err
+    assert message in err
     assert not (project / "out").exists()
 
 
