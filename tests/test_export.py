@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import FIXTURES, Outcome, tonic
 from tonic.export.ignore import IgnoreRules
 from tonic.export.names import npm_name_problem, sanitize, version_problem
-from tonic.export.secrets import can_be_secret, dotenv_entries
+from tonic.export.secrets import can_be_secret, dotenv_entries, dotenv_files
 
 PROJECT = FIXTURES / "export" / "project"
 ESM = FIXTURES / "export" / "esm"
@@ -730,3 +730,13 @@ def test_dotenv_entries(tmp_path: Path) -> None:
         "SINGLE": "value-four",
         "SPACED": "value-five",
     }
+
+
+def test_dotenv_files(tmp_path: Path) -> None:
+    """The .env files whose entries are looked for: not templates, not other names."""
+    names = [".env", ".env.local", ".envrc", ".env.example", ".env.sample", ".environment"]
+    for name in [*names, "env"]:
+        (tmp_path / name).write_text("A=b\n")
+    (tmp_path / ".env.d").mkdir()
+    found = [p.name for p in dotenv_files([tmp_path, tmp_path])]
+    assert found == [".env", ".env.local", ".envrc"]

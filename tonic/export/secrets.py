@@ -7,7 +7,8 @@ list of paths (`/opt/bin:/usr/bin`), a URL without credentials or query, or a co
 setting (`production`, `localhost`); nor the variables every shell or tool sets, whose
 values a notebook prints innocently (PATH, HOME, PWD, USER, HOSTNAME, LANG, TERM, ...,
 `LC_*`, `XDG_*`, `TONIC_*`). The `.env` files are the project's and each notebook
-folder's `.env` and `.env.*` (not `.env.example`, `.env.sample`, `.env.template`).
+folder's `.env`, `.env.*` (not `.env.example`, `.env.sample`, `.env.template`) and
+direnv's `.envrc`.
 A warning names the variable, never its value.
 """
 
@@ -104,7 +105,7 @@ def dotenv_files(folders: list[Path]) -> list[Path]:
     for folder in dict.fromkeys(folders):
         for path in sorted(folder.glob(".env*")):
             name = path.name
-            if name != ".env" and not name.startswith(".env."):
+            if name not in (".env", ".envrc") and not name.startswith(".env."):
                 continue
             if name.endswith(TEMPLATES) or not path.is_file() or path in found:
                 continue
