@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers import FIXTURES, Outcome, tonic
 from tonic.export.ignore import IgnoreRules
 from tonic.export.names import npm_name_problem, sanitize, version_problem
+from tonic.export.secrets import can_be_secret, dotenv_entries, dotenv_files
 
 PROJECT = FIXTURES / "export" / "project"
 ESM = FIXTURES / "export" / "esm"
@@ -356,6 +358,14 @@ def test_export_help_teaches() -> None:
     assert got.code == 0
     for part in ("--tarball", "--with-tests", "--force", "tonic export analysis.js -o"):
         assert part in text
+    flat = " ".join(text.replace("│", " ").split())
+    for part in (
+        "--no-outputs Leave the recorded outputs (printed text, values, errors) out",
+        "--with-tests checks exit codes, not stdout",
+        "value of an environment variable or .env entry (see --no-outputs)",
+        "a symlink out of the project is left out with a warning",
+    ):
+        assert part in flat, part
 
 
 @pytest.mark.parametrize(
@@ -410,3 +420,323 @@ def test_snapshot_cache_is_never_exported(project: Path) -> None:
     assert "nb.js:1: requires .tonic-cache/mod.js, which is in tonic's snapshot cache" in (
         proc.stderr
     )
+
+
+SECRET = "SECRET-CREDENTIAL-9f8e7d"
+
+
+def link(path: Path, target: str | Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def out_by_file(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "settings.json", elsewhere / ".docker" / "config.json")
+
+
+def out_by_dir(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "ext", elsewhere / ".docker")
+
+
+def in_project_file(root: Path, elsewhere: Path) -> None:
+    link(root / "data" / "current.json", "trails.json")
+
+
+def in_project_dir(root: Path, elsewhere: Path) -> None:
+    link(root / "views", "lib")
+
+
+def into_hidden_folder(root: Path, elsewhere: Path) -> None:
+    (root / ".secrets").mkdir()
+    (root / ".secrets" / "key.json").write_text(json.dumps({"auth": SECRET}))
+    link(root / "lib" / "key.json", "../.secrets/key.json")
+
+
+def dangling(root: Path, elsewhere: Path) -> None:
+    link(root / "lib" / "gone.json", "../nowhere.json")
+
+
+def notebook_link(root: Path, elsewhere: Path) -> None:
+    link(root / "link.js", "nb.js")
+
+
+COUNT = "console.log('keys', Object.keys(require({!r})).length);\n"
+SYMLINKS = [
+    # (project layout, notebook's require, exported notebook, files shipped, warning)
+    (out_by_file, "./lib/settings.json", "nb.js", [], "lib/settings.json is a symlink to /"),
+    (out_by_dir, "./lib/ext/config.json", "nb.js", [], "lib/ext/config.json is a symlink to /"),
+    (in_project_file, "./data/current.json", "nb.js", ["data/current.json"], None),
+    (in_project_dir, "./views/format.js", "nb.js", ["views/format.js"], None),
+    (into_hidden_folder, "./lib/key.json", "nb.js", [], ".secrets/key.json, hidden in the project"),
+    (dangling, "./lib/format.js", "nb.js", ["lib/format.js"], None),
+    (notebook_link, "./lib/format.js", "link.js", ["lib/format.js"], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "required", "notebook", "shipped", "warning"),
+    SYMLINKS,
+    ids=[case[0].__name__ for case in SYMLINKS],
+)
+def test_symlinks_out_of_the_project_are_never_followed(
+    project: Path,
+    tmp_path: Path,
+    setup: object,
+    required: str,
+    notebook: str,
+    shipped: list[str],
+    warning: str | None,
+) -> None:
+    """A link out of the project (by file, by folder, into a hidden folder) is left out
+    with a warning; one inside is a copy of its target in the folder and the tarball
+    (npm pack drops links); a dangling one nobody requires is simply not there; a
+    notebook that is a link is exported as its target."""
+    elsewhere = tmp_path / "home"
+    (elsewhere / ".docker").mkdir(parents=True)
+    (elsewhere / ".docker" / "config.json").write_text(json.dumps({"auths": SECRET}))
+    assert callable(setup)
+    setup(project, elsewhere)
+    (project / "nb.js").write_text(COUNT.format(required))
+    got = export(notebook, "-o", "out", "--tarball", cwd=project)
+    assert got.code == 0, got.describe()
+    err = got.stderr.decode()
+    warnings = [line for line in err.splitlines() if line.startswith("tonic: warning: ")]
+    assert err.count("\n") == len(warnings) == (1 if warning else 0), err
+    if warning is not None:
+        assert warning in warnings[0] and "left out of the package" in warnings[0]
+        assert ("outside the project" in warnings[0]) != ("hidden" in warnings[0])
+        assert "required at nb.js:1" in warnings[0]
+    out = project / "out"
+    manifest = json.loads((out / "package.json").read_text())
+    assert manifest["files"] == sorted(["nb.js", *shipped])
+    assert manifest["main"] == "./nb.js"
+    tarball = project / got.stdout.decode().strip().splitlines()[-1]
+    with tarfile.open(tarball) as tar:
+        members = {m.name.removeprefix("package/"): m for m in tar.getmembers()}
+        assert all(m.isfile() for m in members.values())
+        packed = {name: tar.extractfile(m).read() for name, m in members.items()}  # type: ignore[union-attr]
+    folder = {
+        p.relative_to(out).as_posix(): p for p in out.rglob("*") if not p.is_dir() and p != tarball
+    }
+    assert (
+        sorted(packed)
+        == sorted(folder)
+        == sorted([*manifest["files"], "README.md", "package.json"])
+    )
+    assert not any(p.is_symlink() for p in folder.values())
+    for name, data in packed.items():
+        assert SECRET.encode() not in data, name
+        assert folder[name].read_bytes() == data
+    for rel in shipped:  # a copy of what the link pointed to
+        assert (out / rel).read_bytes() == (project / rel).read_bytes()
+    if warning is None:  # the package runs as the project does
+        want = run(["node", "nb.js"], project)
+        have = run(["node", "nb.js"], out)
+        assert have.returncode == want.returncode == 0 and have.stdout == want.stdout
+
+
+def test_a_package_json_in_home_makes_no_project(tmp_path: Path) -> None:
+    """A stray ~/package.json does not make the home folder the project: a link from
+    ~/work to another folder of home is left out."""
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    (home / "package.json").write_text('{"name": "stray", "version": "1.0.0"}\n')
+    (home / "notes").mkdir()
+    (home / "notes" / "creds.json").write_text(json.dumps({"auth": SECRET}))
+    link(home / "work" / "lib" / "settings.json", home / "notes" / "creds.json")
+    (home / "work" / "nb.js").write_text(COUNT.format("./lib/settings.json"))
+    got = tonic(
+        "export", "nb.js", "-o", "out", cwd=home / "work", env=dict(os.environ, HOME=str(home))
+    )
+    assert got.code == 0, got.describe()
+    assert "lib/settings.json is a symlink to" in got.stderr.decode()
+    assert "outside the project" in got.stderr.decode()
+    shipped = [p for p in (home / "work" / "out").rglob("*") if p.is_file()]
+    assert all(SECRET.encode() not in p.read_bytes() for p in shipped)
+    assert json.loads((home / "work" / "out" / "package.json").read_text())["files"] == ["nb.js"]
+
+
+def dangling_required(root: Path) -> tuple[str, str]:
+    link(root / "lib" / "gone.json", "../nowhere.json")
+    return "nb.js", "try { require('./lib/gone.json'); } catch {}\n"
+
+
+def linked_module_requires(root: Path) -> tuple[str, str]:
+    """node resolves a linked module's requires from its target's folder; the copy in
+    the package would look in the link's."""
+    (root / "shared").mkdir()
+    (root / "shared" / "a.js").write_text("module.exports = require('./b');\n")
+    (root / "shared" / "b.js").write_text("module.exports = 2;\n")
+    link(root / "lib" / "a.js", "../shared/a.js")
+    return "nb.js", "console.log(require('./lib/a.js'));\n"
+
+
+def linked_module_type(root: Path) -> tuple[str, str]:
+    (root / "esm").mkdir()
+    (root / "esm" / "package.json").write_text('{"type": "module"}\n')
+    (root / "esm" / "m.js").write_text("export default 7;\n")
+    link(root / "lib" / "m.js", "../esm/m.js")
+    return "nb.mjs", "import m from './lib/m.js';\nconsole.log(m);\n"
+
+
+def linked_to_ignored(root: Path) -> tuple[str, str]:
+    (root / "secret.json").write_text("{}\n")
+    (root / ".gitignore").write_text("secret.json\n")
+    link(root / "lib" / "x.json", "../secret.json")
+    return "nb.js", "console.log(require('./lib/x.json'));\n"
+
+
+LINK_REFUSALS = [
+    # (project layout, returning the notebook's name and source; the error's message)
+    (dangling_required, "nb.js:1: requires './lib/gone.json', a symlink to ../nowhere.json"),
+    (linked_module_requires, "lib/a.js:1: lib/a.js is a symlink to shared/a.js, whose require"),
+    (linked_module_type, "lib/m.js is a symlink to esm/m.js, whose package.json gives another"),
+    (linked_to_ignored, "requires lib/x.json (a symlink to secret.json), which is excluded by"),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"), LINK_REFUSALS, ids=[case[0].__name__ for case in LINK_REFUSALS]
+)
+def test_symlinks_a_package_cannot_copy_are_refused(
+    project: Path, setup: object, message: str
+) -> None:
+    assert callable(setup)
+    name, source = setup(project)
+    (project / name).write_text(source)
+    got = export(name, "-o", "out", cwd=project)
+    assert got.code == 2, got.describe()
+    err = got.stderr.decode()
+    assert err.startswith("tonic: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not (project / "out").exists()
+
+
+TOKEN = "sk-live-7Hq2Zr9xWp4"
+READ = (
+    "const fs = require('node:fs');\n"
+    "const dotenv = fs.existsSync('.env') ? fs.readFileSync('.env', 'utf8') : '';\n"
+    "const read = (k) => process.env[k] ?? dotenv.match(new RegExp(`^${k}=(.*)$`, 'm'))?.[1];\n"
+)
+PRINTED = "// %% Connect\n" + READ + "console.log('using', read('NAME'));\n"
+VALUE = "// %% Setup\n" + READ + "\n// %% Token\nread('NAME')\n"
+LATER = "// %% Connect\n" + READ + "setTimeout(() => console.log(read('NAME')), 1);\n"
+SECRETS = [
+    # (variable, value, from: env or .env, notebook, the place the warning names or None)
+    ("API_TOKEN", TOKEN, "env", PRINTED, 'cell 1 "Connect" (lines 1-5)'),
+    ("DB_PASSWORD", TOKEN, ".env", PRINTED, 'cell 1 "Connect" (lines 1-5)'),
+    ("API_TOKEN", TOKEN, "env", VALUE, 'cell 2 "Token" (lines 6-7)'),
+    ("API_TOKEN", TOKEN, "env", LATER, "after the last cell"),
+    ("PIN", "ab12cd", "env", PRINTED, None),  # too short to be a secret
+    ("TOOLS", "/opt/tools/bin:/usr/local/bin", "env", PRINTED, None),  # paths
+    ("API_URL", "https://api.example.com/v1", "env", PRINTED, None),  # no credentials
+    ("SEED", "1234567890", ".env", PRINTED, None),  # a number
+    ("MODE", "production", ".env", PRINTED, None),  # a common word
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "source", "notebook", "warned"),
+    SECRETS,
+    ids=["env", ".env", "value", "after", "short", "paths", "url", "number", "word"],
+)
+def test_secrets_in_outputs_are_named_and_no_outputs_leaves_them_out(
+    project: Path, name: str, value: str, source: str, notebook: str, warned: str | None
+) -> None:
+    """A recorded output that shows a secret-like value of the environment or a .env
+    entry warns, naming the cell and the variable, never the value; --no-outputs leaves
+    every output out, and its `npm test` still passes (it checks the exit code)."""
+    environ = dict(os.environ)
+    if source == ".env":
+        (project / ".env").write_text(f"{name}={value}\n")
+    else:
+        environ[name] = value
+    (project / "nb.js").write_text(notebook.replace("NAME", name))
+    args = ["nb.js", "-o", "out", "--with-tests"]
+    got = tonic("export", *args, cwd=project, env=environ, timeout=120)
+    assert got.code == 0, got.describe()
+    err = got.stderr.decode()
+    assert value.encode() not in got.stderr + got.stdout
+    out = project / "out"
+    assert value in (out / "README.md").read_text()  # the outputs, as before
+    if warned is None:
+        assert err == "", err
+    else:
+        named = f"${name}" if source == "env" else f"{name} (from .env)"
+        assert err.count("\n") == 1 and err.startswith("tonic: warning: nb.js: "), err
+        assert f"{warned} printed the value of {named}" in err
+        assert "--no-outputs" in err
+
+    more = ["--no-outputs", "--force", "--tarball"]
+    bare = tonic("export", *args, *more, cwd=project, env=environ, timeout=120)
+    assert bare.code == 0, bare.describe()
+    assert bare.stderr == b"", bare.describe()  # nothing shown: nothing to warn about
+    tarball = project / bare.stdout.decode().strip().splitlines()[-1]
+    for path in out.rglob("*"):
+        if path.is_file() and path != tarball:
+            assert value.encode() not in path.read_bytes(), path
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            assert value.encode() not in data, member.name
+    readme = (out / "README.md").read_text()
+    assert "```text" not in readme and "\n=> " not in readme
+    assert "```js" in readme and "const read = " in readme  # the code stays
+    test = (out / "test" / "tonic-outputs.test.cjs").read_text()
+    assert "stdout" not in test
+    green = run(["node", "--test", "test/tonic-outputs.test.cjs"], out)
+    assert green.returncode == 0 and "# pass 1" in green.stdout, green.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("API_TOKEN", TOKEN, True),
+        ("DATABASE_URL", "postgres://app:hunter2x@db:5432/app", True),  # credentials
+        ("WEBHOOK", "https://hooks.example.com/x?key=abcdef12", True),  # a query
+        ("PASSPHRASE", "correct horse battery", True),
+        ("API_TOKEN", "abc1234", False),  # 7 characters
+        ("HOME", "/home/someone", False),
+        ("HOSTNAME", "a1b2c3d4e5f6", False),  # a container's: printed innocently
+        ("LC_ALL", "en_US.UTF-8", False),
+        ("TONIC_CACHE", "relative-cache", False),
+        ("DATA_DIR", "./data/raw/2024", False),
+        ("GOPATH", "/go:/home/me/go", False),
+        ("PORT", "808080808", False),
+        ("VERSION", "20.11.1-2", False),
+        ("API_URL", "https://api.example.com/v1/", False),
+        ("APP_ENV", "Production", False),
+    ],
+)
+def test_which_values_can_be_secrets(name: str, value: str, secret: bool) -> None:
+    assert can_be_secret(name, value) == secret
+
+
+def test_dotenv_entries(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "# a comment\n"
+        "PLAIN=value-one # trailing comment\n"
+        "export EXPORTED=value-two\n"
+        'DOUBLE="value three # kept"\n'
+        "SINGLE='value-four'\n"
+        "  SPACED = value-five  \n"
+        "not an entry\n"
+    )
+    assert dotenv_entries(env) == {
+        "PLAIN": "value-one",
+        "EXPORTED": "value-two",
+        "DOUBLE": "value three # kept",
+        "SINGLE": "value-four",
+        "SPACED": "value-five",
+    }
+
+
+def test_dotenv_files(tmp_path: Path) -> None:
+    """The .env files whose entries are looked for: not templates, not other names."""
+    names = [".env", ".env.local", ".envrc", ".env.example", ".env.sample", ".environment"]
+    for name in [*names, "env"]:
+        (tmp_path / name).write_text("A=b\n")
+    (tmp_path / ".env.d").mkdir()
+    found = [p.name for p in dotenv_files([tmp_path, tmp_path])]
+    assert found == [".env", ".env.local", ".envrc"]

@@ -222,7 +222,9 @@ def cache_clear() -> None:
         "The notebooks run first (an unchanged one replays its stored run) and must not "
         "fail. Never exported: .env files, tonic's snapshot cache, and whatever the "
         "project's .gitignore or .npmignore files exclude (requiring such a file is an "
-        "error)."
+        "error); a symlink out of the project is left out with a warning (one inside is "
+        "a copy of its target). A warning names each cell whose recorded output shows "
+        "the value of an environment variable or .env entry (see --no-outputs)."
     ),
     epilog=(
         "Examples:\n\n"
@@ -257,16 +259,13 @@ def export(
             "--name",
             help="npm package name (lowercase, URL-safe, optional @scope/). Default: the "
             "first notebook's file name, else the project's package.json name.",
-            show_default=False,
         ),
     ] = None,
     version: Annotated[
         str | None,
         typer.Option(
             "--version",
-            help="Package version (semver). Default: the project's package.json version, "
-            "else 0.1.0.",
-            show_default=False,
+            help="Package version (semver). Default: the project's version, else 0.1.0.",
         ),
     ] = None,
     tarball: Annotated[
@@ -281,21 +280,22 @@ def export(
             "compares its stdout and exit code with the recorded ones.",
         ),
     ] = False,
+    no_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--no-outputs",
+            help="Leave the recorded outputs (printed text, values, errors) out: the README "
+            "shows prose and code only, and --with-tests checks exit codes, not stdout.",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty output folder.")
     ] = False,
 ) -> int:
     from tonic.commands import export as command
 
-    return command.export(
-        files,
-        out=out,
-        name=name,
-        version=version,
-        tarball=tarball,
-        with_tests=with_tests,
-        force=force,
-    )
+    flags = dict(tarball=tarball, with_tests=with_tests, force=force, outputs=not no_outputs)
+    return command.export(files, out=out, name=name, version=version, **flags)
 
 
 @app.command(

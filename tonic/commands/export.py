@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tonic.errors import ExportError
-from tonic.export.deps import collect, node_builtins, shown
+from tonic.export.deps import Graph, collect, node_builtins, shown
 from tonic.export.ignore import IgnoreRules
+from tonic.export.links import project_root
 from tonic.export.package import (
     check_exportable,
     choose_name,
@@ -25,9 +28,10 @@ from tonic.export.render import (
     render_readme,
     render_test,
 )
+from tonic.export.secrets import dotenv_files, leaks, secrets
 from tonic.export.write import check_output, npm_pack, publish
 from tonic.notebook.loader import load
-from tonic.recorded import failure, record
+from tonic.recorded import failure, record, record_environment
 from tonic.settings import node_binary
 
 NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")
@@ -62,6 +66,41 @@ def _run(path: Path, rel: str) -> NotebookRun:
     return NotebookRun(rel, path, result.notebook, result)
 
 
+def warn(text: str) -> None:
+    sys.stderr.write(f"tonic: warning: {text}\n")
+
+
+def _secret_warnings(
+    runs: list[NotebookRun], notebooks: list[Path], root: Path, *, with_tests: bool
+) -> None:
+    """Warn of recorded outputs that hold the value of a variable of the environment the
+    notebooks ran in, or of a .env entry of the project (`export/secrets.py`)."""
+    dotenvs = [(p, shown(p)) for p in dotenv_files([root, *(p.parent for p in notebooks)])]
+    for text in leaks(
+        runs, secrets(record_environment(os.environ), dotenvs), with_tests=with_tests
+    ):
+        warn(text)
+
+
+def _report(
+    package: str,
+    out: Path,
+    files: dict[Path, str],
+    graph: Graph,
+    notebooks: list[Path],
+    dependencies: list[dict[str, str]],
+) -> None:
+    """What was exported, and why each file is there."""
+    print(f"exported {package} to {shown(out)}")
+    for path, rel in files.items():
+        why = "notebook" if path in notebooks else f"required by {graph.required_by[path]}"
+        if graph.real[path] != path:
+            why += f"; a copy of {shown(graph.real[path])}, which its symlink points to"
+        print(f"  {rel}  ({why})")
+    for dep in dependencies:
+        print(f"  dependency {dep['name']} {dep['version']} (from {dep['source']})")
+
+
 def export(
     files: list[Path],
     *,
@@ -71,6 +110,7 @@ def export(
     tarball: bool,
     with_tests: bool,
     force: bool,
+    outputs: bool = True,
 ) -> int:
     notebooks = _notebooks(files)
     main = notebooks[0]
@@ -80,12 +120,17 @@ def export(
     out = out.resolve()
     check_output(out, force=force, protected=notebooks)
 
-    graph = collect(notebooks, project)
-    check_output(out, force=force, protected=graph.files)
+    root = project_root(main, project)
+    graph = collect(notebooks, project, root)
+    check_output(out, force=force, protected=[*graph.files, *graph.real.values()])
     shape = layout(graph)
     check_exportable(graph, IgnoreRules(ignore_root(shape.base, project)))
+    for skipped in graph.skipped:
+        warn(skipped.warning(shown(skipped.path), shown(skipped.target)))
 
     runs = [_run(path, shape.files[path]) for path in notebooks]
+    if outputs:
+        _secret_warnings(runs, notebooks, root, with_tests=with_tests)
     rels = [shape.files[p] for p in notebooks]
     dependencies = [
         {"name": p.name, "version": p.version, "source": p.source}
@@ -106,19 +151,17 @@ def export(
         dependencies={d["name"]: d["version"] for d in dependencies},
         node_range=node_range(),
     ).encode()
-    content["README.md"] = render_readme(pkg_name, rels[0], summary, runs, dependencies).encode()
+    content["README.md"] = render_readme(
+        pkg_name, rels[0], summary, runs, dependencies, outputs=outputs
+    ).encode()
     if with_tests:
-        content[TEST_PATH] = render_test(runs).encode()
+        content[TEST_PATH] = render_test(runs, outputs=outputs).encode()
     publish(out, content, force=force)
 
-    print(f"exported {pkg_name}@{pkg_version} to {shown(out)}")
-    for path, rel in shape.files.items():
-        why = "notebook" if path in notebooks else f"required by {graph.required_by[path]}"
-        print(f"  {rel}  ({why})")
-    for dep in dependencies:
-        print(f"  dependency {dep['name']} {dep['version']} (from {dep['source']})")
+    _report(f"{pkg_name}@{pkg_version}", out, shape.files, graph, notebooks, dependencies)
     if with_tests:
-        print(f"  {TEST_PATH}  (node --test: the recorded outputs)")
+        checks = "the recorded outputs" if outputs else "the recorded exit codes"
+        print(f"  {TEST_PATH}  (node --test: {checks})")
     if tarball:
         print(shown(npm_pack(out)))
     return 0

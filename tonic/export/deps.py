@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tonic.errors import ExportError
+from tonic.export.links import (
+    Skipped,
+    check_copy,
+    dangling,
+    lexical,
+    through_link,
+    unfollowed,
+)
 from tonic.notebook.cells import parse
 from tonic.notebook.modkind import package_type
 from tonic.notebook.source import read_source
@@ -68,12 +76,15 @@ class Package:
 
 @dataclass
 class Graph:
-    """The files to export (notebooks first, then local modules in the order found) and
-    the packages they require."""
+    """The files to export (notebooks first, then local modules in the order found), each
+    at the path it is required by (symlinks not followed: where the package has it), and
+    the packages they require; the files left out as symlinks out of the project."""
 
     files: list[Path] = field(default_factory=list)
+    real: dict[Path, Path] = field(default_factory=dict)  # file -> its target, links followed
     packages: dict[str, Package] = field(default_factory=dict)
     required_by: dict[Path, str] = field(default_factory=dict)  # local module -> file:line
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def classify(specifier: str) -> str:
@@ -131,13 +142,14 @@ def _as_index(directory: Path) -> Path | None:
 
 
 def resolve_local(directory: Path, specifier: str) -> Path | None:
-    """The file a relative specifier names, seen from `directory`, as node finds it."""
-    candidate = directory / specifier
+    """The file a relative specifier names, seen from `directory`, as node finds it: the
+    path it is found at (`..` removed as text, symlinks not followed), or None."""
+    candidate = lexical(directory / specifier)
     if specifier.endswith("/") or specifier in (".", ".."):
         found = _as_directory(candidate)
     else:
         found = _as_file(candidate) or _as_directory(candidate)
-    return found.resolve() if found is not None else None
+    return lexical(found) if found is not None else None
 
 
 def specifiers(path: Path) -> Iterator[tuple[str, int]]:
@@ -213,45 +225,85 @@ def package_version(name: str, requirer: Path, project: Path | None) -> tuple[st
     return None
 
 
-def collect(notebooks: list[Path], project: Path | None) -> Graph:
-    """Follow the notebooks' local requires transitively and gather their packages."""
+def _missing(directory: Path, specifier: str, where: str) -> ExportError:
+    candidate = lexical(directory / specifier)
+    if dangling(candidate):
+        return ExportError(
+            f"{where}: requires {specifier!r}, a symlink to {os.readlink(candidate)}, "
+            "which does not exist"
+        )
+    return ExportError(
+        f"{where}: requires {specifier!r}, which does not exist (looked in {shown(directory)})"
+    )
+
+
+def _local(path: Path, real: Path, specifier: str, where: str) -> Path:
+    """The file a relative require names, where the package will have it. node looks
+    from the requiring file's target; its copy in the package must find the same file."""
+    if specifier.startswith(("/", "file:")):
+        raise ExportError(
+            f"{where}: requires {specifier!r} by an absolute path, which an "
+            "installed package cannot have; use a relative path"
+        )
+    found = resolve_local(real.parent, specifier)  # what node found, running the notebook
+    if found is None:
+        raise _missing(real.parent, specifier, where)
+    if path.parent == real.parent:
+        return found
+    copied = resolve_local(path.parent, specifier)  # what the package's copy will find
+    if copied is None or copied.resolve() != found.resolve():
+        raise ExportError(
+            f"{where}: {shown(path)} is a symlink to {shown(real)}, whose require("
+            f"{specifier!r}) finds {shown(found)}; a package holds no symlinks, and its copy "
+            f"of {shown(path)} would not find that file; require {shown(real)} itself"
+        )
+    return copied
+
+
+def _package(graph: Graph, specifier: str, real: Path, project: Path | None, where: str) -> None:
+    name = package_name(specifier)
+    if name in graph.packages:
+        return
+    found = package_version(name, real, project)
+    if found is None:
+        raise ExportError(
+            f"{where}: requires package {name!r}, which is not installed (not in "
+            f"node_modules, the lock file or package.json); run `npm install {name}`"
+        )
+    graph.packages[name] = Package(name, found[0], found[1], where)
+
+
+def collect(notebooks: list[Path], project: Path | None, root: Path) -> Graph:
+    """Follow the notebooks' local requires transitively and gather their packages; a
+    file reached through a symlink out of `root` is left out (`links.py`)."""
     graph = Graph()
     queue = [p.resolve() for p in notebooks]
+    graph.real.update((p, p) for p in queue)
     seen = set(queue)
     while queue:
         path = queue.pop(0)
+        real = graph.real[path]
         graph.files.append(path)
-        for specifier, line in specifiers(path):
+        for specifier, line in specifiers(real):
             where = f"{shown(path)}:{line}"
             kind = classify(specifier)
-            if kind == "local":
-                if specifier.startswith(("/", "file:")):
-                    raise ExportError(
-                        f"{where}: requires {specifier!r} by an absolute path, which an "
-                        "installed package cannot have; use a relative path"
-                    )
-                target = resolve_local(path.parent, specifier)
-                if target is None:
-                    raise ExportError(
-                        f"{where}: requires {specifier!r}, which does not exist "
-                        f"(looked in {shown(path.parent)})"
-                    )
-                if "node_modules" in target.parts:
-                    continue
-                if target not in seen:
-                    seen.add(target)
-                    graph.required_by[target] = where
-                    queue.append(target)
-            elif kind == "package":
-                name = package_name(specifier)
-                if name in graph.packages:
-                    continue
-                found = package_version(name, path, project)
-                if found is None:
-                    raise ExportError(
-                        f"{where}: requires package {name!r}, which is not installed (not in "
-                        "node_modules, the lock file or package.json); run "
-                        f"`npm install {name}`"
-                    )
-                graph.packages[name] = Package(name, found[0], found[1], where)
+            if kind == "package":
+                _package(graph, specifier, real, project, where)
+            if kind != "local":
+                continue
+            target = _local(path, real, specifier, where)
+            if target in seen:
+                continue
+            seen.add(target)
+            resolved = target.resolve()
+            if "node_modules" in target.parts or "node_modules" in resolved.parts:
+                continue
+            why = unfollowed(resolved, root) if through_link(target) else None
+            if why is not None:
+                graph.skipped.append(Skipped(target, resolved, where, why))
+                continue
+            check_copy(target, resolved, shown(target), shown(resolved))
+            graph.real[target] = resolved
+            graph.required_by[target] = where
+            queue.append(target)
     return graph

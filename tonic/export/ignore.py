@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tonic.export.links import lexical
+
 IGNORE_FILES = (".gitignore", ".npmignore")
 
 
@@ -195,8 +197,9 @@ class IgnoreRules:
         return last
 
     def excluded(self, path: Path) -> Rule | None:
-        """The rule that excludes `path` or one of its directories, or None."""
-        path = path.resolve()
+        """The rule that excludes `path` or one of its directories, or None; a symlink
+        is judged where it stands, like git does, not where it points."""
+        path = lexical(path)
         try:
             parts = path.relative_to(self.root).parts
         except ValueError:

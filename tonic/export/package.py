@@ -161,10 +161,16 @@ def never_exported(path: Path, rules: IgnoreRules) -> str | None:
 
 
 def check_exportable(graph: Graph, rules: IgnoreRules) -> None:
+    """Refuse a required file that must stay out: by its path, or by its target when it
+    is a symlink (a link to a .env file is a .env file)."""
     for path in graph.files:
+        real = graph.real.get(path, path)
         reason = never_exported(path, rules)
+        if reason is None and real != path:
+            reason = never_exported(real, rules)
         if reason is None:
             continue
+        named = shown(path) if real == path else f"{shown(path)} (a symlink to {shown(real)})"
         by = graph.required_by.get(path)
-        subject = f"{by}: requires {shown(path)}, which" if by else f"{shown(path)}"
+        subject = f"{by}: requires {named}, which" if by else named
         raise ExportError(f"{subject} {reason}: tonic never exports it")

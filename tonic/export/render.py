@@ -17,8 +17,8 @@ import tonic
 from tonic.errors import ExportError
 from tonic.notebook.cells import MARKER_RE, Cell, Notebook
 from tonic.outputs import normalize
-from tonic.recorded import error_summary
-from tonic.results import RunResult
+from tonic.recorded import cell_label, error_summary
+from tonic.results import CellResult, RunResult
 
 PACKAGE_JSON = "package.json.j2"
 README = "README.md.j2"
@@ -109,7 +109,7 @@ def code_of(cell: Cell) -> str:
     return "\n".join(lines).strip("\n")
 
 
-def readme_cells(run: NotebookRun) -> list[dict[str, object]]:
+def readme_cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
     cells: list[dict[str, object]] = []
     for cr in run.result.cells:
         cell = cr.cell
@@ -119,15 +119,33 @@ def readme_cells(run: NotebookRun) -> list[dict[str, object]]:
         code = code_of(cell)
         if not code:
             continue
-        parts = [run.text(cr.stdout) + run.text(cr.stderr)]
-        if cr.value is not None:
-            parts.append(f"=> {run.text(cr.value)}\n")
-        if cr.error is not None:
-            parts.append(f"Uncaught {error_summary(run.text(cr.error))}\n")
-        cells.append(
-            {"type": "code", "title": cell.title, "code": code, "output": "".join(parts).rstrip()}
-        )
+        output = "".join(text for text, _ in cell_texts(run, cr)) if outputs else ""
+        cells.append({"type": "code", "title": cell.title, "code": code, "output": output.rstrip()})
     return cells
+
+
+def cell_texts(run: NotebookRun, cr: CellResult) -> list[tuple[str, bool]]:
+    """What the package shows of a cell's run, in order: (text, also in the test file)."""
+    parts = [(run.text(cr.stdout), True), (run.text(cr.stderr), False)]
+    if cr.value is not None:
+        parts.append((f"=> {run.text(cr.value)}\n", False))
+    if cr.error is not None:
+        parts.append((f"Uncaught {error_summary(run.text(cr.error))}\n", False))
+    return parts
+
+
+def recorded_texts(run: NotebookRun) -> list[tuple[str, str, bool]]:
+    """Every recorded text an export with outputs writes: (where: a cell's label or
+    `after the last cell`, text, whether the test file holds it too)."""
+    texts = [
+        (cell_label(run.result, cr.cell.index), text, in_test)
+        for cr in run.result.cells
+        for text, in_test in cell_texts(run, cr)
+    ]
+    tail = run.result.tail
+    texts.append(("after the last cell", run.text(tail.stdout), True))
+    texts.append(("after the last cell", run.text(tail.stderr), False))
+    return [t for t in texts if t[1]]
 
 
 def description(runs: list[NotebookRun]) -> str:
@@ -142,14 +160,22 @@ def description(runs: list[NotebookRun]) -> str:
 
 
 def render_readme(
-    name: str, main: str, summary: str, runs: list[NotebookRun], dependencies: list[dict[str, str]]
+    name: str,
+    main: str,
+    summary: str,
+    runs: list[NotebookRun],
+    dependencies: list[dict[str, str]],
+    *,
+    outputs: bool = True,
 ) -> str:
     notebooks = [
         {
             "path": run.rel,
             "stem": run.stem,
-            "cells": readme_cells(run),
-            "after": (run.text(run.result.tail.stdout) + run.text(run.result.tail.stderr)).rstrip(),
+            "cells": readme_cells(run, outputs=outputs),
+            "after": (run.text(run.result.tail.stdout) + run.text(run.result.tail.stderr)).rstrip()
+            if outputs
+            else "",
         }
         for run in runs
     ]
@@ -160,12 +186,18 @@ def render_readme(
         description=summary,
         notebooks=notebooks,
         dependencies=dependencies,
+        outputs=outputs,
     )
     return text.rstrip("\n") + "\n"
 
 
-def render_test(runs: list[NotebookRun]) -> str:
-    recorded = [
-        {"file": run.rel, "stdout": run.stdout(), "exit_code": run.result.exit_code} for run in runs
-    ]
-    return render(TEST, recorded=recorded)
+def render_test(runs: list[NotebookRun], *, outputs: bool = True) -> str:
+    """The `node --test` file: each notebook's exit code, and with the outputs its stdout."""
+    recorded: list[dict[str, object]] = []
+    for run in runs:
+        entry: dict[str, object] = {"file": run.rel}
+        if outputs:
+            entry["stdout"] = run.stdout()
+        entry["exit_code"] = run.result.exit_code
+        recorded.append(entry)
+    return render(TEST, recorded=recorded, outputs=outputs)
