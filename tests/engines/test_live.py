@@ -42,6 +42,9 @@ def _spawn(args: list[str], cwd: Path) -> tuple[int, int]:
         os.chdir(cwd)
         os.environ["TERM"] = "xterm-256color"  # a terminal that can show colours
         os.environ.pop("CI", None)  # (node takes $CI for a terminal without colours)
+        # As a user's shell starts it: a job started in the background by a script has
+        # SIGINT ignored, which node and tonic would inherit (Ctrl-C would end neither).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "tonic", *args])
     return pid, master
 
