@@ -23,6 +23,7 @@ hostname are the host's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -216,9 +217,15 @@ class ContainerKernel:
                 )
             dumped = time.monotonic()
             image = self._commit(commit, labels, pause=prefix is None)
-        finally:
+        except BaseException:
+            # What stopped the checkpoint (SIGTERM's SystemExit, Ctrl-C) goes on: an
+            # unpause that fails after a checkpoint cut short must not take its place.
             if prefix is not None:
-                self.api.unpause(self.container)
+                with contextlib.suppress(DockerError):
+                    self.api.unpause(self.container)
+            raise
+        if prefix is not None:
+            self.api.unpause(self.container)
         done = time.monotonic()
         return Snapshot(
             image,
