@@ -219,6 +219,28 @@ def throw_rows(
     ]
 
 
+def cells_rows(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
+    """A fresh run of many one-line cells: the work per cell must not grow with the
+    cells before it (criu against replay; no snapshot is due after such short cells)."""
+    rows = []
+    for count in (2_000, 50_000):
+        nb = work / f"cells{count}.js"
+        nb.write_text("\n\n".join(f"let v{i} = {i};" for i in range(count)) + "\n")
+        print(f"bench: {count} one-line cells: node, replay, criu ...", file=sys.stderr)
+        t_node = timed(["node", str(nb)], env)[0]
+        t_replay = timed([*TONIC, "run", "--plain", "--engine", "replay", str(nb)], env)[0]
+        t_criu = timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], env)[0]
+        goal = "2x" if count == 2_000 else "3x"
+        rows.append(
+            (
+                f"fresh run, {count:,} one-line cells: replay, criu (node {t_node:.2f} s)",
+                f"{t_replay:.2f} s, {t_criu:.2f} s",
+                f"criu {t_criu / t_replay:.2f}x replay (goal: within {goal})",
+            )
+        )
+    return rows
+
+
 def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     # The warm server, as the first command of a session would leave it running.
@@ -370,6 +392,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     rows.extend(observed.observe_rows(stats, first_seconds))
     rows.extend(observed.hit_rows(work, env))
     rows.extend(observed.crowd_rows(work, env))
+    rows.extend(cells_rows(work, env))
     rows.extend(docker_rows(work, env))
     rows.extend(precommit_rows(work, env))
     total = cache_bytes(env)
