@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,41 +139,70 @@ def staging(store: Store) -> Path:
     return tmp
 
 
-@dataclass(frozen=True)
+class DamagedImages(EngineError):
+    """The unpacked copy of a snapshot's images failed its check (what is damaged)."""
+
+
+@dataclass
 class Images:
-    """A snapshot's image files, not to be written to, and a private scratch folder;
-    the seconds spent checking an unpacked copy."""
+    """A snapshot's image files, not to be written to, and a private scratch folder.
+
+    `check`, for an unpacked copy: waits for its check, which runs while the backend
+    restores (CRIU leaves the tree stopped until it passes), and raises DamagedImages
+    if it fails; nothing to wait for with the store's copy, whose chunks were checked
+    as they were read."""
 
     files: Path
     scratch: Path
-    verify_seconds: float = 0.0
+    pending: Future[str | None] | None = None
+    waited: float = 0.0  # seconds the restore waited for the check
+
+    def failed(self) -> bool:
+        """Whether the check is done and failed (a restore under way can stop)."""
+        return (
+            self.pending is not None and self.pending.done() and self.pending.result() is not None
+        )
+
+    def check(self) -> None:
+        """Wait for the check (if any)."""
+        if self.pending is None:
+            return
+        started = time.monotonic()
+        damaged = self.pending.result()
+        self.waited += time.monotonic() - started
+        if damaged is not None:
+            raise DamagedImages(damaged)
 
 
 @contextlib.contextmanager
-def images(store: Store, choice: Choice, notes: list[str]) -> Iterator[Images]:
-    """The snapshot's image files: kept unpacked (store/hot.py) and intact, or recreated
-    from the store in the scratch folder, which is removed afterwards. A damaged
-    unpacked copy is said in `notes`."""
+def images(store: Store, choice: Choice, unpacked: bool = True) -> Iterator[Images]:
+    """The snapshot's image files: kept unpacked (store/hot.py), checked while they are
+    restored, or (not `unpacked`, or none kept) recreated from the store in the scratch
+    folder, which is removed afterwards."""
     work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
+    checking = None
     try:
         os.chmod(work, 0o700)
-        started = time.monotonic()
-        found, damaged = hot.lookup(store.root, choice.snapshot_id)
-        verify = time.monotonic() - started
-        if damaged:
-            notes.append(
-                f"the unpacked images of the snapshot after cell {choice.pause} were "
-                f"damaged ({damaged}): restored from the store's copy"
-            )
-        if found is None:
-            found = work / "images"
+        found = hot.kept(store.root, choice.snapshot_id) if unpacked else None
+        if found is not None:
+            checking = ThreadPoolExecutor(1, thread_name_prefix="tonic-check")
+            pending = checking.submit(hot.check, store.root, choice.snapshot_id)
             try:
-                store.materialize(choice.snapshot_id, found)
-            except StoreError:
-                store.remove(choice.snapshot_id)
-                raise
-        yield Images(found, work, verify)
+                yield Images(found, work, pending)
+            finally:
+                if pending.result() is not None:  # once nothing reads it any more
+                    hot.drop(store.root, choice.snapshot_id)
+            return
+        found = work / "images"
+        try:
+            store.materialize(choice.snapshot_id, found)
+        except StoreError:
+            store.remove(choice.snapshot_id)
+            raise
+        yield Images(found, work)
     finally:
+        if checking is not None:
+            checking.shutdown(wait=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -375,7 +405,7 @@ class _Steps:
         self.failed: str | None = None  # why snapshots stopped in this run
         self.watcher = Watcher(run.store.root, enabled=run.session.files)
         self.observe_seconds = 0.0  # observing, and recording the files and uses
-        self.verify_seconds = 0.0  # checking the unpacked images, within restore_seconds
+        self.verify_seconds = 0.0  # the restore's wait for the images' check
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
         choice = self.choice
@@ -385,9 +415,17 @@ class _Steps:
             return proc
         started = time.monotonic()
         try:
-            with images(self.store, choice, self.recorder.notes) as found:
-                self.verify_seconds = found.verify_seconds
-                proc = self.kernel.restore(choice, found, pipes, env)
+            try:
+                with images(self.store, choice) as found:
+                    proc = self.kernel.restore(choice, found, pipes, env)
+                    self.verify_seconds = found.waited
+            except DamagedImages as err:
+                self.recorder.notes.append(
+                    f"the unpacked images of the snapshot after cell {choice.pause} were "
+                    f"damaged ({err}): restored from the store's copy"
+                )
+                with images(self.store, choice, unpacked=False) as found:
+                    proc = self.kernel.restore(choice, found, pipes, env)
         except (EngineError, KeyError, StoreError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
         self.watcher.attach(self.kernel.tree_pid())

@@ -93,14 +93,17 @@ def _ready(ready: Path) -> dict[str, object] | None:
     return doc if isinstance(doc.get("files"), dict) else None
 
 
-def lookup(root: Path, snapshot_id: str) -> tuple[Path | None, str | None]:
-    """The unpacked images of a snapshot, if kept and intact (marked as just used); and
-    what was damaged when a kept copy was not: it is then dropped (the store's copy is to
-    be used)."""
+def kept(root: Path, snapshot_id: str) -> Path | None:
+    """The unpacked images of a snapshot, if kept (not yet checked: `check`)."""
+    folder = _dir(root) / snapshot_id
+    return folder if folder.with_suffix(".ready").exists() else None
+
+
+def check(root: Path, snapshot_id: str) -> str | None:
+    """None when the kept copy is intact (it is marked as just used); else what is
+    damaged (the caller drops it once nothing reads it: `drop`)."""
     folder = _dir(root) / snapshot_id
     ready = folder.with_suffix(".ready")
-    if not ready.exists():
-        return None, None
     doc = _ready(ready)
     expected: dict[str, str] = doc["files"] if doc is not None else {}  # type: ignore[assignment]
     try:
@@ -108,12 +111,11 @@ def lookup(root: Path, snapshot_id: str) -> tuple[Path | None, str | None]:
     except OSError:
         found = {}
     if doc is None or found != expected:
-        drop(root, snapshot_id)
         names = sorted(n for n in {*expected, *found} if expected.get(n) != found.get(n))
-        return None, ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") or "its record"
+        return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") or "its record"
     with contextlib.suppress(OSError):
         os.utime(ready)
-    return folder, None
+    return None
 
 
 def _entries(root: Path) -> list[tuple[float, int, str]]:

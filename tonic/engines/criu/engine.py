@@ -67,15 +67,34 @@ class CriuKernel:
         inherit = {fd: names[role] for role, fd in ours.items() if fd >= 0}
         read, write = trees.status_pipe()
         inherit[write] = names["status"]
+        stopped = images.pending is not None  # until the images' check has passed
         try:
-            pid, _ = criu_tool.restore(self.criu, images.files, inherit, images.scratch)
+            pid, _ = criu_tool.restore(
+                self.criu,
+                images.files,
+                inherit,
+                images.scratch,
+                stopped=stopped,
+                cancel=images.failed,
+            )
         except BaseException:
             os.close(read)
+            images.check()  # damaged images explain a failed restore: DamagedImages
             raise
         finally:
             os.close(write)
         self.tree = trees.restored(pid, read)
         self.watchdogs.append(Watchdog(pid, _leftovers(env)))
+        if stopped:
+            try:
+                images.check()
+            except BaseException:
+                self.tree.kill()
+                self.tree.wait()
+                self.tree.status.close()
+                self.tree = None
+                raise
+            trees.resume(pid)
         return self.tree
 
     def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:

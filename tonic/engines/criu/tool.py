@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ MIN_VERSION = (4, 0)
 # hundreds of MB a second; the deadline is for a CRIU that hangs, not a slow one).
 DEADLINE_BASE = 60.0
 DEADLINE_PER_BYTE = 1 / (10 << 20)
+CANCEL_POLL = 0.02  # seconds between two looks at a call's `cancel`
 
 
 def deadline(size: int) -> float:
@@ -48,10 +50,15 @@ class Criu:
     version: tuple[int, ...]
 
     def run(
-        self, *args: str, timeout: float | None = None, **kwargs: object
+        self,
+        *args: str,
+        timeout: float | None = None,
+        cancel: Callable[[], bool] | None = None,
+        **kwargs: object,
     ) -> subprocess.CompletedProcess[str]:
-        """CRIU with `args`; past `timeout` (subprocess.TimeoutExpired), or interrupted,
-        CRIU and what it started are killed first."""
+        """CRIU with `args`; past `timeout` (subprocess.TimeoutExpired), once `cancel`
+        says so (Cancelled), or interrupted, CRIU and what it started are killed first."""
+        end = None if timeout is None else time.monotonic() + timeout
         with subprocess.Popen(  # type: ignore[call-overload]
             [self.path, *args],
             stdout=subprocess.PIPE,
@@ -60,13 +67,27 @@ class Criu:
             **kwargs,
         ) as proc:
             try:
-                out, err = proc.communicate(timeout=timeout)
+                while True:
+                    left = None if end is None else max(0.0, end - time.monotonic())
+                    wait = left if cancel is None else min(CANCEL_POLL, left or CANCEL_POLL)
+                    try:
+                        out, err = proc.communicate(timeout=wait)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if cancel is not None and cancel():
+                            raise Cancelled from None
+                        if end is not None and time.monotonic() >= end:
+                            raise
             except BaseException:
                 _kill_tree(proc.pid)
                 proc.kill()
                 proc.wait()
                 raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+class Cancelled(Exception):
+    """A CRIU call ended early: its caller no longer wants it."""
 
 
 def _kill_tree(pid: int) -> None:
@@ -203,23 +224,35 @@ def dump(
 
 
 def restore(
-    criu: Criu, images: Path, inherit: dict[int, str], work: Path | None = None
+    criu: Criu,
+    images: Path,
+    inherit: dict[int, str],
+    work: Path | None = None,
+    stopped: bool = False,
+    cancel: Callable[[], bool] | None = None,
 ) -> tuple[int, float]:
-    """Restore the tree in `images`, detached; `inherit` maps our fds to the names the
-    dumped tree had for them (`pipe:[inode]`, `tty[rdev:dev]`, a file's path without its
-    leading slash). CRIU's log and pid file go to `work` (default: the images' folder,
-    which is then written to). Returns the restored root's pid and seconds."""
+    """Restore the tree in `images`, detached (`stopped`: left stopped, for SIGCONT);
+    `inherit` maps our fds to the names the dumped tree had for them (`pipe:[inode]`,
+    `tty[rdev:dev]`, a file's path without its leading slash). CRIU's log and pid file go
+    to `work` (default: the images' folder, which is then written to); `cancel`: ends
+    the restore early (Cancelled). Returns the restored root's pid and seconds."""
     started = time.monotonic()
     work = work or images
     pidfile = work / "restored.pid"
     args = ["restore", "--images-dir", str(images), "--work-dir", str(work)]
-    args += ["--restore-detached", "--file-locks"]
+    args += ["--restore-detached", "--file-locks", *(["--leave-stopped"] if stopped else [])]
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
     for fd, name in inherit.items():
         args += ["--inherit-fd", f"fd[{fd}]:{name}"]
     size = sum(f.stat().st_size for f in images.iterdir() if f.is_file())
     proc = _bounded(
-        criu, "restore", deadline(size), *args, pass_fds=tuple(inherit), stdin=subprocess.DEVNULL
+        criu,
+        "restore",
+        deadline(size),
+        *args,
+        cancel=cancel,
+        pass_fds=tuple(inherit),
+        stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
         raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
@@ -227,10 +260,15 @@ def restore(
 
 
 def _bounded(
-    criu: Criu, what: str, seconds: float, *args: str, **kwargs: object
+    criu: Criu,
+    what: str,
+    seconds: float,
+    *args: str,
+    cancel: Callable[[], bool] | None = None,
+    **kwargs: object,
 ) -> subprocess.CompletedProcess[str]:
     try:
-        return criu.run(*args, timeout=seconds, **kwargs)
+        return criu.run(*args, timeout=seconds, cancel=cancel, **kwargs)
     except subprocess.TimeoutExpired:
         raise EngineError(f"criu {what} did not finish in {seconds:.0f} s: ended") from None
 

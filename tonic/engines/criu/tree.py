@@ -31,6 +31,7 @@ from tonic.errors import EngineError
 from tonic.kernel.driver import Program, kernel_argv, spawn
 from tonic.kernel.nsinit import STATUS_FD, InitStatus, init_argv
 from tonic.kernel.pipes import Pipes
+from tonic.procs import descendants
 from tonic.settings import node_argv0
 
 START_TIMEOUT = 10.0  # seconds for the init to say its pid
@@ -111,6 +112,13 @@ def restored(pid: int, status: int) -> Tree:
     """A tree CRIU restored, detached (reparented to tonic), its status pipe re-attached
     to `status` (tonic's read end)."""
     return Tree(pid, InitStatus(status))
+
+
+def resume(pid: int) -> None:
+    """Let a tree CRIU left stopped run (SIGCONT to each of its processes)."""
+    for each in (pid, *descendants(pid)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGCONT)
 
 
 def tree_rss(pid: int) -> int:

@@ -224,6 +224,7 @@ class DockerKernel:
     ) -> KernelProcess:
         from tonic.engines.docker import tree as dockertree
 
+        images.check()  # the daemon copies the images: a damaged copy must not reach it
         record = choice.record
         snapshot = dockertree.Snapshot(
             record.engine["image"],
