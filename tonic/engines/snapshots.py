@@ -10,6 +10,12 @@
     fall back to a fresh run when the restore fails, or when the edited file of a
         continued run does not compile (node reports that before running anything)
 
+Each run first removes the staging leftovers of processes that are gone (a killed ingest
+worker's dumps: Store.sweep). When the cache's disk is full the run takes no snapshots
+and writes nothing to the cache: it runs as the replay engine does, or, when the disk
+fills up midway, goes on without snapshots; either way with one line on stderr
+(RunResult.problems).
+
 What differs between engines is behind two small protocols: a `Backend` opens a
 `Session` for one `tonic run` (criu: find CRIU; docker: connect, resolve the image), and
 the session makes a `Kernel` for each kernel run: launch, restore a choice, checkpoint
@@ -20,9 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -32,6 +36,7 @@ from typing import Protocol
 
 from tonic.engines import natives
 from tonic.engines.base import Availability
+from tonic.engines.replay import ReplayEngine
 from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
@@ -42,7 +47,7 @@ from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError, hot
 from tonic.store.ingest import Worker
-from tonic.store.layout import TMP
+from tonic.store.layout import TMP, disk_full, is_full_error, staging_name
 from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Observed, Recorder, show_stored
@@ -66,9 +71,10 @@ class Kernel(Protocol):
         """Restore the chosen snapshot from its images."""
         ...
 
-    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
-        """Checkpoint the paused kernel into a new folder under `staging`, which the
-        store takes over; fill in the engine's part of `record`."""
+    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
+        """Checkpoint the paused kernel into `folder`, a new name under the cache's
+        staging folder (the kernel makes it, 0700), which the store takes over; fill
+        in the engine's part of `record`."""
         ...
 
     def tree_pid(self) -> int | None:
@@ -138,6 +144,13 @@ def staging(store: Store) -> Path:
     return tmp
 
 
+def full_disk(stopped_at: int | None) -> str:
+    """The line on stderr of a run that found the cache's disk full."""
+    if stopped_at is None:
+        return "the cache's disk is full: ran without snapshots"
+    return f"the cache's disk is full: no snapshots from cell {stopped_at} on"
+
+
 @dataclass(frozen=True)
 class Images:
     """A snapshot's image files, not to be written to, and a private scratch folder."""
@@ -150,16 +163,18 @@ class Images:
 def images(store: Store, choice: Choice) -> Iterator[Images]:
     """The snapshot's image files: kept unpacked (store/hot.py) or recreated from the
     store in the scratch folder, which is removed afterwards."""
-    work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
+    staging(store)
+    work = staging_name(store.root, "restore")  # this run's: gone with it if it is killed
     try:
-        os.chmod(work, 0o700)
+        work.mkdir(mode=0o700)
         found = hot.lookup(store.root, choice.snapshot_id)
         if found is None:
             found = work / "images"
             try:
                 store.materialize(choice.snapshot_id, found)
-            except StoreError:
-                store.remove(choice.snapshot_id)
+            except StoreError as err:
+                if not is_full_error(err):
+                    store.remove(choice.snapshot_id)
                 raise
         yield Images(found, work)
     finally:
@@ -210,6 +225,11 @@ class SnapshotEngine:
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         store = Store(self.settings.cache)
+        store.sweep()  # e.g. the dumps of an ingest worker that was killed
+        if store.full():
+            result = ReplayEngine().run(program, sink, timeout=timeout)
+            result.problems.append(full_disk(None))
+            return result
         with self.backend.open(program, store) as session:
             given = fitted(program, session)
             run = _Run(self, given, store, session, timeout)
@@ -317,10 +337,10 @@ class _Run:
         overrides = {"UV_USE_IO_URING": "0"}
         if not self.session.shim:
             return overrides, False
-        path = natives.shim(self.store.root)[0]
+        path, why = natives.shim(self.store.root)
         if path is None:
             recorder.notes.append(
-                "no clock shim (no C compiler): time spent at snapshots counts on node's "
+                f"no clock shim ({why}): time spent at snapshots counts on node's "
                 "clocks, so timers of different delays in different cells may reorder"
             )
             return overrides, False
@@ -338,9 +358,11 @@ class _Run:
             result.notes.extend(choice.notes)
         if result.aborted is not None:
             return result
-        if steps.failed:
+        if self.store.filled:  # the one reason that counts, on stderr
+            result.problems.append(full_disk(steps.stopped_at))
+        elif steps.failed:
             result.notes.append(steps.failed)
-        if recorder.files_broken:
+        elif recorder.files_broken:
             result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
         recorder.finish(result)
         return result
@@ -358,6 +380,7 @@ class _Steps:
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
+        self.stopped_at: int | None = None  # the pause where the cache's disk was full
         self.watcher = Watcher(run.store.root, enabled=run.session.files)
         self.observe_seconds = 0.0  # observing, and recording the files and uses
 
@@ -371,7 +394,7 @@ class _Steps:
         try:
             with images(self.store, choice) as found:
                 proc = self.kernel.restore(choice, found, pipes, env)
-        except (EngineError, KeyError) as err:
+        except (EngineError, KeyError, OSError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
         self.watcher.attach(self.kernel.tree_pid())
         self.restore_seconds = time.monotonic() - started
@@ -389,11 +412,15 @@ class _Steps:
         started = time.monotonic()
         record = self.recorder.record_at(k, observed)
         self.observe_seconds += time.monotonic() - started  # its files and uses too
+        if self.store.filled and self.stopped_at is None:
+            self.stopped_at = k
         if record is None or self.failed is not None or not self.policy.due(k):
             return GO
         folder = None
         try:
-            folder = self.kernel.checkpoint(record, staging(self.store))
+            staging(self.store)
+            folder = self.worker.folder()  # the worker's, once it has it
+            self.kernel.checkpoint(record, folder)
             # What a worker or child read while the dump was being taken is in it too.
             late = self.recorder.late(k, self.observed(), record)
             if late is None:
@@ -401,6 +428,9 @@ class _Steps:
                 return GO
             self.worker.submit(late.snapshot_id, late.key, folder, late.meta())
         except (EngineError, OSError) as err:
+            if is_full_error(err) or disk_full(self.store.root):
+                self.store.filled = True  # (before the dump's part is removed)
+                self.stopped_at = k
             if folder is not None:  # taken, but the worker never got it
                 shutil.rmtree(folder, ignore_errors=True)
             self.failed = f"snapshots stopped at cell {k}: {err}"
