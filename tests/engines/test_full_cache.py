@@ -6,7 +6,6 @@ on without snapshots, leaves nothing half-written, and resumes once there is roo
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -18,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Outcome, node, require_engine, tonic
+from tests.helpers import (
+    Outcome,
+    fill_disk,
+    mount_tmpfs,
+    node,
+    require_engine,
+    tonic,
+    unmount,
+)
 from tonic.store import Store
 from tonic.store.ingest import settled
 from tonic.store.layout import Owner, owner_of
@@ -51,17 +58,6 @@ def _env(cache: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "TONIC_CACHE": str(cache), "TONIC_SERVER": "off", **extra}
 
 
-def _fill(disk: Path) -> None:
-    """Write a file on `disk` until no byte more fits."""
-    with open(disk / "filler", "wb", buffering=0) as f:
-        for size in (1 << 20, 4096):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
-
-
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """mount(size): a fresh tmpfs of that size (unmounted at the end, once the ingest
@@ -69,13 +65,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     mounted: list[Path] = []
 
     def mount(size: str) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
         point = tmp_path / f"disk{len(mounted)}"
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)])
-        if done.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here")
+        mount_tmpfs(point, size)
         mounted.append(point)
         return point
 
@@ -84,8 +75,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         if (point / "cache").is_dir():
             with settled(point / "cache"):
                 pass
-        if subprocess.run(["umount", str(point)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(point)], check=False)
+        unmount(point)
 
 
 def _engine_args(engine: str | None) -> list[str]:
@@ -102,7 +92,7 @@ def test_a_full_cache_disk_runs_without_snapshots(
 ) -> None:
     require_engine("criu")
     disk = tmpfs("2m")
-    _fill(disk)
+    fill_disk(disk)
     path = tmp_path / "nb.js"
     path.write_text(
         "let a = 1;\nconsole.log('a', a);\n\nconsole.error('b');\nprocess.exitCode = 3;\n"
@@ -164,7 +154,7 @@ def test_a_cache_that_fills_up_mid_run(
             if ready.exists() and published >= 2:  # the first two cells' snapshots are in
                 break
             time.sleep(0.02)
-        _fill(disk)
+        fill_disk(disk)
         flag.touch()
         out, err = proc.communicate(timeout=60)
     finally:

@@ -14,12 +14,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from tonic.kernel.driver import kernel_file
-from tonic.store.layout import BIN
+from tonic.store.layout import BIN, staging_name
 
 
 def _build(
@@ -38,12 +37,14 @@ def _build(
         return None, f"no C compiler (cc) to build {what}"
     last = "?"
     for flags in attempts:
+        built = staging_name(cache_root, "build")  # this process's: gone if it is killed
+        tmp = str(built)
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}-")
+            built.parent.mkdir(mode=0o700, exist_ok=True)
+            os.close(os.open(built, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         except OSError as err:  # e.g. the cache's disk is full
             return None, f"cannot build {what} in {target.parent}: {err.strerror}"
-        os.close(fd)
         try:
             proc = subprocess.run(
                 [cc, "-O2", "-o", tmp, str(source), *flags],

@@ -360,10 +360,11 @@ class _Run:
             return result
         if self.store.filled:  # the one reason that counts, on stderr
             result.problems.append(full_disk(steps.stopped_at))
-        elif steps.failed:
-            result.notes.append(steps.failed)
-        elif recorder.files_broken:
-            result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
+        else:
+            if steps.failed:
+                result.notes.append(steps.failed)
+            if recorder.files_broken:
+                result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
         recorder.finish(result)
         return result
 
