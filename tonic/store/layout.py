@@ -15,7 +15,8 @@ private to the user: directories 0700, files 0600. Layout under the root:
                                time in /proc/PID/stat, so a reused pid is not it): the
                                store's own ("ingest-*"), CRIU dumps on their way in
                                (owned by the ingest worker), a restore's scratch
-                               folder. An entry whose owner is gone is removed at the
+                               folder, a memo or C helper on its way to memo/ or
+                               bin/. An entry whose owner is gone is removed at the
                                next run and gc; one of another name, at a gc once it is
                                an hour old
     locks/                     flock files: "store.lock" (gc exclusive, everyone else
