@@ -125,3 +125,33 @@ def no_kernel_left(path: Path, within: float = 10.0) -> bool:
     while kernels_running(path) and time.monotonic() < deadline:
         time.sleep(0.1)
     return not kernels_running(path)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write a file in `folder` until no byte more fits on its disk."""
+    import errno
+
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for size in (1 << 20, 4096):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+
+
+def mount_tmpfs(point: Path, size: str) -> None:
+    """Mount a tmpfs of `size` at `point` (made); skips the test unless it can."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    point.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+
+
+def unmount(point: Path) -> None:
+    if subprocess.run(["umount", str(point)], check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -81,6 +81,9 @@ class RunResult:
     restored: int = 0  # cells whose results came from a snapshot
     saved_seconds: float = 0.0  # run time of the restored cells, less the restore
     notes: list[str] = field(default_factory=list)  # what the engine wants the user to know
+    # what tonic must say even where nothing but node's output is shown: one line each
+    # on stderr after the run, in every view (e.g. the cache's disk is full)
+    problems: list[str] = field(default_factory=list)
     stats: dict[str, object] = field(default_factory=dict)  # engine measurements
     aborted: str | None = None  # why a continued run stopped unseen (it runs afresh)
 

@@ -110,6 +110,7 @@ class Campaign:
         left = {f.name: f.read_bytes() for f in self.project.iterdir()}
         assert left == {f.name: f.read_bytes() for f in pristine.iterdir()}, what
         assert no_kernel_left(self.path), f"{what}: a kernel still runs after the check"
+        assert no_kernel_left(self.cache), f"{what}: a CRIU of this cache still runs"
         FAULTS[self.kind] += 1
 
 

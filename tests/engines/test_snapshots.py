@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import pytest
 
 from tonic import settings
 from tonic.engines.base import Availability
-from tonic.engines.snapshots import Images, Session, SnapshotEngine
+from tonic.engines.images import Images
+from tonic.engines.snapshots import Session, SnapshotEngine
 from tonic.errors import EngineError
 from tonic.kernel import driver
 from tonic.kernel.driver import Program
@@ -61,11 +61,10 @@ class FakeKernel:
         assert (images.files / "memory.img").read_bytes() == b"cells 1-%d" % choice.pause
         raise EngineError("this backend cannot restore")
 
-    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix="fake-", dir=staging))
+    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
+        folder.mkdir(mode=0o700)
         (folder / "memory.img").write_bytes(b"cells 1-%d" % record.pause)
         self.checkpoints.append(record.pause)
-        return folder
 
     def tree_pid(self) -> int | None:
         return None

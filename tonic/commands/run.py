@@ -112,6 +112,9 @@ def run(
         if note:
             result.notes.insert(0, note)
         sys.stdout.write(json.dumps(_json(result, program.path), indent=2) + "\n")
+    for problem in result.problems:
+        sys.stderr.write(f"tonic: {problem}\n")
+    sys.stderr.flush()
     if result.timed_out:
         raise CellTimeoutError(_timeout_message(result, timeout))
     return result.exit_code if result.signal is None else -result.signal

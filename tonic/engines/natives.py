@@ -9,16 +9,16 @@ where the C library allows it, so that it runs in any container image.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tonic.kernel.driver import kernel_file
-from tonic.store.layout import BIN
+from tonic.store.layout import BIN, staging_name
 
 
 def _build(
@@ -35,11 +35,16 @@ def _build(
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None, f"no C compiler (cc) to build {what}"
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     last = "?"
     for flags in attempts:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}-")
-        os.close(fd)
+        built = staging_name(cache_root, "build")  # this process's: gone if it is killed
+        tmp = str(built)
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            built.parent.mkdir(mode=0o700, exist_ok=True)
+            os.close(os.open(built, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except OSError as err:  # e.g. the cache's disk is full
+            return None, f"cannot build {what} in {target.parent}: {err.strerror}"
         try:
             proc = subprocess.run(
                 [cc, "-O2", "-o", tmp, str(source), *flags],
@@ -48,26 +53,54 @@ def _build(
                 check=False,
             )
         except OSError as err:
-            os.unlink(tmp)
+            _remove(tmp)
             return None, f"the C compiler {cc} does not run ({err.strerror}) to build {what}"
         if proc.returncode == 0:
             os.chmod(tmp, 0o700)
             os.replace(tmp, target)
             return target, f"{what} built at {target}"
-        os.unlink(tmp)
+        _remove(tmp)  # (a failed link may have removed it already)
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
     return None, f"{what} does not build: {last}"
 
 
-@functools.cache
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+_built: dict[tuple[str, Path], tuple[Path | None, str]] = {}
+
+
+def _once(
+    source_name: str, cache_root: Path, build: Callable[[], tuple[Path | None, str]]
+) -> tuple[Path | None, str]:
+    """A build's result, kept in this process once it has worked (a failure, e.g. on a
+    full disk, is tried again next time)."""
+    key = (source_name, cache_root)
+    if key not in _built:
+        found = build()
+        if found[0] is None:
+            return found
+        _built[key] = found
+    return _built[key]
+
+
 def shim(cache_root: Path) -> tuple[Path | None, str]:
     """(path of the built clock shim, None-reason)."""
-    return _build(
-        cache_root, "clockshim.c", "the clock shim", ".so", [["-shared", "-fPIC", "-ldl"]]
+    return _once(
+        "clockshim.c",
+        cache_root,
+        lambda: _build(
+            cache_root, "clockshim.c", "the clock shim", ".so", [["-shared", "-fPIC", "-ldl"]]
+        ),
     )
 
 
-@functools.cache
 def init(cache_root: Path) -> tuple[Path | None, str]:
     """(path of the built init, None-reason)."""
-    return _build(cache_root, "init.c", "tonic's init", "", [["-static"], []])
+    return _once(
+        "init.c",
+        cache_root,
+        lambda: _build(cache_root, "init.c", "tonic's init", "", [["-static"], []]),
+    )

@@ -10,6 +10,12 @@
     fall back to a fresh run when the restore fails, or when the edited file of a
         continued run does not compile (node reports that before running anything)
 
+Each run first removes the staging leftovers of processes that are gone (a killed ingest
+worker's dumps: Store.sweep). When the cache's disk is full the run takes no snapshots
+and writes nothing to the cache: it runs as the replay engine does, or, when the disk
+fills up midway, goes on without snapshots; either way with one line on stderr
+(RunResult.problems).
+
 What differs between engines is behind two small protocols: a `Backend` opens a
 `Session` for one `tonic run` (criu: find CRIU; docker: connect, resolve the image), and
 the session makes a `Kernel` for each kernel run: launch, restore a choice, checkpoint
@@ -18,14 +24,10 @@ at a pause, close.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,8 @@ from typing import Protocol
 
 from tonic.engines import natives
 from tonic.engines.base import Availability
+from tonic.engines.images import DamagedImages, Images, images, staging
+from tonic.engines.replay import ReplayEngine
 from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
@@ -41,9 +45,9 @@ from tonic.kernel.protocol import GO, Command, Setup
 from tonic.kernel.state import Resume
 from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
-from tonic.store import Store, StoreError, hot
+from tonic.store import Store, StoreError
 from tonic.store.ingest import Worker
-from tonic.store.layout import TMP
+from tonic.store.layout import disk_full, is_full_error
 from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Observed, Recorder, show_stored
@@ -67,9 +71,10 @@ class Kernel(Protocol):
         """Restore the chosen snapshot from its images."""
         ...
 
-    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
-        """Checkpoint the paused kernel into a new folder under `staging`, which the
-        store takes over; fill in the engine's part of `record`."""
+    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
+        """Checkpoint the paused kernel into `folder`, a new name under the cache's
+        staging folder (the kernel makes it, 0700), which the store takes over; fill
+        in the engine's part of `record`."""
         ...
 
     def tree_pid(self) -> int | None:
@@ -132,78 +137,11 @@ class Policy:
         return True
 
 
-def staging(store: Store) -> Path:
-    """Where images are written before they enter the store (the same filesystem)."""
-    tmp = store.root / TMP
-    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return tmp
-
-
-class DamagedImages(EngineError):
-    """The unpacked copy of a snapshot's images failed its check (what is damaged)."""
-
-
-@dataclass
-class Images:
-    """A snapshot's image files, not to be written to, and a private scratch folder.
-
-    `check`, for an unpacked copy: waits for its check, which runs while the backend
-    restores (CRIU leaves the tree stopped until it passes), and raises DamagedImages
-    if it fails; nothing to wait for with the store's copy, whose chunks were checked
-    as they were read."""
-
-    files: Path
-    scratch: Path
-    pending: Future[str | None] | None = None
-    waited: float = 0.0  # seconds the restore waited for the check
-
-    def failed(self) -> bool:
-        """Whether the check is done and failed (a restore under way can stop)."""
-        return (
-            self.pending is not None and self.pending.done() and self.pending.result() is not None
-        )
-
-    def check(self) -> None:
-        """Wait for the check (if any)."""
-        if self.pending is None:
-            return
-        started = time.monotonic()
-        damaged = self.pending.result()
-        self.waited += time.monotonic() - started
-        if damaged is not None:
-            raise DamagedImages(damaged)
-
-
-@contextlib.contextmanager
-def images(store: Store, choice: Choice, unpacked: bool = True) -> Iterator[Images]:
-    """The snapshot's image files: kept unpacked (store/hot.py), checked while they are
-    restored, or (not `unpacked`, or none kept) recreated from the store in the scratch
-    folder, which is removed afterwards."""
-    work = Path(tempfile.mkdtemp(prefix="tonic-restore-", dir=staging(store)))
-    checking = None
-    try:
-        os.chmod(work, 0o700)
-        found = hot.kept(store.root, choice.snapshot_id) if unpacked else None
-        if found is not None:
-            checking = ThreadPoolExecutor(1, thread_name_prefix="tonic-check")
-            pending = checking.submit(hot.check, store.root, choice.snapshot_id)
-            try:
-                yield Images(found, work, pending)
-            finally:
-                if pending.result() is not None:  # once nothing reads it any more
-                    hot.drop(store.root, choice.snapshot_id)
-            return
-        found = work / "images"
-        try:
-            store.materialize(choice.snapshot_id, found)
-        except StoreError:
-            store.remove(choice.snapshot_id)
-            raise
-        yield Images(found, work)
-    finally:
-        if checking is not None:
-            checking.shutdown(wait=True)
-        shutil.rmtree(work, ignore_errors=True)
+def full_disk(stopped_at: int | None) -> str:
+    """The line on stderr of a run that found the cache's disk full."""
+    if stopped_at is None:
+        return "the cache's disk is full: ran without snapshots"
+    return f"the cache's disk is full: no snapshots from cell {stopped_at} on"
 
 
 def keys_for(engine: str, program: Program, session: Session) -> NotebookKeys:
@@ -250,6 +188,11 @@ class SnapshotEngine:
 
     def run(self, program: Program, sink: Sink, *, timeout: float | None = None) -> RunResult:
         store = Store(self.settings.cache)
+        store.sweep()  # e.g. the dumps of an ingest worker that was killed
+        if store.full():
+            result = ReplayEngine().run(program, sink, timeout=timeout)
+            result.problems.append(full_disk(None))
+            return result
         with self.backend.open(program, store) as session:
             given = fitted(program, session)
             run = _Run(self, given, store, session, timeout)
@@ -358,10 +301,10 @@ class _Run:
         overrides = {"UV_USE_IO_URING": "0"}
         if not self.session.shim:
             return overrides, False
-        path = natives.shim(self.store.root)[0]
+        path, why = natives.shim(self.store.root)
         if path is None:
             recorder.notes.append(
-                "no clock shim (no C compiler): time spent at snapshots counts on node's "
+                f"no clock shim ({why}): time spent at snapshots counts on node's "
                 "clocks, so timers of different delays in different cells may reorder"
             )
             return overrides, False
@@ -379,10 +322,13 @@ class _Run:
             result.notes.extend(choice.notes)
         if result.aborted is not None:
             return result
-        if steps.failed:
-            result.notes.append(f"{steps.failed} (this run is not kept for the next one)")
-        if recorder.files_broken:
-            result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
+        if self.store.filled:  # the one reason that counts, on stderr
+            result.problems.append(full_disk(steps.stopped_at))
+        else:
+            if steps.failed:
+                result.notes.append(f"{steps.failed} (this run is not kept for the next one)")
+            if recorder.files_broken:
+                result.notes.append(f"no snapshots of this run's files: {recorder.files_broken}")
         # Only the notebook's own outcome is kept: not after tonic's snapshots failed
         # (a dump cut short can leave node damaged), nor of a kernel a signal ended (maybe
         # sent from outside: a user's kill, the OOM killer); the next run runs again.
@@ -403,6 +349,7 @@ class _Steps:
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
+        self.stopped_at: int | None = None  # the pause where the cache's disk was full
         self.watcher = Watcher(run.store.root, enabled=run.session.files)
         self.observe_seconds = 0.0  # observing, and recording the files and uses
         self.verify_seconds = 0.0  # the restore's wait for the images' check
@@ -426,7 +373,7 @@ class _Steps:
                 )
                 with images(self.store, choice, unpacked=False) as found:
                     proc = self.kernel.restore(choice, found, pipes, env)
-        except (EngineError, KeyError, StoreError) as err:
+        except (EngineError, KeyError, StoreError, OSError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
         self.watcher.attach(self.kernel.tree_pid())
         self.restore_seconds = time.monotonic() - started
@@ -448,11 +395,15 @@ class _Steps:
         due = self.recorder.files_broken is None and self.failed is None and self.policy.due(k)
         record = self.recorder.record_at(k, files) if due else None
         self.observe_seconds += time.monotonic() - started  # its files and uses too
+        if self.store.filled and self.stopped_at is None:
+            self.stopped_at = k
         if record is None:
             return GO
         folder = None
         try:
-            folder = self.kernel.checkpoint(record, staging(self.store))
+            staging(self.store)
+            folder = self.worker.folder()  # the worker's, once it has it
+            self.kernel.checkpoint(record, folder)
             # What a worker or child read while the dump was being taken is in it too.
             late = self.recorder.late(k, self.observed(), record)
             if late is None:
@@ -460,6 +411,9 @@ class _Steps:
                 return GO
             self.worker.submit(late.snapshot_id, late.key, folder, late.meta())
         except (EngineError, OSError) as err:
+            if is_full_error(err) or disk_full(self.store.root):
+                self.store.filled = True  # (before the dump's part is removed)
+                self.stopped_at = k
             if folder is not None:  # taken, but the worker never got it
                 shutil.rmtree(folder, ignore_errors=True)
             self.failed = f"snapshots stopped at cell {k}: {err}"

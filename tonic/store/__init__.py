@@ -24,7 +24,14 @@ from __future__ import annotations
 from tonic.store.chunking import CHUNK
 from tonic.store.facade import Store
 from tonic.store.gc import BLOB_GRACE, TMP_AGE, GcReport, StoreStats
-from tonic.store.layout import FILES, RUNS, StoreError, default_root
+from tonic.store.layout import (
+    FILES,
+    RUNS,
+    CacheFullError,
+    StoreError,
+    default_root,
+    is_full_error,
+)
 from tonic.store.memo import private_file, recall, remember
 from tonic.store.objects import RAW, ZLIB
 from tonic.store.snapshots import SnapshotInfo
@@ -37,12 +44,14 @@ __all__ = [
     "RUNS",
     "TMP_AGE",
     "ZLIB",
+    "CacheFullError",
     "GcReport",
     "SnapshotInfo",
     "Store",
     "StoreError",
     "StoreStats",
     "default_root",
+    "is_full_error",
     "private_file",
     "recall",
     "remember",

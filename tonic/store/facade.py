@@ -4,13 +4,13 @@ objects.py, snapshots.py, records.py, gc.py)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from tonic.store import gc as collect
 from tonic.store.chunking import CHUNK
 from tonic.store.gc import BLOB_GRACE, TMP_AGE, GcReport, StoreStats
-from tonic.store.layout import Root, default_root
+from tonic.store.layout import Root, StoreError, default_root, disk_full, is_full_error
 from tonic.store.objects import Objects
 from tonic.store.records import Records
 from tonic.store.snapshots import SnapshotInfo, Snapshots
@@ -29,6 +29,30 @@ class Store:
         self._records = Records(self._root)
         # chunk_size is that of new snapshots; each manifest records its own
         self._snapshots = Snapshots(self._root, self._objects, chunk_size)
+        self.filled = False  # a write of this process found the cache's disk full
+
+    def full(self) -> bool:
+        """Whether the cache's disk is full (layout.disk_full), or a write found it so."""
+        return self.filled or disk_full(self.root)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that may find the disk full: remembered (filled), and raised on."""
+        try:
+            yield
+        except (OSError, StoreError) as err:
+            if is_full_error(err):
+                self.filled = True
+            raise
+
+    def sweep(self) -> int:
+        """Remove the staging leftovers of processes that are gone (a killed ingest
+        worker's dumps, a killed run's scratch); best effort. How many went."""
+        try:
+            base = self._root.reader()
+            return collect.sweep(base) if base is not None else 0
+        except (OSError, StoreError):
+            return 0
 
     @property
     def chunk_size(self) -> int:
@@ -44,7 +68,8 @@ class Store:
         """Store `data` in the object store; returns its id (sha256 hex of `data`).
         gc keeps it while a snapshot's meta["blobs"] (or a record's "blobs") names it,
         and for BLOB_GRACE seconds after the last put_blob of it."""
-        return self._objects.put_blob(data, durable=durable)
+        with self._writing():
+            return self._objects.put_blob(data, durable=durable)
 
     def has_blob(self, key: str) -> bool:
         """True when a blob (or any object) of this id is in the store."""
@@ -60,7 +85,8 @@ class Store:
     ) -> None:
         """Write record `name` of `kind` (layout.RUNS, layout.FILES) atomically, with
         its "blobs" field set to `blobs`: the objects gc keeps for it."""
-        self._records.put(kind, name, doc, blobs)
+        with self._writing():
+            self._records.put(kind, name, doc, blobs)
 
     def get_record(self, kind: str, name: str) -> dict[str, object] | None:
         return self._records.get(kind, name)
@@ -78,7 +104,8 @@ class Store:
     ) -> SnapshotInfo:
         """Store every regular file under `image_dir` as snapshot `snapshot_id`, findable
         by `tag`. Publishing an id that exists is a no-op (the first one wins)."""
-        return self._snapshots.ingest(snapshot_id, tag, image_dir, meta, durable=durable)
+        with self._writing():
+            return self._snapshots.ingest(snapshot_id, tag, image_dir, meta, durable=durable)
 
     def info(self, snapshot_id: str) -> SnapshotInfo | None:
         return self._snapshots.info(snapshot_id)
@@ -99,7 +126,8 @@ class Store:
     def materialize(self, snapshot_id: str, dest: Path) -> None:
         """Recreate the snapshot's image files in `dest`, verifying every chunk. Raises
         StoreError when the snapshot is missing or damaged (see remove())."""
-        self._snapshots.materialize(snapshot_id, dest)
+        with self._writing():
+            self._snapshots.materialize(snapshot_id, dest)
 
     def remove(self, snapshot_id: str) -> bool:
         """Remove one snapshot (e.g. a damaged one); its objects go at the next gc.

@@ -11,8 +11,10 @@ kept while
     usually stored before the record that refers to them, outside any lock, and
     put_blob sets the mtime to now; chunks written by ingest get mtime 0, so a killed
     ingest's chunks are collected at once.
-Then it removes staging leftovers (the store's own at once, no ingest running; others
-after `tmp_age` seconds) and dangling tag links, and restores missing ones.
+Then it removes staging leftovers (those whose owner is gone, at once; of names with no
+owner, an older tonic's own at once, others after `tmp_age` seconds) and dangling tag
+links, and restores missing ones. A run removes the leftovers of gone owners too
+(sweep).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tonic.store.layout import (
     TMP,
     Root,
     name_digest,
+    owner_of,
 )
 from tonic.store.objects import Objects
 from tonic.store.records import Records
@@ -143,7 +146,7 @@ def gc(
                 os.unlink(objects.path(base, key))
                 report.objects_removed += 1
                 report.bytes_freed += size
-        _sweep_tmp(base, now, tmp_age, report)
+        report.tmp_removed += sweep(base, tmp_age, now)
         _fix_links(base, {snap.info.id: snap.info.tag for snap in kept}, report)
     return report
 
@@ -203,17 +206,31 @@ def _shrink(
                 total -= sizes[key][0]
 
 
-def _sweep_tmp(base: Path, now: float, tmp_age: float, report: GcReport) -> None:
-    """Staging: ours are stale now (no ingest runs while gc holds the lock)."""
-    with os.scandir(base / TMP) as it:
-        for entry in it:
+def sweep(base: Path, tmp_age: float | None = None, now: float = 0.0) -> int:
+    """Remove the staging entries whose owner is gone (a live owner's stay); with
+    `tmp_age`, also those of names with no owner: an older tonic's own (gc holds the
+    lock: no ingest runs) and others older than `tmp_age` seconds. How many went."""
+    removed = 0
+    try:
+        with os.scandir(base / TMP) as it:
+            entries = list(it)
+    except OSError:
+        return 0
+    for entry in entries:
+        owner = owner_of(entry.name)
+        if owner is not None:
+            stale = not owner.alive()
+        elif tmp_age is None:
+            continue
+        else:
             stale = entry.name.startswith(OWN_TMP)
             if not stale:
                 with contextlib.suppress(OSError):
                     stale = now - entry.stat(follow_symlinks=False).st_mtime > tmp_age
-            if stale:
-                rmtree(Path(entry.path))
-                report.tmp_removed += 1
+        if stale:
+            rmtree(Path(entry.path))
+            removed += 1
+    return removed
 
 
 def _fix_links(base: Path, live: dict[str, str], report: GcReport) -> None:

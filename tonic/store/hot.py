@@ -30,6 +30,7 @@ from pathlib import Path
 import blake3
 
 from tonic import settings
+from tonic.store.fileio import write_all
 from tonic.store.layout import HOT
 
 _ID = re.compile(r"[0-9a-f]{64}")
@@ -72,8 +73,17 @@ def keep(root: Path, snapshot_id: str, images: Path) -> None:
         target.parent.mkdir(mode=0o700, exist_ok=True)
         os.rename(images, target)
         ready = target.with_suffix(".ready")
-        ready.write_text(json.dumps({"bytes": size, "files": files}))
-        os.chmod(ready, 0o600)
+        try:
+            fd = os.open(ready, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                write_all(fd, json.dumps({"bytes": size, "files": files}).encode())
+            finally:
+                os.close(fd)
+        except OSError:  # a full disk: neither half stays behind
+            with contextlib.suppress(OSError):
+                ready.unlink()
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         trim(root, limit)
     except OSError:
         return

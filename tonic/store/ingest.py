@@ -7,6 +7,10 @@ holding the notebook's ingest lock (inherited, already taken, from the run) unti
 published everything. The next run of the notebook takes that lock before it looks for
 snapshots, so it never misses one that is still being stored.
 
+The worker owns the dumps it is given: the run names each dump's folder for the worker
+(layout.staging_name), so the folders of a worker that was killed go at the next run
+(Store.sweep), and those of one still at work stay.
+
     python -m tonic.store.ingest STORE_ROOT   (jobs on stdin, one JSON object a line)
 """
 
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tonic.store import Store, hot
-from tonic.store.layout import INGEST_LOCK, LOCKS
+from tonic.store.layout import INGEST_LOCK, LOCKS, Owner, staging_name
 
 
 def lock_path(root: Path, notebook: Path) -> Path:
@@ -63,25 +67,38 @@ class Worker:
         self.root = root
         self.notebook = notebook
         self.proc: subprocess.Popen[bytes] | None = None
+        self.owner: Owner | None = None  # the worker, as staging names carry it
+
+    def start(self) -> None:
+        """Start the worker (once), with the notebook's ingest lock."""
+        if self.proc is not None:
+            return
+        fd = _open_lock(lock_path(self.root, self.notebook))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.set_inheritable(fd, True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tonic.store.ingest", str(self.root)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(fd,),  # held, untouched, until the worker exits
+                start_new_session=True,
+            )
+        finally:
+            os.close(fd)  # the worker holds the lock now
+        self.owner = Owner.of(self.proc.pid)
+
+    def folder(self, kind: str = "dump") -> Path:
+        """A fresh name under the store's tmp/ for a dump that this worker will own
+        (starting it): its leftovers go once the worker is gone."""
+        self.start()
+        return staging_name(self.root, kind, self.owner or Owner(0, 0))
 
     def submit(self, snapshot_id: str, tag: str, images: Path, meta: dict[str, object]) -> None:
-        if self.proc is None:
-            fd = _open_lock(lock_path(self.root, self.notebook))
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.set_inheritable(fd, True)
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "tonic.store.ingest", str(self.root)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    pass_fds=(fd,),  # held, untouched, until the worker exits
-                    start_new_session=True,
-                )
-            finally:
-                os.close(fd)  # the worker holds the lock now
+        self.start()
         job = {"id": snapshot_id, "tag": tag, "images": str(images), "meta": meta}
-        assert self.proc.stdin is not None
+        assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(job).encode() + b"\n")
         self.proc.stdin.flush()
 

@@ -10,9 +10,15 @@ private to the user: directories 0700, files 0600. Layout under the root:
                                    {"size", "mode", "chunks": [sha256, ...]}}}
     snapshots/<id>/info.json       the same without "files" (cheap to list 2000 of them)
     index/<sha256(tag)[:32]>/<id>  empty file per snapshot of a tag, for find(tag)
-    tmp/                       staging; the store's own entries are named "ingest-*"
-                               (others, e.g. CRIU dumps on their way in, go at a gc
-                               once they are an hour old)
+    tmp/                       staging: "<kind>.<pid>.<start>.<unique>", named for the
+                               process that owns the entry (its pid and the pid's start
+                               time in /proc/PID/stat, so a reused pid is not it): the
+                               store's own ("ingest-*"), CRIU dumps on their way in
+                               (owned by the ingest worker), a restore's scratch
+                               folder, a memo or C helper on its way to memo/ or
+                               bin/. An entry whose owner is gone is removed at the
+                               next run and gc; one of another name, at a gc once it is
+                               an hour old
     locks/                     flock files: "store.lock" (gc exclusive, everyone else
                                shared), one per lock(name), and the ingest worker's
                                "ingest-<sha256(notebook)[:32]>"
@@ -33,12 +39,15 @@ gc keeps those (gc.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tonic import settings
@@ -62,8 +71,104 @@ STORE_LOCK = "store.lock"
 INGEST_LOCK = "ingest-"  # locks/ingest-<sha256(notebook)[:32]>: a notebook's worker
 
 
+FULL_BELOW = 1 << 20  # a cache's disk with less free space than this is full
+
+
 class StoreError(TonicError):
     """The snapshot store cannot be used, or a snapshot or blob is missing or damaged."""
+
+
+class CacheFullError(StoreError):
+    """The cache's disk is full: what was being written is not in the cache."""
+
+
+def is_full_error(err: BaseException) -> bool:
+    """Whether an error says the disk (or the user's quota) is full."""
+    if isinstance(err, CacheFullError):
+        return True
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the disk `path` is on (or would be: its nearest existing folder) has less
+    than FULL_BELOW bytes, or no inode, left for tonic (root may use the reserve)."""
+    for where in (path, *path.parents):
+        try:
+            st = os.statvfs(where)
+            break
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    else:
+        return False
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    inodes = st.f_ffree if os.geteuid() == 0 else st.f_favail
+    return blocks * st.f_frsize < FULL_BELOW or (st.f_files > 0 and inodes == 0)
+
+
+# -- staging names: an entry under tmp/ carries its owner --------------------------------
+
+_OWNED = re.compile(r"(?P<kind>[a-z][a-z-]*)\.(?P<pid>[0-9]+)\.(?P<start>[0-9]+)\.[0-9a-z-]+")
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (field 22 of /proc/PID/stat, in clock ticks since
+    boot); None when there is no such process, or only its zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process, as named in staging entries: a pid and that pid's start time."""
+
+    pid: int
+    start: int
+
+    @classmethod
+    def of(cls, pid: int) -> Owner | None:
+        """Process `pid` (None: it is gone)."""
+        start = start_time(pid)
+        return cls(pid, start) if start is not None else None
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.start
+
+    def name(self, kind: str, unique: str = "") -> str:
+        """A fresh name of an entry of `kind` owned by this process."""
+        token = f"{unique}-{secrets.token_hex(4)}" if unique else secrets.token_hex(4)
+        return f"{kind}.{self.pid}.{self.start}.{token}"
+
+
+def owner_of(name: str) -> Owner | None:
+    """The owner a staging entry's name carries (None: a name of another form)."""
+    found = _OWNED.fullmatch(name)
+    return Owner(int(found["pid"]), int(found["start"])) if found else None
+
+
+_me: Owner | None = None
+
+
+def me() -> Owner:
+    """This process (again after a fork: the warm server's workers are processes of
+    their own)."""
+    global _me
+    if _me is None or _me.pid != os.getpid():
+        _me = Owner.of(os.getpid()) or Owner(os.getpid(), 0)
+    return _me
+
+
+def staging_name(base: Path, kind: str, owner: Owner | None = None) -> Path:
+    """A fresh name under `base`'s tmp/ for an entry of `kind` that `owner` (default:
+    this process) removes, or whose leftovers go once it is gone."""
+    return base / TMP / (owner or me()).name(kind)
 
 
 def default_root() -> Path:
@@ -169,8 +274,7 @@ class Root:
     def tmp_name(self, base: Path, kind: str) -> Path:
         """A fresh name for one of the store's own staging entries under tmp/."""
         self._seq += 1
-        token = secrets.token_hex(4)
-        return base / TMP / f"{OWN_TMP}{kind}-{os.getpid()}-{self._seq}-{token}"
+        return base / TMP / me().name(f"{OWN_TMP}{kind}", str(self._seq))
 
     # -- locks --------------------------------------------------------------------------
 

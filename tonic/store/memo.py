@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from tonic.store.layout import MEMO, default_root
+from tonic.store.layout import MEMO, default_root, staging_name
 
 
 def private_file(name: str) -> Path:
@@ -39,8 +39,15 @@ def remember(name: str, stamp: str, value: str) -> None:
     """Keep one memo under `name` (the answer of a slow probe, keyed by what it depends
     on). Best effort: a memo that cannot be written is asked for again next time."""
     with contextlib.suppress(OSError):
-        fd = os.open(
-            private_file(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600
-        )
-        with os.fdopen(fd, "w") as f:
-            json.dump({stamp: value}, f)
+        path = private_file(name)
+        tmp = staging_name(default_root(), "memo")  # whole or not at all (a full disk)
+        tmp.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({stamp: value}, f)
+            os.rename(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

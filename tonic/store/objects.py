@@ -108,18 +108,23 @@ class Objects:
         tmp = self.root.tmp_name(base, "obj")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            write_all(fd, body)
-            if durable:
-                os.fsync(fd)
-            if not fresh:
-                os.utime(fd, (0, 0))
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, path)
-        except FileNotFoundError:  # objects/xx was removed by a clear() since we saw it
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            os.rename(tmp, path)
+            try:
+                write_all(fd, body)
+                if durable:
+                    os.fsync(fd)
+                if not fresh:
+                    os.utime(fd, (0, 0))
+            finally:
+                os.close(fd)
+            try:
+                os.rename(tmp, path)
+            except FileNotFoundError:  # objects/xx was removed by a clear() since we saw it
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                os.rename(tmp, path)
+        except BaseException:  # a full disk: no half-written object stays behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return len(body)
 
     def put_chunks(self, base: Path, pieces: list[bytes | memoryview], durable: bool) -> list[str]:

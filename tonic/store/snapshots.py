@@ -126,7 +126,12 @@ class Snapshots:
                 files=len(files),
             )
             self.link(base, tag, snapshot_id)  # dangles until published
-            published = self._publish(base, info, files, durable)
+            try:
+                published = self._publish(base, info, files, durable)
+            except BaseException:  # e.g. a full disk: no dangling link stays behind
+                if self.info(snapshot_id) is None:
+                    self._unlink(base, tag, snapshot_id)
+                raise
             if published.tag != tag:  # another process published this id first
                 self._unlink(base, tag, snapshot_id)
                 self.link(base, published.tag, published.id)

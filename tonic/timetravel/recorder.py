@@ -16,7 +16,7 @@ from pathlib import Path
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.stdio import file_paths
 from tonic.results import CellResult, RunResult, Sink, show_finished, show_output
-from tonic.store import Store
+from tonic.store import Store, StoreError, is_full_error
 from tonic.timetravel import fstravel
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.deps import Digests, Surroundings, seen_now
@@ -142,7 +142,7 @@ class Recorder:
         self.live: dict[int, CellResult] = {}  # cells that finished in this kernel run
         self.notes: list[str] = []
         if choice is None or choice.continued:
-            self.store.put_blob(self.nb.data)  # the version this run compiles
+            unless_full(store, lambda: store.put_blob(self.nb.data))  # the version it compiles
         self.lineage = choice.lineage if choice is not None else [sha256(self.nb.data)]
         self.project = program.path.parent
         self._watch: _Watch | None = None
@@ -222,7 +222,9 @@ class Recorder:
             files = {p: [pair[0], fstravel.WRITING] for p, pair in files.items()}
         saved = json.dumps(files, sort_keys=True)
         if saved != self._saved:
-            fstravel.save_last(self.store, self.program.path, files)
+            unless_full(
+                self.store, lambda: fstravel.save_last(self.store, self.program.path, files)
+            )
             self._saved, self._kept_at = saved, time.monotonic()
 
     def late(
@@ -238,6 +240,8 @@ class Recorder:
             self.tracker.broken = observed.lost if observed else "the files were not observed"
             return None
         self.tracker.step(observed.changed)
+        if self.store.filled:
+            return None
         cell = self.live.get(k)
         if cell is not None and (observed.opened or observed.listed):
             self._fill_uses(cell, observed, keep=True)
@@ -274,7 +278,7 @@ class Recorder:
     def record_at(self, k: int, files: FileChanges) -> SnapshotRecord | None:
         """The record of a snapshot at pause k, after `step` gave the run's `files` (None:
         this run's files cannot be)."""
-        if self.files_broken is not None:
+        if self.files_broken is not None or self.store.filled:
             return None
         cells = [self.live[i] for i in sorted(self.live) if i <= k]
         return SnapshotRecord(
@@ -304,7 +308,7 @@ class Recorder:
 
     def finish(self, result: RunResult) -> None:
         """Store the whole run's record, for an unchanged notebook's next run."""
-        if result.timed_out or not self.nb.clean:
+        if result.timed_out or not self.nb.clean or self.store.filled:
             return
         modules = self._modules(result.cells)
         record = RunRecord.of(result, modules, self.tracker.changes(), self.files_broken)
@@ -326,8 +330,20 @@ def put_files(
                 store.put_blob(Path(path).read_bytes())
     writes = fstravel.plan_rollback(target, last, starting, digest)
     fstravel.apply(writes, store.get_blob)
-    fstravel.save_last(store, notebook, target)
+    unless_full(store, lambda: fstravel.save_last(store, notebook, target))
     return starting
+
+
+def unless_full(store: Store, write: Callable[[], object]) -> None:
+    """Write to the cache, unless its disk is full: then this run writes nothing more
+    there (Store.filled) and goes on without snapshots; the last whole record stays."""
+    if store.filled:
+        return
+    try:
+        write()
+    except (OSError, StoreError) as err:
+        if not is_full_error(err):
+            raise
 
 
 def show_stored(

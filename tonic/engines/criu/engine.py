@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +21,14 @@ from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu import tree as trees
 from tonic.engines.criu.watchdog import Watchdog
-from tonic.engines.snapshots import Images, Session
+from tonic.engines.images import Images
+from tonic.engines.snapshots import Session
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.procs import become_subreaper
 from tonic.store import Store
-from tonic.store.layout import default_root
+from tonic.store.layout import default_root, disk_full
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.records import SnapshotRecord
 
@@ -97,21 +96,15 @@ class CriuKernel:
             trees.resume(pid)
         return self.tree
 
-    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
+    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
         assert self.tree is not None
-        folder = Path(tempfile.mkdtemp(prefix="tonic-dump-", dir=staging))
-        try:
-            os.chmod(folder, 0o700)
-            root = self.tree.init_pid()
-            record.pipes = trees.pipe_names(root)
-            self.rss.append(trees.tree_rss(root))
-            external = trees.external_ttys(record.pipes)
-            seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])
-            self.dump_seconds.append(seconds)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return folder
+        folder.mkdir(mode=0o700)
+        root = self.tree.init_pid()
+        record.pipes = trees.pipe_names(root)
+        self.rss.append(trees.tree_rss(root))
+        external = trees.external_ttys(record.pipes)
+        seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])
+        self.dump_seconds.append(seconds)
 
     def tree_pid(self) -> int | None:
         return self.tree.init_pid() if self.tree is not None else None
@@ -133,6 +126,8 @@ class CriuBackend:
         criu, why = criu_tool.availability()
         if criu is not None:
             init, problem = natives.init(default_root())
+            if init is None and disk_full(default_root()):  # runs without snapshots
+                return Availability(True, f"{why}; the cache's disk is full")
             if init is None:
                 return Availability(False, f"{problem} (the kernel's namespace needs it)")
         return Availability(criu is not None, why)

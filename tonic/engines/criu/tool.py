@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tonic import settings
 from tonic.errors import EngineError
-from tonic.procs import descendants
+from tonic.procs import descendants, parent_death_signal
 from tonic.store import recall, remember
 
 MIN_VERSION = (4, 0)
@@ -64,6 +64,8 @@ class Criu:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A tonic killed outright leaves no CRIU behind.
+            preexec_fn=parent_death_signal(signal.SIGKILL),
             **kwargs,
         ) as proc:
             try:
@@ -74,7 +76,7 @@ class Criu:
                         out, err = proc.communicate(timeout=wait)
                         break
                     except subprocess.TimeoutExpired:
-                        if cancel is not None and cancel():
+                        if cancel is not None and proc.poll() is None and cancel():
                             raise Cancelled from None
                         if end is not None and time.monotonic() >= end:
                             raise
@@ -245,18 +247,29 @@ def restore(
     for fd, name in inherit.items():
         args += ["--inherit-fd", f"fd[{fd}]:{name}"]
     size = sum(f.stat().st_size for f in images.iterdir() if f.is_file())
-    proc = _bounded(
-        criu,
-        "restore",
-        deadline(size),
-        *args,
-        cancel=cancel,
-        pass_fds=tuple(inherit),
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        proc = _bounded(
+            criu,
+            "restore",
+            deadline(size),
+            *args,
+            cancel=cancel,
+            pass_fds=tuple(inherit),
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        _kill_restored(pidfile)  # a tree CRIU finished just as it was ended
+        raise
     if proc.returncode != 0:
+        _kill_restored(pidfile)
         raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
     return int(pidfile.read_text().strip()), time.monotonic() - started
+
+
+def _kill_restored(pidfile: Path) -> None:
+    """SIGKILL to the init of a tree a failed restore left (it ends its namespace)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
 def _bounded(

@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,8 @@ from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines import natives
 from tonic.engines.base import Availability
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner
-from tonic.engines.snapshots import Images, Session
+from tonic.engines.images import Images
+from tonic.engines.snapshots import Session
 from tonic.errors import DockerError, TonicError
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.pipes import KernelProcess, Pipes
@@ -235,13 +235,11 @@ class DockerKernel:
         self.restore_parts = dict(self.kernel.seconds)
         return self.kernel
 
-    def checkpoint(self, record: SnapshotRecord, staging: Path) -> Path:
+    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
         assert self.kernel is not None
-        folder = staging / f"docker-{os.getpid()}-{time.monotonic_ns()}"
         snap = self.kernel.checkpoint(folder.parent, folder.name, labels=self.labels)
         self.dump_seconds.append(snap.seconds.get("total", 0.0))
         record.engine = {"image": snap.image, "hostname": snap.hostname}
-        return folder
 
     def tree_pid(self) -> int | None:
         return None  # in the container's namespaces: its key covers what it may use
