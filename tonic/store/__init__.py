@@ -26,7 +26,8 @@ from tonic.store.facade import Store
 from tonic.store.gc import BLOB_GRACE, TMP_AGE, GcReport, StoreStats
 from tonic.store.layout import FILES, RUNS, StoreError, default_root
 from tonic.store.memo import private_file, recall, remember
-from tonic.store.objects import RAW, ZLIB
+from tonic.store.objects import RAW, ZLIB, is_id
+from tonic.store.records import DamagedRecord, seal, unseal
 from tonic.store.snapshots import SnapshotInfo
 
 __all__ = [
@@ -37,13 +38,17 @@ __all__ = [
     "RUNS",
     "TMP_AGE",
     "ZLIB",
+    "DamagedRecord",
     "GcReport",
     "SnapshotInfo",
     "Store",
     "StoreError",
     "StoreStats",
     "default_root",
+    "is_id",
     "private_file",
     "recall",
     "remember",
+    "seal",
+    "unseal",
 ]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 Uses = dict[str, str | None]
 DIR = "dir"  # a directory's content in file records: it is there (see fstravel.py)
+UNKNOWN = "?"  # a starting state tonic did not see (fstravel.py)
 
 
 def env_digest(env: Mapping[str, str]) -> str:
