@@ -12,7 +12,7 @@ from tonic.kernel.driver import Program
 from tonic.kernel.protocol import GO, Eval
 from tonic.notebook.cells import parse
 from tonic.notebook.instrument import instrument
-from tonic.store import Store, seal
+from tonic.store import RUNS, Store, seal
 from tonic.timetravel import records
 from tonic.timetravel.choose import Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys, file_hash, sha256
@@ -226,3 +226,40 @@ def test_a_damaged_snapshot_record_falls_back_to_an_earlier_one(
     assert [(v.cell, v.reason) for v in verdicts] == [(2, why)]
     assert chosen.ignored == [f"the snapshot after cell 2: {why}: ignored"]
     assert chosen.damaged == [record.snapshot_id]
+
+
+CELL = {"index": 1, "status": "ok", "stdout": "", "stderr": "", "wrote": []}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"version": 2}, "it was made by another version of tonic"),
+        ({"cells": [{**CELL, "index": 0}]}, "its cells are not the notebook's"),
+        ({"cells": [{**CELL, "index": 4}]}, "its cells are not the notebook's"),  # 3 cells
+        ({"cells": [CELL, CELL]}, "its cells are not the notebook's"),
+        ({"cells": [{**CELL, "stdout": "not base64!"}]}, "the output of its cell 1 is damaged"),
+        ({"cells": [{**CELL, "status": None}]}, "the output of its cell 1 is damaged"),
+        ({"cells": {}}, "its cells are not a list"),
+        ({"files": {"../x": [None, None]}}, "it names '../x', which is not in the project"),
+        ({"exit_code": "zero"}, "its fields are not a run record's"),
+        ({"tail": None}, "its fields are not a run record's"),
+    ],
+)
+def test_a_run_record_that_fails_a_check_is_ignored(
+    setup: tuple[Store, Path, Path], change: dict[str, object], why: str
+) -> None:
+    store, _, path = setup
+    prog = program(path, V1)
+    keys = NotebookKeys.of(environment(prog.path), prog.notebook)
+    tail = {"stdout": "", "stderr": "", "error": None}
+    save_run(store, keys.full, RunRecord("criu", [CELL], tail, 0, None, 0.1, {}, {}, None), path)
+    assert chooser(store, prog).stored_run() is not None
+    doc = store.get_record(RUNS, keys.full)
+    assert doc is not None
+    store.put_record(RUNS, keys.full, {**doc, **change}, blobs=[])  # sealed again
+    chosen = chooser(store, prog)
+    assert chosen.stored_run() is None
+    assert chosen.ignored == [
+        f"the stored run's record cannot be used ({why}): ignored, the notebook ran"
+    ]

@@ -193,6 +193,11 @@ def not_a_state(doc: dict[str, object], w: World) -> None:
     files(doc)["out.txt"] = [w.state(w.project / "out.txt"), "../../outside/victim.txt"]
 
 
+def missing_content(doc: dict[str, object], w: World) -> None:
+    """out.txt's content to be one the store does not hold (gone: a damaged cache)."""
+    files(doc)["out.txt"] = [w.state(w.project / "out.txt"), sha(b"never stored\n")]
+
+
 Craft = Callable[[dict[str, object], World], None]
 TRUNCATED: Craft = absolute  # and then cut short
 
@@ -232,6 +237,7 @@ CASES = {
     "run-wrong-version": ("run", another_version, True, False, "another version of tonic"),
     "run-truncated": ("run", TRUNCATED, False, True, "it is not whole JSON"),
     "run-not-a-state": ("run", not_a_state, True, False, "which is not a file's state"),
+    "run-missing-content": ("run", missing_content, True, False, "missing from the cache"),
     "files-absolute-delete": ("files", absolute_delete, True, False, "no cell was seen"),
     "files-absolute-overwrite": ("files", absolute_overwrite, True, False, "no cell was seen"),
     "files-dotdot-delete": ("files", dotdot_delete, True, False, "not in the project"),

@@ -99,6 +99,7 @@ def test_the_files_record_stores_project_paths_relative(tmp_path: Path) -> None:
     """In the project a path is stored relative to it; outside it, absolute, with the
     cells' observed writes beside it (places.py)."""
     store = Store(tmp_path / "store")
+    assert (store.put_blob(b"a"), store.put_blob(b"b")) == (A, B)
     project, elsewhere = tmp_path / "p", tmp_path / "elsewhere"
     project.mkdir()
     notebook = project / "nb.js"
@@ -141,6 +142,7 @@ CACHE = "p/.tonic-cache"  # a cache in the project ($TONIC_CACHE=.tonic-cache)
         ("a.txt", [], [None, "../../etc/passwd"], "which is not a file's state"),
         ("a.txt", [], [None, A.upper()], "which is not a file's state"),
         ("a.txt", [], [None], "are not a pair"),
+        ("a.txt", [], [None, B], "a content it names is missing from the cache"),
     ],
 )
 def test_a_files_record_names_only_places_the_notebook_may_write(
@@ -152,6 +154,7 @@ def test_a_files_record_names_only_places_the_notebook_may_write(
     (project / "link").symlink_to(outside)
     (outside / "link").symlink_to(project)
     store = Store(tmp_path / CACHE)
+    assert store.put_blob(b"a") == A
     notebook = project / "nb.js"
     fstravel.save_last(store, notebook, {}, [])
     name = fstravel._record_name(notebook)

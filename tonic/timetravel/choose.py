@@ -187,6 +187,7 @@ class Chooser:
             for info in self.store.find(prefixes[k]):
                 try:
                     record = SnapshotRecord.from_meta(info.meta, self.places)
+                    fstravel.kept(self.store, record.files)
                 except DamagedRecord as err:
                     reasons.append(self._damaged(k, info, err))
                     continue

@@ -53,6 +53,14 @@ def blobs_of(files: Changes) -> list[str]:
     return sorted({b for pair in files.values() for b in pair if b is not None and is_blob(b)})
 
 
+def kept(store: Store, files: Changes) -> Changes:
+    """`files`, when the store holds every content they name; else DamagedRecord (a
+    rollback to a content that is gone would stop half way)."""
+    if any(not store.has_blob(b) for b in blobs_of(files)):
+        raise DamagedRecord("a content it names is missing from the cache")
+    return files
+
+
 def state_of(path: str, digest: Digest) -> str | None:
     """What is at `path`: its content's digest, DIR, or None."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -149,7 +157,7 @@ def load_last(store: Store, notebook: Path) -> Changes:
     if not isinstance(wrote, list):
         raise DamagedRecord("it has no list of the paths the notebook wrote")
     places = Places.of(notebook, store.root)
-    return places.files(data.get("files"), (str(w) for w in wrote))
+    return kept(store, places.files(data.get("files"), (str(w) for w in wrote)))
 
 
 def ignored(err: DamagedRecord) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tonic.notebook.cells import Notebook
 from tonic.results import CellResult, RunResult, Tail
 from tonic.store import RUNS, DamagedRecord, Store, StoreError, seal, unseal
-from tonic.timetravel.fstravel import blobs_of
+from tonic.timetravel.fstravel import blobs_of, kept
 from tonic.timetravel.keys import sha256
 from tonic.timetravel.places import Places, project_of, stored, wrote_of
 
@@ -278,7 +278,9 @@ def load_run(store: Store, full_key: str, notebook: Path, last: int) -> RunRecor
     doc = store.get_record(RUNS, full_key)
     if doc is None:
         return None
-    return RunRecord.from_json(doc, Places.of(notebook, store.root), last)
+    record = RunRecord.from_json(doc, Places.of(notebook, store.root), last)
+    kept(store, record.files)
+    return record
 
 
 def save_run(store: Store, full_key: str, record: RunRecord, notebook: Path) -> None:
