@@ -18,6 +18,7 @@ fresh run, with a note saying so).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -78,22 +79,29 @@ class Places:
     def of(cls, notebook: Path, cache: Path) -> Places:
         return cls(project_of(notebook), Path(cache))
 
+    @functools.cached_property
+    def caches(self) -> tuple[str, ...]:
+        """The cache root as given and as it really is."""
+        return (str(self.cache), os.path.realpath(self.cache))
+
     def files(self, doc: object, wrote: Iterable[str]) -> Changes:
         """A stored record's files as absolute paths; DamagedRecord when one of them is
         not a place the notebook may write (module docstring) or not a file's state."""
         if not isinstance(doc, dict):
             raise DamagedRecord("its files are not a table")
         observed = set(wrote)
+        plain: set[str] = set()  # folders found to be no links (many paths share one)
         files: Changes = {}
         for key, pair in doc.items():
-            path = self.place(key, observed)
+            path = self.place(key, observed, plain)
             if not isinstance(pair, list) or len(pair) != 2:
                 raise DamagedRecord(f"its states of {path} are not a pair")
             files[path] = [_state(pair[0]), _state(pair[1])]
         return files
 
-    def place(self, key: object, observed: set[str]) -> str:
-        """The absolute path a record's `key` names, if the notebook may write it."""
+    def place(self, key: object, observed: set[str], plain: set[str] | None = None) -> str:
+        """The absolute path a record's `key` names, if the notebook may write it
+        (`plain`: folders already found to be no symbolic links, added to)."""
         if not isinstance(key, str) or not key or "\0" in key:
             raise DamagedRecord(f"it names {str(key)[:80]!r}, which is not a path")
         if key.startswith("/"):
@@ -106,10 +114,12 @@ class Places:
             if any(part in ("", ".", "..") for part in key.split("/")):
                 raise DamagedRecord(f"it names {key[:200]!r}, which is not in the project")
             path = str(self.project / key)
-        cache = {str(self.cache), os.path.realpath(self.cache)}
-        if any(_under(path, c) for c in cache):
+        if any(_under(path, c) for c in self.caches):
             raise DamagedRecord(f"it names {path[:200]}, which is in tonic's cache")
         parent = os.path.dirname(path)
-        if os.path.realpath(parent) != parent:
-            raise DamagedRecord(f"it names {path[:200]}, under a symbolic link")
+        if plain is None or parent not in plain:
+            if os.path.realpath(parent) != parent:
+                raise DamagedRecord(f"it names {path[:200]}, under a symbolic link")
+            if plain is not None:
+                plain.add(parent)
         return path
