@@ -118,7 +118,7 @@ def test_gc_keeps_exactly_what_records_declare(store: Store, tmp_path: Path) -> 
     store.put_record(RUNS, "f" * 64, run, blobs=[blob["A"], blob["B"]])
     # the files records the file tracker writes (they declare their blobs themselves)
     a = str(project / "a.txt")
-    fstravel.save_last(store, notebook, {a: [blob["D"], blob["C"]]})
+    fstravel.save_last(store, notebook, {a: [blob["D"], blob["C"]]}, [a])
     # ids in fields a record does not declare
     undeclared = {"files": {"a.txt": [blob["E"], None]}, "value": blob["F"]}
     store.put_record(RUNS, "e" * 64, undeclared, blobs=[])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.store.trees import sid
-from tonic.store import FILES, RUNS, Store
+from tonic.store import FILES, RUNS, DamagedRecord, Store, seal, unseal
 
 
 def test_round_trip(store: Store) -> None:
@@ -49,11 +51,40 @@ def test_readers_do_not_create_the_store(tmp_path: Path) -> None:
     assert not (tmp_path / "nothing").exists()
 
 
-def test_damaged_record_reads_as_none(store: Store) -> None:
-    store.put_record(RUNS, "r", {}, blobs=[])
-    for text in ("{", "[1, 2]", ""):
-        (store.root / "runs" / "r.json").write_text(text)
-        assert store.get_record(RUNS, "r") is None
+# what is on disk instead of the record put() wrote (None: the record as written)
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda t: t[: len(t) // 2], "it is not whole JSON"),  # cut short
+        (lambda t: "", "it is not whole JSON"),
+        (lambda t: "{", "it is not whole JSON"),
+        (lambda t: t[:-1] + "\udcff", "it is not whole JSON"),  # not UTF-8
+        (lambda t: "[1, 2]", "it is not a JSON object"),
+        (lambda t: "[" * 100000 + "]" * 100000, "it is not whole JSON"),  # too deep
+        (lambda t: t.replace('"n": 1', '"n": 2'), "its checksum does not match"),
+        (lambda t: json.dumps({"n": 1, "blobs": []}), "it has no checksum"),  # an older tonic's
+        (lambda t: t.replace('"blake2b": "', '"blake2b": "0'), "its checksum does not match"),
+    ],
+)
+def test_damaged_record(store: Store, edit: Callable[[str], str], why: str) -> None:
+    """A record cut short, edited, or unsealed reads as DamagedRecord (its reader
+    ignores it), never as a record nor a traceback."""
+    store.put_record(RUNS, "r", {"n": 1}, blobs=[])
+    path = store.root / "runs" / "r.json"
+    assert store.get_record(RUNS, "r") == {"n": 1, "blobs": []}
+    path.write_bytes(edit(path.read_text()).encode("utf-8", "surrogateescape"))
+    with pytest.raises(DamagedRecord) as err:
+        store.get_record(RUNS, "r")
+    assert str(err.value) == why
+
+
+def test_a_record_is_sealed_canonically() -> None:
+    """The checksum is of the canonical JSON: key order and spacing do not matter."""
+    doc = seal({"b": [1, 2.5, None], "a": {"y": "é", "x": True}})
+    assert unseal(json.loads(json.dumps(doc, indent=3))) == {
+        "b": [1, 2.5, None],
+        "a": {"y": "é", "x": True},
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from tonic.kernel.driver import Program
 from tonic.kernel.protocol import GO, Eval
 from tonic.notebook.cells import parse
 from tonic.notebook.instrument import instrument
-from tonic.store import Store
+from tonic.store import RUNS, Store, seal
+from tonic.timetravel import records
 from tonic.timetravel.choose import Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys, file_hash, sha256
 from tonic.timetravel.records import RunRecord, SnapshotRecord, save_run
@@ -175,9 +176,90 @@ def test_stored_run(setup: tuple[Store, Path, Path]) -> None:
     record = RunRecord(
         "criu", [], {"stdout": "", "stderr": "", "error": None}, 0, None, 0.1, {}, {}, None
     )
-    save_run(store, keys.full, record)
+    save_run(store, keys.full, record, prog.path)
     assert chooser(store, prog).stored_run() == record
     broken = RunRecord("criu", [], record.tail, 0, None, 0.1, {}, {}, "too many files")
-    save_run(store, keys.full, broken)
+    save_run(store, keys.full, broken, prog.path)
     assert chooser(store, prog).stored_run() is None
     assert chooser(store, program(path, V2)).stored_run() is None  # another text
+
+
+def test_another_format_makes_another_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot id is of one record format: an older tonic's snapshot of the same run
+    (which this tonic does not use) cannot keep this one's out (the first id wins)."""
+    record = SnapshotRecord(1, "key", [sha256(V1)], {}, [])
+    ours = record.snapshot_id
+    monkeypatch.setattr(records, "SNAPSHOT_RECORD_VERSION", 2)
+    assert record.snapshot_id != ours
+
+
+def test_a_damaged_snapshot_record_falls_back_to_an_earlier_one(
+    setup: tuple[Store, Path, Path],
+) -> None:
+    """The snapshot after cell 2 names a file its cells were not seen to write: the one
+    after cell 1 is chosen, with a note, and the damaged one's id is kept for removal."""
+    store, work, path = setup
+    prog = program(path, V1)
+    earlier = snapshot(store, work, prog, 1)
+    keys = NotebookKeys.of(environment(prog.path), prog.notebook)
+    record = SnapshotRecord(
+        pause=2,
+        key=keys.prefixes[2],
+        lineage=[store.put_blob(prog.notebook.data)],
+        modules={},
+        cells=[],
+        path=str(prog.path),
+        environment=keys.environment.parts(),
+        values=list(prog.instrumented.values),
+    )
+    victim = str(path.parent.parent / "victim.txt")
+    body = {**record.meta(), "files": {victim: [None, sha256(b"x")]}}
+    body.pop("blake2b")
+    images = work / "crafted"
+    images.mkdir()
+    (images / "core.img").write_bytes(b"memory")
+    store.ingest(record.snapshot_id, record.key, images, seal(body))  # its checksum fits
+    chosen = chooser(store, prog)
+    choice, verdicts = chosen.choose()
+    assert choice is not None and choice.snapshot_id == earlier
+    why = f"its record is damaged (it names {victim}, which no cell was seen to write)"
+    assert [(v.cell, v.reason) for v in verdicts] == [(2, why)]
+    assert chosen.ignored == [f"the snapshot after cell 2: {why}: ignored"]
+    assert chosen.damaged == [record.snapshot_id]
+
+
+CELL = {"index": 1, "status": "ok", "stdout": "", "stderr": "", "wrote": []}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"version": 2}, "it was made by another version of tonic"),
+        ({"cells": [{**CELL, "index": 0}]}, "its cells are not the notebook's"),
+        ({"cells": [{**CELL, "index": 4}]}, "its cells are not the notebook's"),  # 3 cells
+        ({"cells": [CELL, CELL]}, "its cells are not the notebook's"),
+        ({"cells": [{**CELL, "stdout": "not base64!"}]}, "the output of its cell 1 is damaged"),
+        ({"cells": [{**CELL, "status": None}]}, "the output of its cell 1 is damaged"),
+        ({"cells": {}}, "its cells are not a list"),
+        ({"files": {"../x": [None, None]}}, "it names '../x', which is not in the project"),
+        ({"exit_code": "zero"}, "its fields are not a run record's"),
+        ({"tail": None}, "its fields are not a run record's"),
+    ],
+)
+def test_a_run_record_that_fails_a_check_is_ignored(
+    setup: tuple[Store, Path, Path], change: dict[str, object], why: str
+) -> None:
+    store, _, path = setup
+    prog = program(path, V1)
+    keys = NotebookKeys.of(environment(prog.path), prog.notebook)
+    tail = {"stdout": "", "stderr": "", "error": None}
+    save_run(store, keys.full, RunRecord("criu", [CELL], tail, 0, None, 0.1, {}, {}, None), path)
+    assert chooser(store, prog).stored_run() is not None
+    doc = store.get_record(RUNS, keys.full)
+    assert doc is not None
+    store.put_record(RUNS, keys.full, {**doc, **change}, blobs=[])  # sealed again
+    chosen = chooser(store, prog)
+    assert chosen.stored_run() is None
+    assert chosen.ignored == [
+        f"the stored run's record cannot be used ({why}): ignored, the notebook ran"
+    ]

@@ -12,6 +12,7 @@ from tonic.engines import engine_for
 from tonic.errors import TonicError
 from tonic.kernel.program import program_for
 from tonic.kernel.stdio import Stdio
+from tonic.store import DamagedRecord
 from tonic.timetravel.choose import NO_SNAPSHOT, Chooser
 from tonic.timetravel.keys import explain
 from tonic.timetravel.records import SnapshotRecord
@@ -37,7 +38,10 @@ def why(path: Path, *, engine: str | None, plain: bool) -> int:
         table.add_row(f"1-{verdict.cell}", f"[{style}]{verdict.reason}[/{style}]")
     console.print(table)
     reusable = [v for v in verdicts if v.reusable]
-    if chooser.stored_run() is not None:
+    stored = chooser.stored_run()
+    for note in chooser.ignored:
+        console.print(f"note: {note}", style="yellow")
+    if stored is not None:
         console.print("unchanged since its last run: the next run shows the stored outputs")
         return 0
     if reusable:
@@ -57,7 +61,7 @@ def _hint(chooser: Chooser, reasons: list[str]) -> str:
         record
         for s in chooser.store.snapshots()
         if s.meta.get("path") == str(chooser.program.path)
-        and (record := SnapshotRecord.from_meta(s.meta)) is not None
+        and (record := _record(s.meta, chooser)) is not None
     ]
     if not mine:
         return " (no snapshot of this notebook yet)"
@@ -66,3 +70,10 @@ def _hint(chooser: Chooser, reasons: list[str]) -> str:
     if changed:
         return f" (its latest snapshot was made with a different {', '.join(changed)})"
     return " (cell 1 changed since its latest snapshot)"
+
+
+def _record(meta: dict[str, object], chooser: Chooser) -> SnapshotRecord | None:
+    try:
+        return SnapshotRecord.from_meta(meta, chooser.places)
+    except DamagedRecord:
+        return None

@@ -24,6 +24,7 @@ at a pause, close.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -226,11 +227,21 @@ class _Run:
         self.chooser = Chooser(program, store, self.keys)
 
     def run(self, sink: Sink) -> RunResult:
-        """A stored run of this exact notebook, else a resumed run, else a fresh one."""
+        """A stored run of this exact notebook, else a resumed run, else a fresh one;
+        with a note on each record the chooser ignored (a damaged snapshot is removed:
+        its id would keep a new one of the same run out)."""
+        result = self._run(sink)
+        result.notes.extend(n for n in self.chooser.ignored if n not in result.notes)
+        return result
+
+    def _run(self, sink: Sink) -> RunResult:
         stored = self.chooser.stored_run()
         if stored is not None:
             return show_stored(self.store, self.program, stored, sink, self.chooser.around.digest)
         choice, _ = self.chooser.choose()
+        for damaged in self.chooser.damaged:
+            with contextlib.suppress(OSError, StoreError):
+                self.store.remove(damaged)
         try:
             result = self.attempt(choice, sink)
         except RestoreError as err:

@@ -33,7 +33,8 @@ from tonic.store.layout import (
     is_full_error,
 )
 from tonic.store.memo import private_file, recall, remember
-from tonic.store.objects import RAW, ZLIB
+from tonic.store.objects import RAW, ZLIB, is_id
+from tonic.store.records import DamagedRecord, seal, unseal
 from tonic.store.snapshots import SnapshotInfo
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "TMP_AGE",
     "ZLIB",
     "CacheFullError",
+    "DamagedRecord",
     "GcReport",
     "SnapshotInfo",
     "Store",
@@ -52,7 +54,10 @@ __all__ = [
     "StoreStats",
     "default_root",
     "is_full_error",
+    "is_id",
     "private_file",
     "recall",
     "remember",
+    "seal",
+    "unseal",
 ]

@@ -89,6 +89,8 @@ class Store:
             self._records.put(kind, name, doc, blobs)
 
     def get_record(self, kind: str, name: str) -> dict[str, object] | None:
+        """Record `name` of `kind`, None when there is none; DamagedRecord when it is
+        unreadable or its checksum is wrong."""
         return self._records.get(kind, name)
 
     # -- snapshots (snapshots.py) -------------------------------------------------------

@@ -1,7 +1,8 @@
 """Records: the small JSON documents other parts of tonic keep in the cache root, each
 declaring the objects it needs.
 
-    <root>/<kind>/<name>.json      {...the caller's fields..., "blobs": [sha256, ...]}
+    <root>/<kind>/<name>.json      {...the caller's fields..., "blobs": [sha256, ...],
+                                    "blake2b": checksum of the rest}
 
 A kind is one of layout.RECORDS (runs/, files/). put() sets the document's "blobs" field
 to the object ids the caller declares, and gc keeps exactly those: an id that appears
@@ -10,11 +11,17 @@ wrote, which has no "blobs" field: see `declared`). A record is staged under tmp
 renamed into place while the store's shared lock is held, so a reader sees a whole
 record (the new one or the one before), and a gc, which holds the lock exclusively,
 sees every record published before it began. Files 0600, folders 0700.
+
+Every record is sealed: its "blake2b" field is the checksum of the rest, as canonical
+JSON (`seal`). A record whose JSON is cut short, or whose checksum does not match
+(damage, a hand edit, an older tonic's record), is `DamagedRecord` to its reader, who
+ignores it (`unseal`). Snapshot records (timetravel/records.py) are sealed the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -22,10 +29,41 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tonic.store.fileio import write_all
-from tonic.store.layout import RECORDS, Root
+from tonic.store.layout import RECORDS, Root, StoreError
 from tonic.store.objects import is_id
 
 BLOBS = "blobs"  # the field of every record that names its objects
+SUM = "blake2b"  # the field of every record that holds the checksum of the rest
+
+
+class DamagedRecord(StoreError):
+    """A record that cannot be trusted: cut short, not JSON, or its checksum wrong; or
+    (timetravel/) of another format, or naming a place it may not."""
+
+
+def checksum(body: Mapping[str, object]) -> str:
+    """The blake2b of `body` as canonical JSON (sorted keys, no spaces, ASCII)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
+
+
+def seal(body: Mapping[str, object]) -> dict[str, object]:
+    """`body` with its checksum beside it."""
+    return {**body, SUM: checksum(body)}
+
+
+def unseal(doc: object) -> dict[str, object]:
+    """The body of a sealed record; DamagedRecord when it is not one or its checksum
+    does not match."""
+    if not isinstance(doc, dict):
+        raise DamagedRecord("it is not a JSON object")
+    body = {k: v for k, v in doc.items() if k != SUM}
+    if SUM not in doc:
+        raise DamagedRecord("it has no checksum")
+    if doc[SUM] != checksum(body):
+        raise DamagedRecord("its checksum does not match")
+    return body
+
 
 _NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
@@ -68,7 +106,7 @@ class Records:
         bad = [b for b in ids if not is_id(b)]
         if bad:
             raise ValueError(f"not object ids: {bad[:3]}")
-        data = json.dumps({**doc, BLOBS: ids}).encode()
+        data = json.dumps(seal({**doc, BLOBS: ids})).encode()
         base = self.root.ensure()
         with self.root.shared():
             folder = base / kind
@@ -87,17 +125,24 @@ class Records:
                 raise
 
     def get(self, kind: str, name: str) -> dict[str, object] | None:
-        """Record `name` of `kind`, or None when there is none (or it is unreadable)."""
+        """Record `name` of `kind` (without its checksum), or None when there is none;
+        DamagedRecord when it is unreadable or unsealed (`unseal`)."""
         _check(kind, name)
         base = self.root.reader()
         if base is None:
             return None
         try:
             with open(base / kind / f"{name}.json", "rb") as f:
-                doc = json.loads(f.read())
-        except (OSError, ValueError):
+                data = f.read()
+        except FileNotFoundError:
             return None
-        return doc if isinstance(doc, dict) else None
+        except OSError as err:
+            raise DamagedRecord(f"it cannot be read ({err.strerror})") from None
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):  # UnicodeDecodeError too
+            raise DamagedRecord("it is not whole JSON") from None
+        return unseal(doc)
 
     @staticmethod
     def roots(base: Path) -> set[str]:

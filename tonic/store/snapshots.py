@@ -226,7 +226,7 @@ class Snapshots:
         try:
             with open(base / SNAPSHOTS / snapshot_id / name, "rb") as f:
                 doc = json.loads(f.read())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) and doc.get("id") == snapshot_id else None
 

@@ -11,7 +11,9 @@ A snapshot is taken at pause k (after cell k). It is found by the key of prefix 
      check passes against every version in the snapshot's lineage (then it is answered
      with the edited suffix);
 Otherwise the next shorter prefix is tried, and at last a fresh run. Each rejected
-candidate's reason is kept, for `tonic why` and the notebook view.
+candidate's reason is kept, for `tonic why` and the notebook view. A record that fails
+its checks (records.py, places.py: damaged, or naming a place the notebook may not
+write) is ignored, with a note (`Chooser.ignored`) and the snapshot's id in `damaged`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from tonic.kernel.protocol import GO, Command, Eval, continues
 from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult
-from tonic.store import SnapshotInfo, Store, StoreError
+from tonic.store import DamagedRecord, SnapshotInfo, Store, StoreError
 from tonic.store.ingest import settled
 from tonic.timetravel import continuation, fstravel
 from tonic.timetravel.deps import Digests, Surroundings, stale
 from tonic.timetravel.keys import NotebookKeys, modules_still_valid, sha256
+from tonic.timetravel.places import Places
 from tonic.timetravel.records import (
+    ANOTHER_VERSION,
     FileChanges,
     RunRecord,
     SnapshotRecord,
@@ -83,14 +87,21 @@ class Chooser:
         self.nb = program.notebook
         self.store = store
         self.keys = keys
+        self.places = Places.of(program.path, store.root)
         self._around: Surroundings | None = None
+        self.ignored: list[str] = []  # a note on each damaged record ignored
+        self.damaged: list[str] = []  # the snapshots whose records are damaged
 
     @property
     def around(self) -> Surroundings:
         """What this run's cells would see (the files' starting states read once)."""
         if self._around is None:
             digest = Digests()
-            last = fstravel.load_last(self.store, self.program.path)
+            try:
+                last = fstravel.load_last(self.store, self.program.path)
+            except DamagedRecord as err:
+                last = {}
+                self._ignore(fstravel.ignored(err))
             starting = fstravel.starting_states(last, digest)
             program = self.program
             self._around = Surroundings(
@@ -100,7 +111,13 @@ class Chooser:
 
     def stored_run(self) -> RunRecord | None:
         """The record of a finished run of exactly this notebook, if still valid."""
-        record = load_run(self.store, self.keys.full)
+        try:
+            record = load_run(self.store, self.keys.full, self.program.path, len(self.nb.cells))
+        except DamagedRecord as err:
+            self._ignore(
+                f"the stored run's record cannot be used ({err}): ignored, the notebook ran"
+            )
+            return None
         if record is None or record.files_broken:
             return None
         if modules_still_valid(record.modules) is not None:
@@ -168,9 +185,11 @@ class Chooser:
         for k in sorted(prefixes, reverse=True):
             reasons: list[str] = []
             for info in self.store.find(prefixes[k]):
-                record = SnapshotRecord.from_meta(info.meta)
-                if record is None:
-                    reasons.append("it was made by another version of tonic")
+                try:
+                    record = SnapshotRecord.from_meta(info.meta, self.places)
+                    fstravel.kept(self.store, record.files)
+                except DamagedRecord as err:
+                    reasons.append(self._damaged(k, info, err))
                     continue
                 verdict = self._judge(k, record)
                 if not isinstance(verdict, str):
@@ -178,6 +197,21 @@ class Chooser:
                     return
                 reasons.append(verdict)
             yield k, reasons, None
+
+    def _ignore(self, note: str) -> None:
+        if note not in self.ignored:
+            self.ignored.append(note)
+
+    def _damaged(self, k: int, info: SnapshotInfo, err: DamagedRecord) -> str:
+        """Why a snapshot whose record fails its checks is not used; a note, unless it
+        is merely another version's (which that version may still use)."""
+        reason = str(err)
+        if reason != ANOTHER_VERSION:
+            reason = f"its record is damaged ({err})"
+            self._ignore(f"the snapshot after cell {k}: {reason}: ignored")
+            if info.id not in self.damaged:
+                self.damaged.append(info.id)
+        return reason
 
     def _version(self, blob: str) -> Notebook:
         data = self.store.get_blob(blob)

@@ -30,6 +30,11 @@ from pathlib import Path
 
 Uses = dict[str, str | None]
 DIR = "dir"  # a directory's content in file records: it is there (see fstravel.py)
+UNKNOWN = "?"  # a starting state tonic did not see (fstravel.py)
+# The state after, in the last state a run keeps while it runs: the notebook is writing
+# the path, so what is there if the run dies (kill -9) is its own doing: the next run
+# rolls the path back to its starting state, as after any run (fstravel.py).
+WRITING = "*"
 
 
 def env_digest(env: Mapping[str, str]) -> str:

@@ -31,21 +31,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tonic.store import FILES, Store
+from tonic.store import FILES, DamagedRecord, Store
 from tonic.timetravel.deps import DIR
+from tonic.timetravel.deps import UNKNOWN as UNKNOWN  # fstravel.UNKNOWN, as before
+from tonic.timetravel.deps import WRITING as WRITING
+from tonic.timetravel.places import Places, outside, stored
 
 MAX_FILE = 64 << 20
-UNKNOWN = "?"  # a starting state tonic did not see
-# The state after, in the last state a run keeps while it runs: the notebook is writing
-# the path, so what is there if the run dies (kill -9) is its own doing: the next run
-# rolls the path back to its starting state, as after any run.
-WRITING = "*"
 
 # absolute path -> [starting state, state now] (blob id, DIR, UNKNOWN or None)
 Changes = dict[str, list[str | None]]
 States = dict[str, str | None]
 Digest = Callable[[str], str | None]
-FILES_RECORD_VERSION = 2
+FILES_RECORD_VERSION = 3  # 3: paths in the project relative to it, "wrote", sealed
 
 
 def is_blob(state: str | None) -> bool:
@@ -56,6 +54,14 @@ def is_blob(state: str | None) -> bool:
 def blobs_of(files: Changes) -> list[str]:
     """The stored contents a record of file changes needs."""
     return sorted({b for pair in files.values() for b in pair if b is not None and is_blob(b)})
+
+
+def kept(store: Store, files: Changes) -> Changes:
+    """`files`, when the store holds every content they name; else DamagedRecord (a
+    rollback to a content that is gone would stop half way)."""
+    if any(not store.has_blob(b) for b in blobs_of(files)):
+        raise DamagedRecord("a content it names is missing from the cache")
+    return files
 
 
 def state_of(path: str, digest: Digest) -> str | None:
@@ -141,19 +147,42 @@ def _record_name(notebook: Path) -> str:
 
 
 def load_last(store: Store, notebook: Path) -> Changes:
-    """path -> [starting, after] of every path the notebook's last run changed."""
+    """path -> [starting, after] of every path the notebook's last run changed;
+    DamagedRecord when its record is damaged, of another version, or names a place the
+    notebook may not write (places.py)."""
     data = store.get_record(FILES, _record_name(notebook))
-    if data is None or data.get("version") != FILES_RECORD_VERSION:
+    if data is None:
         return {}
-    files = data.get("files", {})
-    if not isinstance(files, dict):
-        return {}
-    return {str(k): list(v) for k, v in files.items() if os.path.isabs(str(k))}
+    if data.get("version") != FILES_RECORD_VERSION:
+        raise DamagedRecord("it was made by another version of tonic")
+    if data.get("notebook") != str(notebook):
+        raise DamagedRecord("it is another notebook's")
+    wrote = data.get("wrote")
+    if not isinstance(wrote, list):
+        raise DamagedRecord("it has no list of the paths the notebook wrote")
+    places = Places.of(notebook, store.root)
+    return kept(store, places.files(data.get("files"), (str(w) for w in wrote)))
 
 
-def save_last(store: Store, notebook: Path, files: Changes) -> None:
-    """Remember the last state (a record under files/, declaring the blobs gc keeps)."""
-    doc = {"version": FILES_RECORD_VERSION, "notebook": str(notebook), "files": files}
+def ignored(err: DamagedRecord) -> str:
+    """The note on a files record that is not used."""
+    return (
+        f"the record of the files the notebook last wrote cannot be used ({err}): ignored, "
+        "its files are taken as they are"
+    )
+
+
+def save_last(store: Store, notebook: Path, files: Changes, wrote: Iterable[str]) -> None:
+    """Remember the last state (a record under files/, declaring the blobs gc keeps);
+    `wrote`: the paths the notebook's cells were seen to write (those outside its
+    folder are stored, the places its absolute paths may name)."""
+    project = Places.of(notebook, store.root).project
+    doc = {
+        "version": FILES_RECORD_VERSION,
+        "notebook": str(notebook),
+        "files": stored(files, project),
+        "wrote": outside(set(wrote) & set(files), project),
+    }
     store.put_record(FILES, _record_name(notebook), doc, blobs=blobs_of(files))
 
 
@@ -174,9 +203,16 @@ def plan_rollback(
     return writes
 
 
+def _plain_parent(path: str) -> bool:
+    parent = os.path.dirname(path)
+    return os.path.realpath(parent) == parent
+
+
 def apply(writes: dict[str, str | None], get: Callable[[str], bytes]) -> None:
     """Make each path hold its state (files atomically): deepest removals first, so a
-    directory the notebook made is empty when it goes (one that is not stays)."""
+    directory the notebook made is empty when it goes (one that is not stays). A path
+    whose folder is a symbolic link is not touched (places.py: one is not the notebook's)."""
+    writes = {p: w for p, w in writes.items() if _plain_parent(p)}
     for path in sorted((p for p, w in writes.items() if w is None), reverse=True):
         try:
             if os.path.isdir(path) and not os.path.islink(path):

@@ -9,18 +9,19 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.stdio import file_paths
 from tonic.results import CellResult, RunResult, Sink, show_finished, show_output
-from tonic.store import Store, StoreError, is_full_error
+from tonic.store import DamagedRecord, Store, StoreError, is_full_error
 from tonic.timetravel import fstravel
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.deps import Digests, Surroundings, seen_now
 from tonic.timetravel.keys import NotebookKeys, file_hash, sha256
+from tonic.timetravel.places import wrote_of
 from tonic.timetravel.records import (
     FileChanges,
     RunRecord,
@@ -169,8 +170,13 @@ class Recorder:
         starting state), then follow this run's writes."""
         if not self.observe:
             return
-        target = self.choice.record.files if self.choice is not None else {}
-        starting = put_files(self.store, self.program.path, target, self.digest)
+        record = self.choice.record if self.choice is not None else None
+        target, cells = (record.files, record.cells) if record is not None else ({}, [])
+        starting, note = put_files(
+            self.store, self.program.path, target, self.digest, wrote_of(cells)
+        )
+        if note is not None:
+            self.notes.append(note)
         self.tracker.start(starting, target)
 
     def save(self, path: str) -> None:
@@ -206,6 +212,8 @@ class Recorder:
                 cell = held[-1]  # it ended the run (an error, an exit)
             if cell is not None:
                 self._fill_uses(cell, observed, keep=k is None)
+            else:
+                self._fill_wrote(None, observed)
         if self._watch is not None:
             self._watch.flush()
         self._keep_last(running=k is not None)
@@ -220,10 +228,11 @@ class Recorder:
             if also is not None:
                 files[also] = [self.tracker.before.get(also), None]
             files = {p: [pair[0], fstravel.WRITING] for p, pair in files.items()}
-        saved = json.dumps(files, sort_keys=True)
+        wrote = self._wrote() | set(files)  # (a path about to be written is not yet a cell's)
+        saved = json.dumps([files, sorted(wrote)], sort_keys=True)
         if saved != self._saved:
             unless_full(
-                self.store, lambda: fstravel.save_last(self.store, self.program.path, files)
+                self.store, lambda: fstravel.save_last(self.store, self.program.path, files, wrote)
             )
             self._saved, self._kept_at = saved, time.monotonic()
 
@@ -245,6 +254,9 @@ class Recorder:
         cell = self.live.get(k)
         if cell is not None and (observed.opened or observed.listed):
             self._fill_uses(cell, observed, keep=True)
+        else:
+            self._fill_wrote(cell, observed)
+        if cell is not None:
             record.cells[-1] = cell_to_meta(cell)
         return record
 
@@ -270,8 +282,21 @@ class Recorder:
             self.program.env, str(self.program.cwd), self.digest, dict(self.tracker.before)
         )
         cell.uses = {**seen_now(tokens, around), **known}
-        changed = (p for p, _ in observed.changed if p in self.tracker.after)
-        cell.wrote = sorted({*cell.wrote, *changed})
+        self._fill_wrote(cell, observed)
+
+    def _fill_wrote(self, cell: CellResult | None, observed: Observed) -> None:
+        """Add the paths the processes changed to what `cell` wrote (None: to the last
+        cell this kernel run has): every path in the run's files is some cell's, the
+        places its records may name (places.py)."""
+        changed = {p for p, _ in observed.changed if p in self.tracker.after}
+        if cell is None and changed and self.live:
+            cell = self.live[max(self.live)]
+        if cell is not None and changed:
+            cell.wrote = sorted({*cell.wrote, *changed})
+
+    def _wrote(self) -> set[str]:
+        """Every path this kernel run's cells (restored ones too) were seen to write."""
+        return {p for cell in self.live.values() for p in cell.wrote}
 
     # -- records ------------------------------------------------------------------------
 
@@ -312,16 +337,24 @@ class Recorder:
             return
         modules = self._modules(result.cells)
         record = RunRecord.of(result, modules, self.tracker.changes(), self.files_broken)
-        save_run(self.store, self.keys.full, record)
+        save_run(self.store, self.keys.full, record, self.program.path)
 
 
 def put_files(
-    store: Store, notebook: Path, target: FileChanges, digest: Callable[[str], str | None]
-) -> dict[str, str | None]:
+    store: Store,
+    notebook: Path,
+    target: FileChanges,
+    digest: Callable[[str], str | None],
+    wrote: Iterable[str],
+) -> tuple[dict[str, str | None], str | None]:
     """Roll the paths the notebook wrote to `target`'s state ([starting, after] per
-    path), and the others its last run wrote to their starting state; remember that as
-    the last state. Returns the starting states."""
-    last = fstravel.load_last(store, notebook)
+    path; `wrote`: the paths its cells were seen to write), and the others its last run
+    wrote to their starting state; remember that as the last state. Returns the
+    starting states, and a note when the last state's record was damaged (ignored)."""
+    try:
+        last, note = fstravel.load_last(store, notebook), None
+    except DamagedRecord as err:
+        last, note = {}, fstravel.ignored(err)
     starting = fstravel.starting_states(last, digest)
     for path, state in starting.items():
         # A state someone else left is kept, for a later rollback to it.
@@ -330,8 +363,8 @@ def put_files(
                 store.put_blob(Path(path).read_bytes())
     writes = fstravel.plan_rollback(target, last, starting, digest)
     fstravel.apply(writes, store.get_blob)
-    unless_full(store, lambda: fstravel.save_last(store, notebook, target))
-    return starting
+    unless_full(store, lambda: fstravel.save_last(store, notebook, target, wrote))
+    return starting, note
 
 
 def unless_full(store: Store, write: Callable[[], object]) -> None:
@@ -353,7 +386,7 @@ def show_stored(
     nothing executed."""
     started = time.monotonic()
     nb = program.notebook
-    put_files(store, program.path, record.files, digest)
+    _, note = put_files(store, program.path, record.files, digest, wrote_of(record.cells))
     cells = record.cell_results(nb)
     by_index = {c.cell.index: c for c in cells}
     results = [
@@ -371,4 +404,6 @@ def show_stored(
     result.saved_seconds = record.seconds
     result.seconds = time.monotonic() - started
     result.notes.append("unchanged since the last run: stored outputs shown, nothing ran")
+    if note is not None:
+        result.notes.append(note)
     return result

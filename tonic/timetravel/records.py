@@ -2,6 +2,9 @@
 cells before it, the file versions its process compiled, the modules and files it
 depends on) and a record per finished run (shown again, as is, for an unchanged
 notebook). Each format has a version number; a record of another version is not used.
+Both are sealed (store/records.py: a checksum beside the body) and may name only the
+places the notebook may write (places.py); a reader gets DamagedRecord for one that
+fails a check, and ignores it.
 """
 
 from __future__ import annotations
@@ -10,15 +13,20 @@ import base64
 import contextlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tonic.notebook.cells import Notebook
 from tonic.results import CellResult, RunResult, Tail
-from tonic.store import RUNS, Store, StoreError
-from tonic.timetravel.fstravel import blobs_of
+from tonic.store import RUNS, DamagedRecord, Store, StoreError, seal, unseal
+from tonic.timetravel.fstravel import blobs_of, kept
 from tonic.timetravel.keys import sha256
+from tonic.timetravel.places import Places, project_of, stored, wrote_of
 
-SNAPSHOT_RECORD_VERSION = 2  # a snapshot's meta without "version" is of version 1
-RUN_RECORD_VERSION = 2
+# 3: the files' paths in the project relative to it, sealed (a meta without "version"
+# is of version 1)
+SNAPSHOT_RECORD_VERSION = 3
+RUN_RECORD_VERSION = 3  # 3: as snapshot records' 3
+ANOTHER_VERSION = "it was made by another version of tonic"
 
 
 def _b64(data: bytes | bytearray) -> str:
@@ -42,6 +50,27 @@ def cell_to_meta(result: CellResult) -> dict[str, object]:
         "uses": result.uses,
         "wrote": list(result.wrote),
     }
+
+
+def check_cells(cells: object, last: int) -> list[dict[str, object]]:
+    """A record's cells, each of cells 1..`last` at most once with its output;
+    DamagedRecord when they are not."""
+    if not isinstance(cells, list):
+        raise DamagedRecord("its cells are not a list")
+    seen: set[int] = set()
+    for meta in cells:
+        index = meta.get("index") if isinstance(meta, dict) else None
+        if not isinstance(index, int) or not 1 <= index <= last or index in seen:
+            raise DamagedRecord("its cells are not the notebook's")
+        seen.add(index)
+        try:
+            for name in ("stdout", "stderr"):
+                _unb64(meta[name])
+            if not isinstance(meta["status"], str):
+                raise ValueError("status")
+        except (KeyError, ValueError):
+            raise DamagedRecord(f"the output of its cell {index} is damaged") from None
+    return cells
 
 
 def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
@@ -100,49 +129,59 @@ class SnapshotRecord:
 
     @property
     def snapshot_id(self) -> str:
-        # What it was made from: a run in other surroundings makes another snapshot.
+        # What it was made from: a run in other surroundings makes another snapshot, and
+        # so does a tonic of another record format (the first snapshot of an id wins).
         uses = [c.get("uses") for c in self.cells]
-        body = json.dumps(
-            [self.key, self.lineage, sorted(self.modules.items()), uses, self.files, self.values],
-            sort_keys=True,
-        )
+        made = [self.key, self.lineage, sorted(self.modules.items()), uses, self.files]
+        body = json.dumps([SNAPSHOT_RECORD_VERSION, *made, self.values], sort_keys=True)
         return sha256(body.encode())
 
     def meta(self) -> dict[str, object]:
-        return {
-            "version": SNAPSHOT_RECORD_VERSION,
-            "pause": self.pause,
-            "key": self.key,
-            "lineage": self.lineage,
-            "modules": self.modules,
-            "cells": self.cells,
-            "pipes": self.pipes,
-            "files": self.files,
-            "blobs": list(self.lineage) + blobs_of(self.files),
-            "path": self.path,
-            "environment": self.environment,
-            "engine": self.engine,
-            "values": self.values,
-        }
+        """The record as the snapshot's meta stores it (sealed)."""
+        project = project_of(Path(self.path))
+        return seal(
+            {
+                "version": SNAPSHOT_RECORD_VERSION,
+                "pause": self.pause,
+                "key": self.key,
+                "lineage": self.lineage,
+                "modules": self.modules,
+                "cells": self.cells,
+                "pipes": self.pipes,
+                "files": stored(self.files, project),
+                "blobs": list(self.lineage) + blobs_of(self.files),
+                "path": self.path,
+                "environment": self.environment,
+                "engine": self.engine,
+                "values": self.values,
+            }
+        )
 
     @classmethod
-    def from_meta(cls, meta: dict[str, object]) -> SnapshotRecord | None:
-        """The record in a snapshot's meta; None for another version's."""
-        if meta.get("version", SNAPSHOT_RECORD_VERSION) != SNAPSHOT_RECORD_VERSION:
-            return None
-        return cls(
-            pause=int(str(meta["pause"])),
-            key=str(meta["key"]),
-            lineage=[str(x) for x in meta["lineage"]],  # type: ignore[attr-defined]
-            modules={str(k): str(v) for k, v in meta["modules"].items()},  # type: ignore[attr-defined]
-            cells=list(meta["cells"]),  # type: ignore[call-overload]
-            pipes={str(k): str(v) for k, v in meta["pipes"].items()},  # type: ignore[attr-defined]
-            files={str(k): list(v) for k, v in (meta.get("files") or {}).items()},  # type: ignore[attr-defined]
-            path=str(meta.get("path", "")),
-            environment=dict(meta.get("environment") or {}),  # type: ignore[call-overload]
-            engine={str(k): str(v) for k, v in (meta.get("engine") or {}).items()},  # type: ignore[attr-defined]
-            values=[int(str(v)) for v in meta.get("values") or []],  # type: ignore[attr-defined]
-        )
+    def from_meta(cls, meta: dict[str, object], places: Places) -> SnapshotRecord:
+        """The record in a snapshot's meta; DamagedRecord for another version's, a
+        damaged one, or one that names a place the notebook may not write."""
+        if meta.get("version", 1) != SNAPSHOT_RECORD_VERSION:
+            raise DamagedRecord(ANOTHER_VERSION)
+        body = unseal(meta)
+        try:
+            pause = int(str(body["pause"]))
+            cells = check_cells(body["cells"], pause)
+            return cls(
+                pause=pause,
+                key=str(body["key"]),
+                lineage=[str(x) for x in body["lineage"]],  # type: ignore[attr-defined]
+                modules={str(k): str(v) for k, v in body["modules"].items()},  # type: ignore[attr-defined]
+                cells=cells,
+                pipes={str(k): str(v) for k, v in body["pipes"].items()},  # type: ignore[attr-defined]
+                files=places.files(body.get("files") or {}, wrote_of(cells)),
+                path=str(body.get("path", "")),
+                environment=dict(body.get("environment") or {}),  # type: ignore[call-overload]
+                engine={str(k): str(v) for k, v in (body.get("engine") or {}).items()},  # type: ignore[attr-defined]
+                values=[int(str(v)) for v in body.get("values") or []],  # type: ignore[attr-defined]
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DamagedRecord("its fields are not a snapshot record's") from None
 
 
 @dataclass
@@ -184,7 +223,8 @@ class RunRecord:
         """The store objects this record needs: the files' contents before and after."""
         return blobs_of(self.files)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, project: Path) -> dict[str, object]:
+        """The record as stored: the paths in `project` relative to it."""
         return {
             "version": RUN_RECORD_VERSION,
             "engine": self.engine,
@@ -194,30 +234,32 @@ class RunRecord:
             "signal": self.signal,
             "seconds": self.seconds,
             "modules": self.modules,
-            "files": self.files,
+            "files": stored(self.files, project),
             "files_broken": self.files_broken,
         }
 
     @classmethod
-    def from_json(cls, doc: object) -> RunRecord | None:
-        """The record, or None when it is of another version or malformed."""
-        if not isinstance(doc, dict) or doc.get("version") != RUN_RECORD_VERSION:
-            return None
+    def from_json(cls, doc: dict[str, object], places: Places, last: int) -> RunRecord:
+        """The record of a run of a notebook of `last` cells; DamagedRecord when it is
+        of another version, malformed, or names a place the notebook may not write."""
+        if doc.get("version") != RUN_RECORD_VERSION:
+            raise DamagedRecord(ANOTHER_VERSION)
         try:
             sig = doc.get("signal")
+            cells = check_cells(doc["cells"], last)
             return cls(
                 engine=str(doc["engine"]),
-                cells=list(doc["cells"]),
-                tail=dict(doc["tail"]),
+                cells=cells,
+                tail=dict(doc["tail"]),  # type: ignore[call-overload]
                 exit_code=int(str(doc["exit_code"])),
                 signal=int(str(sig)) if sig is not None else None,
                 seconds=float(str(doc.get("seconds", 0.0))),
-                modules={str(k): str(v) for k, v in (doc.get("modules") or {}).items()},
-                files={str(k): list(v) for k, v in doc["files"].items()},
-                files_broken=doc.get("files_broken") or None,
+                modules={str(k): str(v) for k, v in (doc.get("modules") or {}).items()},  # type: ignore[attr-defined]
+                files=places.files(doc["files"], wrote_of(cells)),
+                files_broken=str(doc.get("files_broken") or "") or None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
-            return None
+            raise DamagedRecord("its fields are not a run record's") from None
 
     def cell_results(self, nb: Notebook) -> list[CellResult]:
         return [cell_from_meta(nb, c) for c in self.cells]
@@ -230,12 +272,19 @@ class RunRecord:
         )
 
 
-def load_run(store: Store, full_key: str) -> RunRecord | None:
-    """The stored record of the run whose key is `full_key`, if any (and readable)."""
-    return RunRecord.from_json(store.get_record(RUNS, full_key))
+def load_run(store: Store, full_key: str, notebook: Path, last: int) -> RunRecord | None:
+    """The stored record of the run whose key is `full_key` (of a notebook of `last`
+    cells), if any; DamagedRecord when it cannot be used (RunRecord.from_json)."""
+    doc = store.get_record(RUNS, full_key)
+    if doc is None:
+        return None
+    record = RunRecord.from_json(doc, Places.of(notebook, store.root), last)
+    kept(store, record.files)
+    return record
 
 
-def save_run(store: Store, full_key: str, record: RunRecord) -> None:
+def save_run(store: Store, full_key: str, record: RunRecord, notebook: Path) -> None:
     """Store the record atomically (best effort: the next run just runs again)."""
+    doc = record.to_json(Places.of(notebook, store.root).project)
     with contextlib.suppress(OSError, StoreError):
-        store.put_record(RUNS, full_key, record.to_json(), blobs=record.blobs)
+        store.put_record(RUNS, full_key, doc, blobs=record.blobs)
