@@ -53,13 +53,13 @@ def _no_servers_left() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.engines.test_fault_campaign import FAULTS
+    from tests.helpers import FAULTS
     from tests.timetravel.test_edits import EDITS_RUN
 
     if FAULTS:
         kinds = ", ".join(f"{k} {n}" for k, n in FAULTS.items())
         terminalreporter.write_line(
-            f"fault campaign: {sum(FAULTS.values())} faults of {len(FAULTS)} kinds, each "
+            f"fault injection: {sum(FAULTS.values())} faults of {len(FAULTS)} kinds, each "
             f"followed by a run equal to a fresh `node FILE` ({kinds})"
         )
 

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+# kind -> faults injected, each followed by a run equal to node (the fault campaign and
+# the fault tests; conftest prints it at the end of the session)
+FAULTS: Counter[str] = Counter()
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 CONFORMANCE = FIXTURES / "conformance"

@@ -13,17 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import no_kernel_left, node, require_engine, tonic
+from tests.helpers import FAULTS, no_kernel_left, node, require_engine, tonic
 from tonic.store.ingest import settled
 from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
-
-FAULTS: Counter[str] = Counter()  # kind -> faults injected, each followed by a run equal to node
 
 NOTEBOOK = """// %% setup
 const fs = require('fs');
@@ -239,9 +236,9 @@ def _damage_store(c: Campaign, i: int) -> str:
 
 
 KINDS: dict[str, tuple[Callable[[Campaign, int], str], int, dict[str, str]]] = {
-    "kill -9 of tonic mid-run": (_kill_client, 16, {}),
+    "kill -9 of tonic mid-run": (_kill_client, 20, {}),
     "kill -9 of the warm server or its worker": (_kill_served, 10, {}),
-    "CRIU killed mid-dump": (_kill_dump, 16, {}),
+    "CRIU killed mid-dump": (_kill_dump, 20, {}),
     "an unpacked image damaged": (_damage_hot, 16, {}),
     "a stored chunk damaged": (_damage_store, 12, {"TONIC_HOT_CACHE": "0"}),
 }

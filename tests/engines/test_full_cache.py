@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    FAULTS,
     Outcome,
     fill_disk,
     mount_tmpfs,
@@ -106,6 +107,7 @@ def test_a_full_cache_disk_runs_without_snapshots(
     assert shown.code == 3 and shown.stderr == warning, shown.describe()
     assert json.loads(shown.stdout)["engine"] == "replay"
     assert not list((disk / "cache").rglob("tmp/*"))
+    FAULTS["a full cache disk"] += 1
 
 
 def _whole(cache: Path, elsewhere: Path) -> None:
@@ -178,6 +180,7 @@ def test_a_cache_that_fills_up_mid_run(
     if engine == "criu":
         assert result["restored"] >= 2, result["notes"]
         _whole(cache, tmp_path / "materialized-again")
+    FAULTS["a full cache disk"] += 1
 
 
 BIG = """const crypto = require('crypto');
@@ -257,3 +260,4 @@ def test_the_next_run_removes_a_killed_workers_dumps(tmp_path: Path) -> None:
     assert owner_of(live.name) == owner and not owner.alive()
     assert tonic("cache", "gc", env=env).code == 0
     assert list((cache / "tmp").iterdir()) == []
+    FAULTS["kill -9 of the ingest worker"] += 1

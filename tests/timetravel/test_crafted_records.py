@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Outcome, node, require_engine, tonic
+from tests.helpers import FAULTS, Outcome, node, require_engine, tonic
 from tonic.store import seal
 from tonic.store.ingest import settled
 
@@ -285,6 +285,7 @@ def test_a_crafted_record_is_ignored(
     assert note in why and "note: " in why, why  # one line saying which record, and why
     again = w.why()
     assert "unchanged since its last run" in again and "note: " not in again, again
+    FAULTS["a crafted or damaged record"] += 1
 
 
 def test_the_notebooks_own_writes_still_travel(world: World) -> None:
