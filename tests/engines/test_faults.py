@@ -213,8 +213,12 @@ SPIN = "console.log('spinning');\nwhile (true);"
 DONE = "console.log(fs.readFileSync('log.txt', 'utf8'), fs.readFileSync('made.txt', 'utf8'));"
 
 
-@pytest.mark.parametrize("server", ["off", "on"])
-def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "before"),
+    [("off", False), ("on", False), ("off", True)],
+    ids=["", "served", "after-a-run"],
+)
+def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str, before: bool) -> None:
     """tonic killed (kill -9) while a cell that wrote files runs: the next run knows
     those writes as the notebook's and rolls them back, so it equals node in a pristine
     folder; nothing is refused, and the kernel is gone."""
@@ -222,8 +226,14 @@ def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str) -> Non
     project = tmp_path / "project"
     project.mkdir()
     path = project / "nb.js"
-    path.write_text(KILLED.replace("{FINISH}", SPIN))
     env = {**os.environ, "TONIC_CACHE": str(tmp_path / "cache"), "TONIC_SERVER": server}
+    if before:  # a whole run first: the killed one writes paths the last run wrote too
+        path.write_text(KILLED.replace("{FINISH}", DONE))
+        tonic("run", "--plain", "--engine", "criu", str(path), cwd=project, env=env)
+    killed = KILLED.replace("{FINISH}", SPIN)
+    if before:  # killed in cell 1 (fresh), before any pause marked what it writes
+        killed = killed.replace("console.log('cell 1');", SPIN)
+    path.write_text(killed)
     if server == "on":
         env["TONIC_RUNTIME_DIR"] = str(tmp_path / "run")
         subprocess.run([sys.executable, "-m", "tonic", "server", "start"], env=env, check=True)

@@ -117,6 +117,7 @@ def _input(path: str, skip: tuple[str, ...]) -> bool:
 
 SAVE_MAX = 16 << 20  # the biggest file kept before the main thread first opens it
 KEEP_EVERY = 0.05  # seconds between two writes of the last state before a file write
+KEEP_FIRST = 64  # paths marked before each first write, however soon after another
 
 
 class Recorder:
@@ -151,6 +152,7 @@ class Recorder:
         self.tracker = fstravel.Tracker(store.put_blob)
         self._saved: str | None = None  # the last state as last saved (its JSON)
         self._kept_at = 0.0  # when
+        self._marked: set[str] = set()  # paths the last state marks as being written
         self.skip = _not_inputs(program)
         self.stdio_files = file_paths(program.stdio)
 
@@ -178,19 +180,25 @@ class Recorder:
         if note is not None:
             self.notes.append(note)
         self.tracker.start(starting, target)
+        self._keep_last(running=True)  # a restored run goes on writing the snapshot's paths
 
     def save(self, path: str) -> None:
         """Keep what is at `path` before the main thread first changes it (up to
-        SAVE_MAX: a bigger file the notebook changes starts afresh at the next run)."""
-        if self.observe and path not in self.tracker.before:
+        SAVE_MAX: a bigger file the notebook changes starts afresh at the next run), and
+        mark it on disk as being written (the next run rewinds it if this one dies)."""
+        if not self.observe:
+            return
+        if path not in self.tracker.before:
             with contextlib.suppress(OSError):
                 if os.path.isfile(path) and os.path.getsize(path) > SAVE_MAX:
                     return
             self.tracker.before[path] = self.tracker.state(path, quiet=True)
-            # Durable before the write (at most every KEEP_EVERY seconds: a loop writing
-            # thousands of files would write the record thousands of times).
-            if time.monotonic() - self._kept_at >= KEEP_EVERY:
-                self._keep_last(running=True, also=path)
+        # Durable before the write (past the first paths, at most every KEEP_EVERY
+        # seconds: a loop writing thousands of files would write the record as often).
+        if path not in self._marked and (
+            len(self._marked) < KEEP_FIRST or time.monotonic() - self._kept_at >= KEEP_EVERY
+        ):
+            self._keep_last(running=True, also=path)
 
     @property
     def files_broken(self) -> str | None:
@@ -228,6 +236,7 @@ class Recorder:
             if also is not None:
                 files[also] = [self.tracker.before.get(also), None]
             files = {p: [pair[0], fstravel.WRITING] for p, pair in files.items()}
+            self._marked.update(files)
         wrote = self._wrote() | set(files)  # (a path about to be written is not yet a cell's)
         saved = json.dumps([files, sorted(wrote)], sort_keys=True)
         if saved != self._saved:
