@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engines.test_faults import _biggest
 from tests.helpers import FAULTS, no_kernel_left, node, require_engine, tonic
 from tonic.store.ingest import settled
 from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
@@ -198,10 +199,6 @@ def _kill_dump(c: Campaign, i: int) -> str:
     )
     delay_file.write_text("")
     return f"CRIU's dump killed after {delay:.3f} s in run {i}"
-
-
-def _biggest(folder: Path) -> Path:
-    return max((f for f in folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_size)
 
 
 def _damage(target: Path, rng: random.Random) -> str:

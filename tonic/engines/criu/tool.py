@@ -206,7 +206,6 @@ def dump(
     started = time.monotonic()
     proc = _bounded(
         criu,
-        "dump",
         deadline(size),
         "dump",
         *(arg for name in external or () for arg in ("--external", name)),
@@ -250,7 +249,6 @@ def restore(
     try:
         proc = _bounded(
             criu,
-            "restore",
             deadline(size),
             *args,
             cancel=cancel,
@@ -274,16 +272,16 @@ def _kill_restored(pidfile: Path) -> None:
 
 def _bounded(
     criu: Criu,
-    what: str,
     seconds: float,
     *args: str,
     cancel: Callable[[], bool] | None = None,
     **kwargs: object,
 ) -> subprocess.CompletedProcess[str]:
+    """`criu ARGS` (a dump or restore: args[0]) within `seconds`, else an EngineError."""
     try:
         return criu.run(*args, timeout=seconds, cancel=cancel, **kwargs)
     except subprocess.TimeoutExpired:
-        raise EngineError(f"criu {what} did not finish in {seconds:.0f} s: ended") from None
+        raise EngineError(f"criu {args[0]} did not finish in {seconds:.0f} s: ended") from None
 
 
 def _log_error(log: Path, stderr: str) -> str:
