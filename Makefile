@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (0: the whole suite in one process).
+PYTEST_JOBS ?= auto
 
 .PHONY: setup criu docker demo test lint typecheck unit bench clean help
 
@@ -52,7 +54,7 @@ typecheck: setup
 # longer searches a directory argument), then tonic's.
 test: lint typecheck docker
 	node --test tests/kernel/*.test.js
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 
 bench: setup docker
 	$(BIN)/python bench/run.py

@@ -52,6 +52,31 @@ def _no_servers_left() -> Iterator[None]:
     shutil.rmtree(_RUNTIME, ignore_errors=True)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker of pytest-xdist (`-n`) hands its counts to the controller, which prints."""
+    from tests.helpers import FAULTS
+    from tests.timetravel.test_edits import EDITS_RUN
+
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["tonic_counts"] = {"faults": dict(FAULTS), "edits": dict(EDITS_RUN)}
+    else:  # the controller of workers, which ran no fixture (or a plain session again)
+        import shutil
+
+        shutil.rmtree(_RUNTIME, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    from tests.helpers import FAULTS
+    from tests.timetravel.test_edits import EDITS_RUN
+
+    counts = getattr(node, "workeroutput", {}).get("tonic_counts")
+    if counts:
+        FAULTS.update(counts["faults"])
+        EDITS_RUN.update(counts["edits"])
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.helpers import FAULTS
     from tests.timetravel.test_edits import EDITS_RUN

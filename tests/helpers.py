@@ -118,9 +118,18 @@ def served_count(env: dict[str, str]) -> int:
 
 
 def kernels_running(path: Path) -> str:
-    """pids of processes whose command line names the notebook `path` (pgrep, read-only)."""
+    """The processes whose command line names the notebook `path` (pgrep, read-only),
+    one line each: pid, parent, state, command line (empty: none)."""
     found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-    return found.stdout.strip()
+    lines = []
+    for pid in found.stdout.split():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+        lines.append(f"{pid} (parent {stat[1]}, {stat[0]}): {args.strip()}")
+    return "\n".join(lines)
 
 
 def no_kernel_left(path: Path, within: float = 10.0) -> bool:
@@ -159,3 +168,32 @@ def mount_tmpfs(point: Path, size: str) -> None:
 def unmount(point: Path) -> None:
     if subprocess.run(["umount", str(point)], check=False).returncode != 0:
         subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+CRIU_KILLED_AFTER = """#!/bin/sh
+# CRIU, but a dump is killed (SIGKILL) after a delay read from a file (none: no kill).
+if [ "$1" = dump ] && [ -s {delay} ]; then
+  {real} "$@" &
+  pid=$!
+  sleep "$(cat {delay})"
+  kill -KILL $pid 2>/dev/null
+  wait $pid
+  exit $?
+fi
+exec {real} "$@"
+"""
+
+
+def criu_killed_after(folder: Path) -> tuple[Path, Path]:
+    """A CRIU for $TONIC_CRIU whose dumps are killed (SIGKILL) after the number of
+    seconds written in the file returned with it (made empty: no kill), both in `folder`."""
+    from tonic.engines.criu.tool import locate
+
+    real = locate()[0]
+    assert real is not None
+    wrapper, delay = folder / "criu", folder / "criu-kill-delay"
+    if not wrapper.exists():
+        delay.write_text("")
+        wrapper.write_text(CRIU_KILLED_AFTER.format(real=real.path, delay=delay))
+        wrapper.chmod(0o755)
+    return wrapper, delay

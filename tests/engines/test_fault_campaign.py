@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.engines.test_faults import _biggest
-from tests.helpers import FAULTS, no_kernel_left, node, require_engine, tonic
+from tests.helpers import (
+    FAULTS,
+    criu_killed_after,
+    kernels_running,
+    no_kernel_left,
+    node,
+    require_engine,
+    tonic,
+)
 from tonic.store.ingest import settled
 from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
 
@@ -37,19 +45,6 @@ console.log('slow');
 
 // %% last
 console.log('last', {version}, fs.readFileSync('log.txt', 'utf8').split('\\n').length);
-"""
-
-CRIU_KILLED_AFTER = """#!/bin/sh
-# CRIU, but a dump is killed (SIGKILL) after a delay read from a file (none: no kill).
-if [ "$1" = dump ] && [ -s {delay} ]; then
-  {real} "$@" &
-  pid=$!
-  sleep "$(cat {delay})"
-  kill -KILL $pid 2>/dev/null
-  wait $pid
-  exit $?
-fi
-exec {real} "$@"
 """
 
 
@@ -111,7 +106,9 @@ class Campaign:
     def check(self, what: str) -> None:
         """After a fault: the next run (of an edited notebook) equals node in a pristine
         folder, and leaves the same files."""
-        assert no_kernel_left(self.path), f"{what}: a kernel still runs"
+        assert no_kernel_left(self.path), (
+            f"{what}: a kernel still runs\n{kernels_running(self.path)}"
+        )
         self.edit()
         got = tonic(
             "run", "--plain", "--engine", "criu", str(self.path), cwd=self.project, env=self.env
@@ -125,7 +122,9 @@ class Campaign:
         )
         left = {f.name: f.read_bytes() for f in self.project.iterdir()}
         assert left == {f.name: f.read_bytes() for f in pristine.iterdir()}, what
-        assert no_kernel_left(self.path), f"{what}: a kernel still runs after the check"
+        assert no_kernel_left(self.path), (
+            f"{what}: a kernel still runs after the check\n{kernels_running(self.path)}"
+        )
         assert not _criu_of(self.cache), f"{what}: a CRIU of this cache still runs"
         FAULTS[self.kind] += 1
 
@@ -175,15 +174,7 @@ def _kill_served(c: Campaign, i: int) -> str:
 
 
 def _kill_dump(c: Campaign, i: int) -> str:
-    from tonic.engines.criu.tool import locate
-
-    real = locate()[0]
-    assert real is not None
-    delay_file = c.root / "delay"
-    wrapper = c.root / "criu"
-    if not wrapper.exists():
-        wrapper.write_text(CRIU_KILLED_AFTER.format(real=real.path, delay=delay_file))
-        wrapper.chmod(0o755)
+    wrapper, delay_file = criu_killed_after(c.root)
     delay = c.rng.uniform(0.0, 0.3)
     delay_file.write_text(f"{delay:.3f}")
     c.edit()

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import gone, no_kernel_left, node, require_engine, tonic
+from tests.helpers import (
+    criu_killed_after,
+    gone,
+    kernels_running,
+    no_kernel_left,
+    node,
+    require_engine,
+    tonic,
+)
 from tonic.engines.criu.tool import Criu
 from tonic.store.ingest import settled
 from tonic.store.layout import HOT, OBJECTS, SNAPSHOTS
@@ -160,32 +168,13 @@ def test_a_run_a_signal_ended_is_not_kept(tmp_path: Path, ending: str) -> None:
         assert not any("nothing ran" in note for note in view["notes"]), view["notes"]
 
 
-KILLING_CRIU = """#!/bin/sh
-# CRIU, but a dump is killed (SIGKILL) after $1 seconds.
-if [ "$1" = dump ]; then
-  {real} "$@" &
-  pid=$!
-  sleep {delay}
-  kill -KILL $pid 2>/dev/null
-  wait $pid
-  exit $?
-fi
-exec {real} "$@"
-"""
-
-
 @pytest.mark.parametrize("delay", ["0.01", "0.03", "0.05", "0.1", "0.15", "0.3"])
 def test_a_run_whose_dump_was_killed_is_not_kept(tmp_path: Path, delay: str) -> None:
     """CRIU killed in the middle of a dump: that run is not kept as the notebook's
     outcome (node may have died of it), and the next run equals node."""
     require_engine("criu")
-    from tonic.engines.criu.tool import locate
-
-    real = locate()[0]
-    assert real is not None
-    wrapper = tmp_path / "criu"
-    wrapper.write_text(KILLING_CRIU.format(real=real.path, delay=delay))
-    wrapper.chmod(0o755)
+    wrapper, delay_file = criu_killed_after(tmp_path)
+    delay_file.write_text(delay)
     path = tmp_path / "nb.js"
     path.write_text(NOTEBOOK)
     env = {**os.environ, "TONIC_CRIU": str(wrapper), "TONIC_CACHE": str(tmp_path / "cache")}
@@ -263,3 +252,44 @@ def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str, before
     finally:
         if server == "on":
             subprocess.run([sys.executable, "-m", "tonic", "server", "stop"], env=env, check=False)
+
+
+CRIU_KILLING_TONIC = """#!/bin/sh
+# CRIU, but a restore kills its caller (kill -9 of tonic) when the tasks are made and
+# wait to be resumed; CRIU then dies of its parent-death signal.
+if [ "$1" = restore ]; then
+  exec {real} "$@" --action-script {script}
+fi
+exec {real} "$@"
+"""
+KILL_CALLER = """#!/bin/sh
+if [ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ]; then
+  kill -KILL "$(ps -o ppid= -p "$PPID" | tr -d ' ')"
+  sleep 5
+fi
+exit 0
+"""
+
+
+def test_tonic_killed_during_a_restore_leaves_no_tree(tmp_path: Path) -> None:
+    """kill -9 of tonic while CRIU restores: CRIU dies with it, and the tasks it had made
+    (orphaned, waiting in CRIU's restorer with their signals blocked) are ended too;
+    the next run equals node."""
+    from tonic.engines.criu.tool import locate
+
+    path, env = _fresh(tmp_path, TONIC_SERVER="off")
+    real = locate()[0]
+    assert real is not None
+    script, wrapper = tmp_path / "kill-caller", tmp_path / "criu"
+    script.write_text(KILL_CALLER)
+    wrapper.write_text(CRIU_KILLING_TONIC.format(real=real.path, script=script))
+    for each in (script, wrapper):
+        each.chmod(0o755)
+    killed = tonic(
+        "run", "--plain", "--engine", "criu", str(path), env={**env, "TONIC_CRIU": str(wrapper)}
+    )
+    assert killed.code == -9, killed.describe()
+    assert no_kernel_left(path), kernels_running(path)
+    got = tonic("run", "--plain", "--engine", "criu", str(path), env=env)
+    want = node(path)
+    assert (got.stdout, got.stderr, got.code) == (want.stdout, want.stderr, want.code)

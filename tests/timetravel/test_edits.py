@@ -229,7 +229,7 @@ def test_kill_9_during_checkpoints_leaves_the_cache_consistent(project: Path) ->
     path = project / "busy.js"
     path.write_text(_busy_notebook(12, 40))
     argv = [sys.executable, "-m", "tonic", "run", "--plain", "--engine", "criu", str(path)]
-    for delay in (0.25, 0.5, 0.8, 1.1, 1.4):
+    for delay in (0.25, 0.8, 1.4):
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)

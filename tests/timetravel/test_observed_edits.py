@@ -21,7 +21,7 @@ from tests.timetravel.edits import add_cell, change_literal
 from tests.timetravel.test_edits import EDITS_RUN, _files
 
 OBSERVED = FIXTURES / "observed"
-EDITS = int(os.environ.get("TONIC_OBSERVED_EDITS", "100"))
+EDITS = int(os.environ.get("TONIC_OBSERVED_EDITS", "60"))
 
 
 class Run:

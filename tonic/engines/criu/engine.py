@@ -67,6 +67,8 @@ class CriuKernel:
         read, write = trees.status_pipe()
         inherit[write] = names["status"]
         stopped = images.pending is not None  # until the images' check has passed
+        pidfile = criu_tool.restored_pidfile(images.scratch)
+        watchdog = Watchdog(None, _leftovers(env), restoring=(images.scratch, pidfile, self.init))
         try:
             pid, _ = criu_tool.restore(
                 self.criu,
@@ -77,13 +79,15 @@ class CriuKernel:
                 cancel=images.failed,
             )
         except BaseException:
+            watchdog.disarm()  # tonic ended what CRIU made
             os.close(read)
             images.check()  # damaged images explain a failed restore: DamagedImages
             raise
         finally:
             os.close(write)
+        watchdog.watch(pid)
+        self.watchdogs.append(watchdog)
         self.tree = trees.restored(pid, read)
-        self.watchdogs.append(Watchdog(pid, _leftovers(env)))
         if stopped:
             try:
                 images.check()

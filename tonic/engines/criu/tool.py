@@ -239,7 +239,7 @@ def restore(
     the restore early (Cancelled). Returns the restored root's pid and seconds."""
     started = time.monotonic()
     work = work or images
-    pidfile = work / "restored.pid"
+    pidfile = restored_pidfile(work)
     args = ["restore", "--images-dir", str(images), "--work-dir", str(work)]
     args += ["--restore-detached", "--file-locks", *(["--leave-stopped"] if stopped else [])]
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
@@ -262,6 +262,11 @@ def restore(
         _kill_restored(pidfile)
         raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
     return int(pidfile.read_text().strip()), time.monotonic() - started
+
+
+def restored_pidfile(work: Path) -> Path:
+    """Where a restore with work folder `work` says the restored root's pid."""
+    return work / "restored.pid"
 
 
 def _kill_restored(pidfile: Path) -> None:

@@ -7,6 +7,13 @@ pidfd of the tree's root (never a recycled pid) and the read end of a pipe whose
 end only tonic holds. `disarm()` writes to the pipe and the helper exits; if tonic dies
 first, the helper reads end-of-file and sends SIGKILL to the root, the init of the
 kernel's PID namespace, which ends every process in it.
+
+A restore is watched from before CRIU starts: killed with tonic half-way (it dies of
+its parent-death signal), CRIU leaves the tasks it made waiting in its restorer for
+good, with every signal but SIGKILL blocked, orphaned. The helper then ends every
+process that holds a file of the restore's private folder (those tasks hold CRIU's log
+there) and the root CRIU's pid file names, if it runs the init. Once CRIU is done,
+`watch(pid)` tells the helper the restored root.
 """
 
 from __future__ import annotations
@@ -22,52 +29,110 @@ from pathlib import Path
 # kernel's plan), which tonic would have removed.
 _HELPER = """
 import os, sys, _signal
-pidfd, pipe, leftovers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-try:
-    said = os.read(pipe, 1)
-except OSError:
-    said = b""
-if not said:
+pidfd, pipe, leftovers, restoring, pidfile, init = sys.argv[1:]
+pidfd, pipe = int(pidfd), int(pipe)
+said = b""
+while True:
+    try:
+        chunk = os.read(pipe, 64)
+    except OSError:
+        chunk = b""
+    if not chunk:
+        break
+    if b"x" in chunk:
+        sys.exit(0)
+    said += chunk
+    while b"\\n" in said:
+        line, said = said.split(b"\\n", 1)
+        try:
+            pidfd, restoring = os.pidfd_open(int(line)), ""
+        except (OSError, ValueError):
+            pass
+
+
+def holders(folder):
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}").startswith(folder + "/"):
+                    found.add(int(name))
+                    break
+            except OSError:
+                pass
+    return found
+
+
+if pidfd >= 0:
     try:
         _signal.pidfd_send_signal(pidfd, 9)
     except OSError:
         pass
-    if leftovers:
-        for top, dirs, files in os.walk(leftovers, topdown=False):
-            for name in files:
-                try:
-                    os.unlink(os.path.join(top, name))
-                except OSError:
-                    pass
+if restoring:
+    victims = holders(restoring)
+    try:
+        with open(pidfile) as f:
+            root = int(f.read())
+        if os.readlink(f"/proc/{root}/exe") == init:
+            victims.add(root)
+    except (OSError, ValueError):
+        pass
+    for victim in victims:
+        try:
+            os.kill(victim, 9)
+        except OSError:
+            pass
+if leftovers:
+    for top, dirs, files in os.walk(leftovers, topdown=False):
+        for name in files:
             try:
-                os.rmdir(top)
+                os.unlink(os.path.join(top, name))
             except OSError:
                 pass
+        try:
+            os.rmdir(top)
+        except OSError:
+            pass
 """
 
 
 class Watchdog:
-    def __init__(self, pid: int, leftovers: Path | None = None) -> None:
-        """Watch over the process tree rooted at `pid`; `leftovers`: a folder of the run
-        to remove after it (best effort: without pidfds or a process to spare, nothing
-        watches)."""
+    def __init__(
+        self,
+        pid: int | None,
+        leftovers: Path | None = None,
+        *,
+        restoring: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """Watch over the process tree rooted at `pid`, or (None) over a restore:
+        `restoring` is its private folder, CRIU's pid file and the init the restored
+        root runs; `leftovers`: a folder of the run to remove after it (best effort:
+        without pidfds or a process to spare, nothing watches)."""
         self._write: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = os.pidfd_open(pid) if pid is not None else -1
         except (OSError, AttributeError):
             return
+        keep = (pidfd,) if pidfd >= 0 else ()
         read, write = os.pipe()
         try:
             self._proc = subprocess.Popen(
                 [
                     *(sys.executable, "-I", "-S", "-c", _HELPER),
                     *(str(pidfd), str(read), str(leftovers or "")),
+                    *((os.path.realpath(r) for r in restoring) if restoring else ("",) * 3),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                pass_fds=(pidfd, read),
+                pass_fds=(*keep, read),
                 start_new_session=True,  # not ended by a Ctrl-C meant for tonic
                 cwd="/",
             )
@@ -76,7 +141,15 @@ class Watchdog:
             os.close(write)
         finally:
             os.close(read)
-            os.close(pidfd)
+            if pidfd >= 0:
+                os.close(pidfd)
+
+    def watch(self, pid: int) -> None:
+        """The restore is done: from now on, watch the tree it made, rooted at `pid`
+        (tonic's child, so the pid cannot be another process's yet)."""
+        if self._write is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._write, f"{pid}\n".encode())
 
     def disarm(self) -> None:
         """tonic is done with the tree: the helper exits without a signal."""

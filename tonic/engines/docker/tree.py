@@ -390,6 +390,11 @@ def restore(
         t1 = time.monotonic()
         placed = api.container_checkpoints(prepared.container) / name
         place_checkpoint(snapshot.checkpoint, placed, how)
+        # The daemon uploads the folder to containerd as a tar, which fails ("content
+        # ...: already exists", moby#42900) when the same bytes are still stored: a
+        # checkpoint the daemon made itself is that tar, left until containerd's next
+        # garbage collection. A file of this restore's own makes every upload new.
+        (placed / "tonic-restore").write_text(f"{os.getpid()} {time.time_ns()}\n")
         t2 = time.monotonic()
         # All of tonic's ends before the restore: a restored thread that writes must not
         # find a FIFO without readers (EPIPE), and the kernel, restored in its read(2)
