@@ -338,3 +338,21 @@ def test_help_starts_no_server(tmp_path: Path, argv: tuple[str, ...]) -> None:
     tonic(*argv, env=env)
     time.sleep(0.5)
     assert not list(runtime.glob("*.sock"))
+
+
+def test_a_runtime_dir_with_a_long_path_serves(tmp_path: Path) -> None:
+    """A socket's address holds 108 bytes: a server whose runtime folder's path is longer
+    still listens there, and commands reach it."""
+    runtime = tmp_path / ("long-" * 20) / "runtime"
+    runtime.mkdir(parents=True, mode=0o700)
+    env = _env(runtime, TONIC_SERVER="on")
+    started = tonic("server", "start", env=env)
+    assert started.code == 0, started.describe()
+    try:
+        path = tmp_path / "nb.js"
+        path.write_text("console.log('x');\n")
+        got = tonic("run", "--plain", "-e", "replay", str(path), env=env)
+        assert (got.stdout, got.stderr, got.code) == (b"x\n", b"", 0)
+        assert _status(env)["served"] == "1"
+    finally:
+        assert tonic("server", "stop", env=env).code == 0

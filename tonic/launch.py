@@ -244,13 +244,29 @@ def _stdio_ok() -> bool:
     return True
 
 
+def sun_path(path: str) -> tuple[str, int]:
+    """An address for socket `path` that fits a socket address's 108 bytes: the path
+    itself, or its name under /proc/self/fd/N, N its folder opened here (to be closed
+    after the bind or connect; -1: nothing opened)."""
+    if len(os.fsencode(path)) < 100:
+        return path, -1
+    folder, name = os.path.split(path)
+    fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}", fd
+
+
 def connect(path: str) -> _socket.socket | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    fd = -1
     try:
-        sock.connect(path)
+        address, fd = sun_path(path)
+        sock.connect(address)
     except OSError:
         sock.close()
         return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return sock
 
 

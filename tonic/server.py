@@ -411,7 +411,12 @@ def serve(directory: str, tag: str) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         warm_up()
-        listener.bind(path)
+        address, fd = launch.sun_path(path)
+        try:
+            listener.bind(address)
+        finally:
+            if fd >= 0:
+                os.close(fd)
         os.chmod(path, 0o600)
         listener.listen(64)
         Server(directory, tag, listener, idle_seconds(), lock).loop()
@@ -428,7 +433,12 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m tonic.server DIR TAG (started by tonic itself)\n")
         return 2
     os.chdir("/")
-    return serve(argv[0], argv[1])
+    try:
+        return serve(argv[0], argv[1])
+    except OSError as err:  # what `tonic server start` shows: one line
+        where = f" ({err.filename})" if err.filename else ""
+        sys.stderr.write(f"cannot serve in {argv[0]}: {err.strerror or err}{where}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -66,6 +66,14 @@ def _criu_of(cache: Path, within: float = 10.0) -> list[int]:
         time.sleep(0.1)
 
 
+def _described(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return f"{pid}: {args}\n" + Path(f"/proc/{pid}/status").read_text()[:300]
+    except OSError:
+        return f"{pid}: gone"
+
+
 class Campaign:
     """A project, a cache and the notebook's versions, for one kind of fault."""
 
@@ -125,7 +133,10 @@ class Campaign:
         assert no_kernel_left(self.path), (
             f"{what}: a kernel still runs after the check\n{kernels_running(self.path)}"
         )
-        assert not _criu_of(self.cache), f"{what}: a CRIU of this cache still runs"
+        left = _criu_of(self.cache)
+        assert not left, f"{what}: a CRIU of this cache still runs\n" + "\n".join(
+            _described(pid) for pid in left
+        )
         FAULTS[self.kind] += 1
 
 
@@ -236,8 +247,9 @@ def _damage_store(c: Campaign, i: int) -> str:
             for key in entry["chunks"]
         }
     )
-    key = c.rng.choice(chunks)
-    target = c.cache / OBJECTS / key[:2] / key
+    # Chunks an earlier damage removed are still named by that snapshot's manifest.
+    present = [c.cache / OBJECTS / key[:2] / key for key in chunks]
+    target = c.rng.choice([f for f in present if f.exists()])
     return f"stored chunk damaged in run {i}: {_damage(target, c.rng)}"
 
 

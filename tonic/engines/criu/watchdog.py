@@ -28,7 +28,7 @@ from pathlib import Path
 # spent while tonic goes on). After the kill it removes the run's private folder (the
 # kernel's plan), which tonic would have removed.
 _HELPER = """
-import os, sys, _signal
+import os, sys, time, _signal
 pidfd, pipe, leftovers, restoring, pidfile, init = sys.argv[1:]
 pidfd, pipe = int(pidfd), int(pipe)
 said = b""
@@ -74,7 +74,10 @@ if pidfd >= 0:
         _signal.pidfd_send_signal(pidfd, 9)
     except OSError:
         pass
-if restoring:
+# tonic's files close before its children hear of its death: CRIU may still make a
+# task or two after a first look, so look again until two looks find nothing.
+quiet = 0
+while restoring and quiet < 2:
     victims = holders(restoring)
     try:
         with open(pidfile) as f:
@@ -88,6 +91,8 @@ if restoring:
             os.kill(victim, 9)
         except OSError:
             pass
+    quiet = 0 if victims else quiet + 1
+    time.sleep(0.05)
 if leftovers:
     for top, dirs, files in os.walk(leftovers, topdown=False):
         for name in files:
