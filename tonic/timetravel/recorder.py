@@ -36,9 +36,12 @@ class _Watch:
     run is observed, a finished cell reaches the sink once its step is taken in (what it
     read and wrote is part of its record)."""
 
-    def __init__(self, sink: Sink, done: dict[int, CellResult], observe: bool) -> None:
+    def __init__(
+        self, sink: Sink, done: dict[int, CellResult], wrote: set[str], observe: bool
+    ) -> None:
         self.sink = sink
         self.done = done
+        self.wrote = wrote  # every path the done cells wrote (kept as they come: linear)
         self.observe = observe
         self.held: list[CellResult] = []
         self.next: CellResult | None = None  # started while the cell before it is held
@@ -62,6 +65,7 @@ class _Watch:
 
     def cell_done(self, result: CellResult) -> None:
         self.done[result.cell.index] = result
+        self.wrote.update(result.wrote)
         if not self.observe:
             result.uses = {}  # the engine's key covers the surroundings
             self.sink.cell_done(result)
@@ -142,6 +146,7 @@ class Recorder:
         self.choice = choice
         self.observe = observe
         self.live: dict[int, CellResult] = {}  # cells that finished in this kernel run
+        self._live_wrote: set[str] = set()  # what they wrote (restored ones too)
         self.notes: list[str] = []
         if choice is None or choice.continued:
             unless_full(store, lambda: store.put_blob(self.nb.data))  # the version it compiles
@@ -157,7 +162,7 @@ class Recorder:
         self.stdio_files = file_paths(program.stdio)
 
     def watch(self, sink: Sink) -> _Watch:
-        self._watch = _Watch(sink, self.live, self.observe)
+        self._watch = _Watch(sink, self.live, self._live_wrote, self.observe)
         return self._watch
 
     def cell_ms(self, k: int) -> float:
@@ -302,10 +307,11 @@ class Recorder:
             cell = self.live[max(self.live)]
         if cell is not None and changed:
             cell.wrote = sorted({*cell.wrote, *changed})
+            self._live_wrote.update(changed)
 
     def _wrote(self) -> set[str]:
         """Every path this kernel run's cells (restored ones too) were seen to write."""
-        return {p for cell in self.live.values() for p in cell.wrote}
+        return set(self._live_wrote)
 
     # -- records ------------------------------------------------------------------------
 
