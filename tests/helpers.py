@@ -121,15 +121,18 @@ def kernels_running(path: Path) -> str:
     """The processes whose command line names the notebook `path` (pgrep, read-only),
     one line each: pid, parent, state, command line (empty: none)."""
     found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
-    lines = []
-    for pid in found.stdout.split():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue  # gone meanwhile
-        lines.append(f"{pid} (parent {stat[1]}, {stat[0]}): {args.strip()}")
-    return "\n".join(lines)
+    described = (described_process(int(pid)) for pid in found.stdout.split())
+    return "\n".join(line for line in described if line is not None)
+
+
+def described_process(pid: int) -> str | None:
+    """`pid`, its parent, its state and its command line, in one line (None: gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    return f"{pid} (parent {stat[1]}, {stat[0]}): {args.strip()}"
 
 
 def no_kernel_left(path: Path, within: float = 10.0) -> bool:
@@ -184,16 +187,24 @@ exec {real} "$@"
 """
 
 
-def criu_killed_after(folder: Path) -> tuple[Path, Path]:
-    """A CRIU for $TONIC_CRIU whose dumps are killed (SIGKILL) after the number of
-    seconds written in the file returned with it (made empty: no kill), both in `folder`."""
+def criu_wrapper(folder: Path, template: str, **fields: object) -> Path:
+    """`folder/criu`, a CRIU for $TONIC_CRIU: shell `template` with {real} (the real CRIU)
+    and `fields` filled in."""
     from tonic.engines.criu.tool import locate
 
     real = locate()[0]
     assert real is not None
+    wrapper = folder / "criu"
+    wrapper.write_text(template.format(real=real.path, **fields))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def criu_killed_after(folder: Path) -> tuple[Path, Path]:
+    """A CRIU for $TONIC_CRIU whose dumps are killed (SIGKILL) after the number of
+    seconds written in the file returned with it (made empty: no kill), both in `folder`."""
     wrapper, delay = folder / "criu", folder / "criu-kill-delay"
     if not wrapper.exists():
         delay.write_text("")
-        wrapper.write_text(CRIU_KILLED_AFTER.format(real=real.path, delay=delay))
-        wrapper.chmod(0o755)
+        criu_wrapper(folder, CRIU_KILLED_AFTER, delay=delay)
     return wrapper, delay

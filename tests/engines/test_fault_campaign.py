@@ -22,6 +22,7 @@ from tests.engines.test_faults import _biggest
 from tests.helpers import (
     FAULTS,
     criu_killed_after,
+    described_process,
     kernels_running,
     no_kernel_left,
     node,
@@ -64,14 +65,6 @@ def _criu_of(cache: Path, within: float = 10.0) -> list[int]:
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.1)
-
-
-def _described(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        return f"{pid}: {args}\n" + Path(f"/proc/{pid}/status").read_text()[:300]
-    except OSError:
-        return f"{pid}: gone"
 
 
 class Campaign:
@@ -135,7 +128,7 @@ class Campaign:
         )
         left = _criu_of(self.cache)
         assert not left, f"{what}: a CRIU of this cache still runs\n" + "\n".join(
-            _described(pid) for pid in left
+            described_process(pid) or f"{pid}: gone" for pid in left
         )
         FAULTS[self.kind] += 1
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers import (
     criu_killed_after,
+    criu_wrapper,
     gone,
     kernels_running,
     no_kernel_left,
@@ -275,16 +276,11 @@ def test_tonic_killed_during_a_restore_leaves_no_tree(tmp_path: Path) -> None:
     """kill -9 of tonic while CRIU restores: CRIU dies with it, and the tasks it had made
     (orphaned, waiting in CRIU's restorer with their signals blocked) are ended too;
     the next run equals node."""
-    from tonic.engines.criu.tool import locate
-
     path, env = _fresh(tmp_path, TONIC_SERVER="off")
-    real = locate()[0]
-    assert real is not None
-    script, wrapper = tmp_path / "kill-caller", tmp_path / "criu"
+    script = tmp_path / "kill-caller"
     script.write_text(KILL_CALLER)
-    wrapper.write_text(CRIU_KILLING_TONIC.format(real=real.path, script=script))
-    for each in (script, wrapper):
-        each.chmod(0o755)
+    script.chmod(0o755)
+    wrapper = criu_wrapper(tmp_path, CRIU_KILLING_TONIC, script=script)
     killed = tonic(
         "run", "--plain", "--engine", "criu", str(path), env={**env, "TONIC_CRIU": str(wrapper)}
     )

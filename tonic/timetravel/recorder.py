@@ -146,7 +146,7 @@ class Recorder:
         self.choice = choice
         self.observe = observe
         self.live: dict[int, CellResult] = {}  # cells that finished in this kernel run
-        self._live_wrote: set[str] = set()  # what they wrote (restored ones too)
+        self._live_wrote: set[str] = set()  # every path they were seen to write
         self.notes: list[str] = []
         if choice is None or choice.continued:
             unless_full(store, lambda: store.put_blob(self.nb.data))  # the version it compiles
@@ -242,7 +242,7 @@ class Recorder:
                 files[also] = [self.tracker.before.get(also), None]
             files = {p: [pair[0], fstravel.WRITING] for p, pair in files.items()}
             self._marked.update(files)
-        wrote = self._wrote() | set(files)  # (a path about to be written is not yet a cell's)
+        wrote = self._live_wrote | set(files)  # (a path about to be written: not yet a cell's)
         saved = json.dumps([files, sorted(wrote)], sort_keys=True)
         if saved != self._saved:
             unless_full(
@@ -308,10 +308,6 @@ class Recorder:
         if cell is not None and changed:
             cell.wrote = sorted({*cell.wrote, *changed})
             self._live_wrote.update(changed)
-
-    def _wrote(self) -> set[str]:
-        """Every path this kernel run's cells (restored ones too) were seen to write."""
-        return set(self._live_wrote)
 
     # -- records ------------------------------------------------------------------------
 
