@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +28,6 @@ def _private_cache() -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="tonic-test-cache-") as root:
         os.environ["TONIC_CACHE"] = root
         yield
-        from pathlib import Path
-
         from tonic.store.ingest import settled
 
         with settled(Path(root)):  # detached ingest workers finish before the cleanup
@@ -50,6 +50,24 @@ def _no_servers_left() -> Iterator[None]:
         [sys.executable, "-m", "tonic", "server", "stop"], capture_output=True, check=False
     )
     shutil.rmtree(_RUNTIME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_criu_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No CRIU of this session's caches and folders outlives the test that started it
+    (those left are ended by pid, and the test fails)."""
+    yield
+    import signal
+
+    from tests.helpers import criu_left, described_process
+
+    roots = [tmp_path_factory.getbasetemp(), os.environ.get("TONIC_CACHE", _RUNTIME)]
+    left = criu_left(*map(Path, roots))
+    described = [described_process(pid) or f"{pid}: gone" for pid in left]
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "a CRIU still runs after the test:\n" + "\n".join(described)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -135,6 +135,26 @@ def described_process(pid: int) -> str | None:
     return f"{pid} (parent {stat[1]}, {stat[0]}): {args.strip()}"
 
 
+def criu_left(*roots: Path, within: float = 10.0) -> list[int]:
+    """pids of CRIU processes (dump or restore) naming a path under one of `roots` that
+    still run after `within` seconds (waited only while there are some)."""
+    names = [str(root).encode() for root in roots]
+    deadline = time.monotonic() + within
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            line = b" ".join(args)
+            if any(a.endswith(b"/criu") for a in args) and any(n in line for n in names):
+                found.append(int(entry.name))
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
 def no_kernel_left(path: Path, within: float = 10.0) -> bool:
     """Whether every process running notebook `path` is gone within `within` seconds."""
     deadline = time.monotonic() + within

@@ -1,11 +1,11 @@
 """Process helpers: a child that dies with its parent, a subreaper (prctl); a process's
-ids and descendants (/proc)."""
+ids, descendants and the processes holding files of a folder (/proc)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -54,4 +54,27 @@ def descendants(root: int) -> list[int]:
         more = children.get(todo.pop(0), [])
         found += more
         todo += more
+    return found
+
+
+def holders(folders: Collection[str]) -> set[int]:
+    """The processes (but this one) whose working folder or an open file is in one of
+    `folders` (real paths): what a killed CRIU left of what it forked."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            links = [f"/proc/{name}/cwd"]
+            links += [f"/proc/{name}/fd/{fd}" for fd in os.listdir(f"/proc/{name}/fd")]
+        except OSError:
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if any(target == f or target.startswith(f + "/") for f in folders):
+                found.add(int(name))
+                break
     return found

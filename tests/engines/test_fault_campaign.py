@@ -22,6 +22,7 @@ from tests.engines.test_faults import _biggest
 from tests.helpers import (
     FAULTS,
     criu_killed_after,
+    criu_left,
     described_process,
     kernels_running,
     no_kernel_left,
@@ -47,24 +48,6 @@ console.log('slow');
 // %% last
 console.log('last', {version}, fs.readFileSync('log.txt', 'utf8').split('\\n').length);
 """
-
-
-def _criu_of(cache: Path, within: float = 10.0) -> list[int]:
-    """pids of CRIU processes (dump or restore) of `cache` still running after `within`
-    seconds (the ingest worker, which names the cache too, may go on storing)."""
-    deadline = time.monotonic() + within
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(a.endswith(b"/criu") for a in args) and str(cache).encode() in b" ".join(args):
-                found.append(int(entry.name))
-        if not found or time.monotonic() >= deadline:
-            return found
-        time.sleep(0.1)
 
 
 class Campaign:
@@ -126,7 +109,7 @@ class Campaign:
         assert no_kernel_left(self.path), (
             f"{what}: a kernel still runs after the check\n{kernels_running(self.path)}"
         )
-        left = _criu_of(self.cache)
+        left = criu_left(self.cache)
         assert not left, f"{what}: a CRIU of this cache still runs\n" + "\n".join(
             described_process(pid) or f"{pid}: gone" for pid in left
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 from tests.helpers import (
     criu_killed_after,
     criu_wrapper,
+    described_process,
     gone,
     kernels_running,
     no_kernel_left,
@@ -255,21 +257,35 @@ def test_a_killed_run_is_rewound_by_the_next(tmp_path: Path, server: str, before
             subprocess.run([sys.executable, "-m", "tonic", "server", "stop"], env=env, check=False)
 
 
-CRIU_KILLING_TONIC = """#!/bin/sh
-# CRIU, but a restore kills its caller (kill -9 of tonic) when the tasks are made and
-# wait to be resumed; CRIU then dies of its parent-death signal.
-if [ "$1" = restore ]; then
+CRIU_WITH_SCRIPT = """#!/bin/sh
+# CRIU, but a {command} runs an action script.
+if [ "$1" = {command} ]; then
   exec {real} "$@" --action-script {script}
 fi
 exec {real} "$@"
 """
-KILL_CALLER = """#!/bin/sh
-if [ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ]; then
-  kill -KILL "$(ps -o ppid= -p "$PPID" | tr -d ' ')"
-  sleep 5
+# At an action: kill -9 of CRIU ($PPID) or of its caller (tonic), then sleep (a process
+# CRIU forked, orphaned when CRIU dies).
+KILLING = """#!/bin/sh
+if [ "$CRTOOLS_SCRIPT_ACTION" = {action} ]; then
+  echo $$ > {pidfile}
+  victim=$PPID
+  [ {victim} = tonic ] && victim=$(ps -o ppid= -p "$PPID" | tr -d ' ')
+  kill -KILL "$victim"
+  exec sleep {sleep}
 fi
 exit 0
 """
+
+
+def _killing(folder: Path, command: str, action: str, victim: str, sleep: int) -> tuple[Path, Path]:
+    """A CRIU for $TONIC_CRIU whose `command` (dump, restore) kills `victim` (criu, tonic)
+    at `action`, its script then sleeping `sleep` seconds; and where the script says its
+    pid."""
+    script, pidfile = folder / "killing", folder / "killing.pid"
+    script.write_text(KILLING.format(action=action, pidfile=pidfile, victim=victim, sleep=sleep))
+    script.chmod(0o755)
+    return criu_wrapper(folder, CRIU_WITH_SCRIPT, command=command, script=script), pidfile
 
 
 def test_tonic_killed_during_a_restore_leaves_no_tree(tmp_path: Path) -> None:
@@ -277,10 +293,7 @@ def test_tonic_killed_during_a_restore_leaves_no_tree(tmp_path: Path) -> None:
     (orphaned, waiting in CRIU's restorer with their signals blocked) are ended too;
     the next run equals node."""
     path, env = _fresh(tmp_path, TONIC_SERVER="off")
-    script = tmp_path / "kill-caller"
-    script.write_text(KILL_CALLER)
-    script.chmod(0o755)
-    wrapper = criu_wrapper(tmp_path, CRIU_KILLING_TONIC, script=script)
+    wrapper, _ = _killing(tmp_path, "restore", "pre-resume", "tonic", 5)
     killed = tonic(
         "run", "--plain", "--engine", "criu", str(path), env={**env, "TONIC_CRIU": str(wrapper)}
     )
@@ -288,4 +301,32 @@ def test_tonic_killed_during_a_restore_leaves_no_tree(tmp_path: Path) -> None:
     assert no_kernel_left(path), kernels_running(path)
     got = tonic("run", "--plain", "--engine", "criu", str(path), env=env)
     want = node(path)
+    assert (got.stdout, got.stderr, got.code) == (want.stdout, want.stderr, want.code)
+
+
+@pytest.mark.parametrize("victim", ["tonic", "criu"])
+def test_a_dump_killed_leaves_nothing_of_criu(tmp_path: Path, victim: str) -> None:
+    """kill -9 of tonic while CRIU dumps (CRIU dies with it) or of CRIU alone: what CRIU
+    had forked (here its action script; at every start, a helper of its kernel checks
+    that sleeps until CRIU ends it) is ended too; the next run equals node."""
+    require_engine("criu")
+    env = {**os.environ, "TONIC_CACHE": str(tmp_path / "cache"), "TONIC_SERVER": "off"}
+    path = tmp_path / "nb.js"
+    path.write_text(NOTEBOOK)
+    wrapper, pidfile = _killing(tmp_path, "dump", "pre-dump", victim, 120)
+    killed = tonic(
+        "run", "--plain", "--engine", "criu", str(path), env={**env, "TONIC_CRIU": str(wrapper)}
+    )
+    want = node(path)
+    if victim == "tonic":
+        assert killed.code == -9, killed.describe()
+    else:
+        assert (killed.stdout, killed.code) == (want.stdout, want.code), killed.describe()
+    forked = int(pidfile.read_text())
+    if not gone(forked):
+        left = described_process(forked)
+        os.kill(forked, signal.SIGKILL)
+        raise AssertionError(f"CRIU's action script still runs: {left}")
+    assert no_kernel_left(path), kernels_running(path)
+    got = tonic("run", "--plain", "--engine", "criu", str(path), env=env)
     assert (got.stdout, got.stderr, got.code) == (want.stdout, want.stderr, want.code)

@@ -107,7 +107,8 @@ class CriuKernel:
         record.pipes = trees.pipe_names(root)
         self.rss.append(trees.tree_rss(root))
         external = trees.external_ttys(record.pipes)
-        seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])
+        with self.watchdogs[-1].dumping(folder):
+            seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])
         self.dump_seconds.append(seconds)
 
     def tree_pid(self) -> int | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tonic import settings
 from tonic.errors import EngineError
-from tonic.procs import descendants, parent_death_signal
+from tonic.procs import descendants, holders, parent_death_signal
 from tonic.store import recall, remember
 
 MIN_VERSION = (4, 0)
@@ -81,6 +81,8 @@ class Criu:
                         if end is not None and time.monotonic() >= end:
                             raise
             except BaseException:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGSTOP)  # it forks no more
                 _kill_tree(proc.pid)
                 proc.kill()
                 proc.wait()
@@ -218,6 +220,7 @@ def dump(
         "--log-file",
         "dump.log",
         "-v2",
+        forks_in=images,
     )
     if proc.returncode != 0:
         raise EngineError(f"criu dump failed: {_log_error(images / 'dump.log', proc.stderr)}")
@@ -251,6 +254,7 @@ def restore(
             criu,
             deadline(size),
             *args,
+            forks_in=work,
             cancel=cancel,
             pass_fds=tuple(inherit),
             stdin=subprocess.DEVNULL,
@@ -279,14 +283,27 @@ def _bounded(
     criu: Criu,
     seconds: float,
     *args: str,
+    forks_in: Path,
     cancel: Callable[[], bool] | None = None,
     **kwargs: object,
 ) -> subprocess.CompletedProcess[str]:
-    """`criu ARGS` (a dump or restore: args[0]) within `seconds`, else an EngineError."""
+    """`criu ARGS` (a dump or restore: args[0]) within `seconds`, else an EngineError.
+    Killed (from outside, as by the OOM killer, or by tonic), CRIU leaves what it forked
+    and had not ended (a helper of its kernel checks that sleeps until CRIU ends it,
+    half-made tasks) orphaned: those with their working folder or a file in the private
+    folder `forks_in` are ended too."""
+    killed = True
     try:
-        return criu.run(*args, timeout=seconds, cancel=cancel, **kwargs)
+        proc = criu.run(*args, timeout=seconds, cancel=cancel, **kwargs)
+        killed = proc.returncode < 0
     except subprocess.TimeoutExpired:
         raise EngineError(f"criu {args[0]} did not finish in {seconds:.0f} s: ended") from None
+    finally:
+        if killed:
+            for pid in holders([os.path.realpath(forks_in)]):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+    return proc
 
 
 def _log_error(log: Path, stderr: str) -> str:

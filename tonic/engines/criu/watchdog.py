@@ -14,6 +14,11 @@ good, with every signal but SIGKILL blocked, orphaned. The helper then ends ever
 process that holds a file of the restore's private folder (those tasks hold CRIU's log
 there) and the root CRIU's pid file names, if it runs the init. Once CRIU is done,
 `watch(pid)` tells the helper the restored root.
+
+So is a dump: killed with tonic, CRIU leaves what it forked, a helper of its own that
+sleeps until CRIU ends it (CRIU's kernel feature checks fork one at every start) or an
+action script. Those have their working folder or a file in the dump's folder, which
+`dumping(folder)` tells the helper.
 """
 
 from __future__ import annotations
@@ -22,16 +27,21 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import tonic
+
 # Run with -I -S: no site, nothing imported but built-in modules (~10 ms of start-up,
-# spent while tonic goes on). After the kill it removes the run's private folder (the
-# kernel's plan), which tonic would have removed.
+# spent while tonic goes on; tonic.procs only after tonic's death, if CRIU was at work).
+# After the kill it removes the run's private folder (the kernel's plan), which tonic
+# would have removed.
 _HELPER = """
 import os, sys, time, _signal
-pidfd, pipe, leftovers, restoring, pidfile, init = sys.argv[1:]
+pidfd, pipe, leftovers, restoring, pidfile, init, home = sys.argv[1:]
 pidfd, pipe = int(pidfd), int(pipe)
 said = b""
+dumping = set()
 while True:
     try:
         chunk = os.read(pipe, 64)
@@ -44,29 +54,16 @@ while True:
     said += chunk
     while b"\\n" in said:
         line, said = said.split(b"\\n", 1)
+        if line[:1] in (b"+", b"-"):
+            folder = os.fsdecode(bytes.fromhex(line[1:].decode()))
+            (dumping.add if line[:1] == b"+" else dumping.discard)(folder)
+            continue
         try:
             pidfd, restoring = os.pidfd_open(int(line)), ""
         except (OSError, ValueError):
             pass
 
 
-def holders(folder):
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{name}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{name}/fd/{fd}").startswith(folder + "/"):
-                    found.add(int(name))
-                    break
-            except OSError:
-                pass
-    return found
 
 
 if pidfd >= 0:
@@ -75,14 +72,18 @@ if pidfd >= 0:
     except OSError:
         pass
 # tonic's files close before its children hear of its death: CRIU may still make a
-# task or two after a first look, so look again until two looks find nothing.
+# task or a helper after a first look, so look again until two looks find nothing.
+folders = dumping | ({restoring} if restoring else set())
+if folders:
+    sys.path.insert(0, home)
+    from tonic.procs import holders
 quiet = 0
-while restoring and quiet < 2:
-    victims = holders(restoring)
+while folders and quiet < 2:
+    victims = holders(folders)
     try:
         with open(pidfile) as f:
             root = int(f.read())
-        if os.readlink(f"/proc/{root}/exe") == init:
+        if restoring and os.readlink(f"/proc/{root}/exe") == init:
             victims.add(root)
     except (OSError, ValueError):
         pass
@@ -105,6 +106,8 @@ if leftovers:
         except OSError:
             pass
 """
+# The folder tonic is imported from.
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(tonic.__file__)))
 
 
 class Watchdog:
@@ -133,6 +136,7 @@ class Watchdog:
                     *(sys.executable, "-I", "-S", "-c", _HELPER),
                     *(str(pidfd), str(read), str(leftovers or "")),
                     *((os.path.realpath(r) for r in restoring) if restoring else ("",) * 3),
+                    _HOME,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -152,9 +156,24 @@ class Watchdog:
     def watch(self, pid: int) -> None:
         """The restore is done: from now on, watch the tree it made, rooted at `pid`
         (tonic's child, so the pid cannot be another process's yet)."""
+        self._say(f"{pid}\n")
+
+    @contextlib.contextmanager
+    def dumping(self, folder: Path) -> Iterator[None]:
+        """While CRIU dumps into `folder`: killed with tonic, CRIU leaves behind what it
+        forked (a helper of its own that sleeps for good, an action script), each with
+        its working folder or a file in `folder`; the helper ends those."""
+        said = os.fsencode(os.path.realpath(folder)).hex()
+        self._say(f"+{said}\n")
+        try:
+            yield
+        finally:
+            self._say(f"-{said}\n")
+
+    def _say(self, line: str) -> None:
         if self._write is not None:
             with contextlib.suppress(OSError):
-                os.write(self._write, f"{pid}\n".encode())
+                os.write(self._write, line.encode())
 
     def disarm(self) -> None:
         """tonic is done with the tree: the helper exits without a signal."""
