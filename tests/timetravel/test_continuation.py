@@ -562,6 +562,14 @@ EDITS: dict[str, Edit] = {
 
 # Errors and stacks in continued code: node's report, frames mended by the kernel.
 TRACE = "console.log(new Error('x').stack.split('\\n').slice(0, 4).join('\\n'));\n"
+
+
+def _limit_then(code: str) -> Edit:
+    """A sloppy notebook declaring `limit` whose second cell becomes `code`."""
+    first = "const limit = 1;\n\n"
+    return Edit((first + "console.log(1);\n", first + code + "\n"), (1,))
+
+
 ERROR_EDITS: dict[str, Edit] = {
     "uncaught error from a function in the suffix": Edit(
         (
@@ -589,6 +597,14 @@ ERROR_EDITS: dict[str, Edit] = {
         ),
         (1, 2),
     ),
+    "a misspelt variable in sloppy code": _limit_then("console.log('limit', limt);"),
+    "a misspelt object in sloppy code": _limit_then("consle.log('limit', limit);"),
+    "a misspelt name deep in an expression": _limit_then("const v = { a: [1, limit + 2 * limt] };"),
+    "a misspelt constructor": _limit_then("console.log(1, new Limit(limit));"),
+    "a misspelt name in a function called later": _limit_then(
+        "function f() {\n  return limt * 2;\n}\nconsole.log(f());"
+    ),
+    "a misspelt name in a callback": _limit_then("setTimeout(() => console.log(limt), 1);"),
     "a thrown string": Edit(
         ("const a = 1;\n\nconsole.log(a);\n", "const a = 1;\n\nthrow 'text';\n"),
         (1,),
@@ -649,7 +665,7 @@ def test_error_in_suffix_equals_node(edit: Edit, tmp_path: Path) -> None:
 
 # Where a continued run still differs from node (listed in the README).
 ERRORS: dict[str, tuple[Edit, str]] = {
-    "undeclared name in sloppy code of the suffix": (
+    "undeclared function called in sloppy code of the suffix": (
         Edit(
             (
                 "const limit = 1;\n\nconsole.log(1);\n",
@@ -658,7 +674,8 @@ ERRORS: dict[str, tuple[Edit, str]] = {
             (1,),
         ),
         "V8 looks free names up dynamically in sloppy eval code and reports a ReferenceError "
-        "at the name (column 22), where node reports the call (column 9)",
+        "for a called name at the name (column 22), where node reports the call before it "
+        "(column 9)",
     ),
     "the notebook's own Error.prepareStackTrace": (
         Edit(
@@ -769,15 +786,22 @@ def test_frames_still_differ(edit: Edit, tmp_path: Path) -> None:
             raise FramesDiffer(_diff(mine, node))
 
 
-# -- names a sloppy suffix reads that nothing declares (the kernel checks them) ----------
+# -- names a sloppy suffix calls that nothing declares (the kernel checks them) ----------
 
 FREE: list[tuple[str, str, tuple[str, ...] | None]] = [
     (
         "declared and global names",
-        "const a = 1;\n\nconsole.log(a, Math.max(1));\n",
-        ("Math", "console"),
+        "const a = 1;\n\nconsole.log(a, Math.max(1), parseInt('1'));\n",
+        ("parseInt",),
     ),
-    ("a typo", "const total = 1;\n\nconsole.log(totl);\n", ("console", "totl")),
+    ("a misspelt variable is not called", "const total = 1;\n\nconsole.log(totl);\n", ()),
+    ("a misspelt object is not called", "1;\n\nconsle.log(1); new Totl();\n", ()),
+    ("a misspelt function", "const total = 1;\n\nconsole.log(1, totl(2));\n", ("totl",)),
+    (
+        "calls of every form",
+        "1;\n\n(f)(1); ((g))(1); h?.(1); tag`t`; (0, k)(1);\n",
+        ("f", "g", "h", "tag"),
+    ),
     ("typeof guard", "1;\n\nif (typeof window !== 'undefined') x();\n", ("x",)),
     (
         "bound anywhere",
@@ -786,8 +810,8 @@ FREE: list[tuple[str, str, tuple[str, ...] | None]] = [
         "class C {} import('x'); module.exports = f(exports, require, __dirname);\n",
         (),
     ),
-    ("strict code is not checked", "'use strict';\n1;\n\nconsole.log(nope);\n", None),
-    ("shorthand property", "1;\n\nconsole.log({ nope });\n", ("console", "nope")),
+    ("strict code is not checked", "'use strict';\n1;\n\nnope();\n", None),
+    ("shorthand property", "1;\n\nconsole.log({ nope });\n", ()),
 ]
 
 

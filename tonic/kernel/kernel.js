@@ -117,7 +117,7 @@
     pause: (cell, ms, modules, value, seen) =>
       ({ __proto__: null, ev: 'pause', cell, ms, modules, value, seen }),
     // An uncaught error after pause `after` (origin 'early': the edited file of a
-    // continued run does not compile; 'unfit': a name its edited cells read is missing,
+    // continued run does not compile; 'unfit': a name its edited cells call is missing,
     // `error` names it).
     error: (after, origin, error, ms) =>
       ({ __proto__: null, ev: 'error', after, origin, error, ms }),

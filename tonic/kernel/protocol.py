@@ -249,14 +249,14 @@ Command = Go | Eval
 
 GO = Go()
 # The origins of an Error that stop a continued run before anything of it is shown (it
-# runs afresh): the edited file does not compile; a name the edited cells read is missing.
+# runs afresh): the edited file does not compile; a name the edited cells call is missing.
 EARLY = "early"
 UNFIT = "unfit"
 # Why a continued run stopped before anything of it was shown (it runs afresh).
 ABORTS = {
     EARLY: "the edited file does not compile: ran afresh for node's report",
     UNFIT: (
-        "the edited cells read {}, which does not exist where they would resume (in "
+        "the edited cells call {}, which does not exist where they would resume (in "
         "sloppy code the eval's ReferenceError would point elsewhere than node's): ran afresh"
     ),
 }

@@ -1,13 +1,17 @@
-"""The names a sloppy suffix reads that nothing in the file declares: where the eval of a
-continuation would differ from node should one of them not exist when it is read.
+"""The names a sloppy suffix calls that nothing in the file declares: where the eval of a
+continuation would differ from node should one of them not exist when it is called.
 
-In sloppy eval code V8 looks free names up dynamically, and a ReferenceError for a name
-that does not exist points at the name itself, where node's natively compiled module
-points at the enclosing expression (an outer call, for example). The kernel checks these
-names against the global object at the pause: when one is missing, the continuation could
-throw that error, and tonic runs afresh instead. Over-approximating what is declared
-(every binding anywhere in the file counts, whatever its scope) keeps the list short; a
-name it hides would need the same name declared in another scope and read undeclared.
+In sloppy eval code V8 looks free names up dynamically. A ReferenceError for a name that
+does not exist points at the name itself when the name is called (`f(x)`, `(f)(x)`,
+`f?.(x)`, a tag: f`x`), where node's natively compiled module points at the expression
+before it (the outer call in `console.log(1, f(x))`, the statement in `x = 1 + f(2)`); a
+name read in any other place (`console.log(totl)`, `consle.log(1)`, `new Totl()`) is
+reported at the same place by both, so that typo continues. The kernel checks the called
+names against the global object at the pause: when one is missing, the continuation
+could throw that error, and tonic runs afresh instead. Over-approximating what is
+declared (every binding anywhere in the file counts, whatever its scope) keeps the list
+short; a name it hides would need the same name declared in another scope and called
+undeclared.
 """
 
 from __future__ import annotations
@@ -60,18 +64,17 @@ def declared_anywhere(roots: Sequence[Node]) -> set[str]:
 
 
 def free_reads(suffix: Sequence[Node], whole: Sequence[Node]) -> list[str]:
-    """The names the suffix reads (not under `typeof`) that no binding of the file declares."""
+    """The names the suffix calls (calls, optional calls, tags) that no binding of the
+    file declares."""
     declared = declared_anywhere(whole) | WRAPPER
-    reads: set[str] = set()
+    called: set[str] = set()
     for root in suffix:
         for n in walk(root):
-            if n.type not in ("identifier", "shorthand_property_identifier"):
+            if n.type != "call_expression":
                 continue
-            parent = n.parent
-            typeof = parent is not None and parent.type == "unary_expression"
-            if typeof and parent is not None and text(parent).startswith("typeof"):
-                continue
-            name = text(n)
-            if name not in declared:
-                reads.add(name)
-    return sorted(reads)
+            callee = n.child_by_field_name("function")
+            while callee is not None and callee.type == "parenthesized_expression":
+                callee = callee.named_children[0] if callee.named_child_count == 1 else None
+            if callee is not None and callee.type == "identifier" and text(callee) not in declared:
+                called.add(text(callee))
+    return sorted(called)
