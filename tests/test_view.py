@@ -80,3 +80,23 @@ def test_criu_fresh_and_stored(name: str) -> None:
         assert "".join(p["stderr"] for p in parts) == expected.stderr.decode()
         runs.append([(c["value"], c["error"]) for c in record["cells"]])
     assert runs[0] == runs[1]
+
+
+def test_a_report_shows_once_on_one_channel(tmp_path: Path) -> None:
+    """node's report of a file that does not compile shows once, fresh and from the store,
+    also when stdout and stderr are one pipe (node then writes it on the one channel)."""
+    import subprocess
+    import sys
+
+    require_engine("criu")
+    path = tmp_path / "broken.js"
+    path.write_text("const a = 1;\n\nconsole.log(a +);\n")
+    for _ in range(2):
+        got = subprocess.run(
+            [sys.executable, "-m", "tonic", "run", "--engine", "criu", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert got.stdout.count(b"SyntaxError: Unexpected token") == 1, got.stdout.decode()

@@ -11,7 +11,7 @@ import click
 import typer
 import typer.main
 
-from tonic import __version__
+from tonic import __version__, cli_groups
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.error_handler import handled
 
@@ -35,6 +35,23 @@ ENGINE_HELP = (
     + '. Default: $TONIC_ENGINE, else the package.json "tonic": {"engine": ...} of the '
     "project, else the first that works here (see `tonic doctor`)."
 )
+
+
+EngineOption = Annotated[
+    str | None, typer.Option("--engine", "-e", help=ENGINE_HELP, show_default=False)
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        help="Stop a cell (or the event loop after the last cell) that runs longer "
+        "than this many seconds.",
+        min=0.001,
+    ),
+]
+ArgsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Arguments passed to the script after `--`.")
+]
 
 
 def _version(value: bool) -> None:
@@ -66,9 +83,7 @@ def _root(
 @handled
 def run(
     file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
-    args: Annotated[
-        list[str] | None, typer.Argument(help="Arguments passed to the script after `--`.")
-    ] = None,
+    args: ArgsArgument = None,
     plain: Annotated[
         bool,
         typer.Option(
@@ -80,18 +95,8 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print per-cell results as JSON.")
     ] = False,
-    engine: Annotated[
-        str | None, typer.Option("--engine", "-e", help=ENGINE_HELP, show_default=False)
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            help="Stop a cell (or the event loop after the last cell) that runs longer "
-            "than this many seconds.",
-            min=0.001,
-        ),
-    ] = None,
+    engine: EngineOption = None,
+    timeout: TimeoutOption = None,
     image: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +120,32 @@ def run(
         args=args or [],
         image=image,
     )
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  tonic watch analysis.js          run, then again at every save\n\n"
+        "  tonic watch analysis.js -- a b   arguments for the script (process.argv)"
+    ),
+)
+@handled
+def watch(
+    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    args: ArgsArgument = None,
+    engine: EngineOption = None,
+    timeout: TimeoutOption = None,
+) -> int:
+    """Run a notebook, then again each time it or a file it read or required is saved.
+
+    Each run resumes from the longest prefix of cells still valid and shows the cells
+    that ran, with their output as it comes; the restored ones are one line, with the
+    time they would have taken. A file that does not compile shows node's report and
+    the watch goes on. Ctrl-C ends it, and the run in progress with its kernel.
+    """
+    from tonic.commands import watch as command
+
+    return command.main(file, engine=engine, timeout=timeout, args=args or [])
 
 
 @app.command()
@@ -159,58 +190,6 @@ def why(
     from tonic.commands import why as command
 
     return command.why(file, engine=engine, plain=plain)
-
-
-cache_app = typer.Typer(
-    help="The snapshot cache: $TONIC_CACHE, else $XDG_CACHE_HOME/tonic (private, 0700).",
-    no_args_is_help=True,
-)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("ls")
-@handled
-def cache_ls(
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """List the snapshots: notebook, cell, age and size, and the cache's totals."""
-    from tonic.commands import cache as command
-
-    command.ls(as_json=as_json)
-
-
-@cache_app.command(
-    "gc",
-    help="Remove snapshots of notebooks that no longer exist, and unreferenced data.\n\n"
-    "Unreferenced data: chunks no snapshot uses, unpacked images over $TONIC_HOT_CACHE, "
-    "the docker engine's images no snapshot needs and its containers left by killed runs.",
-)
-@handled
-def cache_gc(
-    max_size: Annotated[
-        str | None,
-        typer.Option(
-            "--max-size",
-            help="Also drop the oldest snapshots until the cache "
-            "is at most this big (e.g. 500M, 2G).",
-        ),
-    ] = None,
-) -> None:
-    from tonic.commands import cache as command
-
-    command.gc(max_size=max_size)
-
-
-@cache_app.command(
-    "clear",
-    help="Remove every snapshot and stored run.\n\n"
-    "The docker engine's images of this cache go too; its base image stays.",
-)
-@handled
-def cache_clear() -> None:
-    from tonic.commands import cache as command
-
-    command.clear()
 
 
 @app.command(
@@ -359,78 +338,7 @@ def check(
     )
 
 
-hook_app = typer.Typer(
-    help="A plain git pre-commit hook, without the pre-commit framework (with it, use the "
-    "`tonic-check` hook of .pre-commit-hooks.yaml).",
-    no_args_is_help=True,
-)
-app.add_typer(hook_app, name="hook")
-
-
-@hook_app.command(
-    "install",
-    epilog=(
-        "Examples:\n\n"
-        "  tonic hook install             write .git/hooks/pre-commit\n\n"
-        "  tonic hook install --outputs   ... checking NOTEBOOK.outputs.json too\n\n"
-        "  git commit --no-verify         commit once without the hook"
-    ),
-)
-@handled
-def hook_install(
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace a pre-commit hook that is not tonic's.")
-    ] = False,
-    outputs: Annotated[
-        bool, typer.Option("--outputs", help="The hook also checks recorded-outputs files.")
-    ] = False,
-) -> int:
-    """Write the repository's git pre-commit hook, which runs `tonic check --staged`."""
-    from tonic.commands import hook as command
-
-    return command.install(force=force, outputs=outputs)
-
-
-server_app = typer.Typer(
-    help=(
-        "The warm tonic server, which saves each command ~70 ms of start-up. With "
-        "$TONIC_SERVER=auto (the default) a command starts one in the background when none "
-        "runs (not under CI: $CI set), and later commands run in a process forked from it, "
-        "with their own stdin, stdout, stderr, arguments, environment and working directory. "
-        "It exits after "
-        "$TONIC_SERVER_IDLE seconds without commands (default 600) and when tonic changes. "
-        "$TONIC_SERVER=on uses a running server but never starts one; off never uses one."
-    ),
-    no_args_is_help=True,
-)
-app.add_typer(server_app, name="server")
-
-
-@server_app.command("status")
-@handled
-def server_status() -> int:
-    """Show this user's tonic servers: pid, commands served, uptime."""
-    from tonic.commands import server as command
-
-    return command.status()
-
-
-@server_app.command("start")
-@handled
-def server_start() -> int:
-    """Start a server for this tonic (if none runs) and wait until it answers."""
-    from tonic.commands import server as command
-
-    return command.start()
-
-
-@server_app.command("stop")
-@handled
-def server_stop() -> int:
-    """Stop this user's tonic servers, after the commands they are running."""
-    from tonic.commands import server as command
-
-    return command.stop()
+cli_groups.attach(app)
 
 
 def _terminated(signum: int, _frame: object) -> None:

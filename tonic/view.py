@@ -122,6 +122,8 @@ class ViewSink:
         notebook: Notebook,
         path: Path | None = None,
         fix: Uncapture | None = None,
+        *,
+        fold_restored: bool = False,
     ) -> None:
         self.console = console
         self.notebook = notebook
@@ -133,11 +135,15 @@ class ViewSink:
         self.tail_headed = False  # output after the last cell streams under its header
         self.streams = {1: _Lines(fix), 2: _Lines(fix)}
         self.live: Live | None = None
+        # `tonic watch`: each run of restored cells is one line, drawn before what follows
+        self.fold_restored = fold_restored
+        self.folded: list[CellResult] = []
 
     def output(self, stream: int, data: bytes) -> None:
         current = self.current
         if current is not None and self.whole:
             return  # a final cell (restored, stored): drawn whole when it is done
+        self._unfold()
         if current is not None and not self.headed:
             self.console.print(self._head(current.cell, "▸", "bold"))
             self.headed = True
@@ -182,6 +188,11 @@ class ViewSink:
 
     def cell_done(self, result: CellResult) -> None:
         self.stop()
+        if self._folds(result):
+            self.folded.append(result)
+            self.shown = max(self.shown, result.cell.index)  # with the prose before it
+            self.current = None
+            return
         self._prose_until(result.cell.index)
         if self.headed and result is self.current:
             self._flush()
@@ -192,7 +203,24 @@ class ViewSink:
         self.headed = False
         self.shown = max(self.shown, result.cell.index)
 
+    def _folds(self, result: CellResult) -> bool:
+        return self.fold_restored and result.origin == "restored" and result.cell.runs
+
+    def _unfold(self) -> None:
+        """The restored cells folded so far, as one line."""
+        if not self.folded:
+            return
+        first, last = self.folded[0].cell.index, self.folded[-1].cell.index
+        line = Text()
+        line.append(f"✓ [{first}]" if first == last else f"✓ [{first}-{last}]", style="green")
+        ms = sum(r.ms or 0.0 for r in self.folded)
+        line.append(f"  restored, {_ms(ms)} of cells not run again", style="magenta")
+        self.console.print(line)
+        self.folded = []
+
     def _prose_until(self, index: int) -> None:
+        if self.notebook.cells[self.shown : index - 1]:
+            self._unfold()
         for cell in self.notebook.cells[self.shown : index - 1]:
             if cell.type == "markdown" and cell.prose:
                 self.console.print(Text(cell.prose, style="italic"))
@@ -219,6 +247,10 @@ class ViewSink:
         return head
 
     def _draw(self, result: CellResult) -> None:
+        if self._folds(result):
+            self.folded.append(result)
+            return
+        self._unfold()
         mark, style = STATUS_MARK.get(result.status, ("?", ""))
         self.console.print(self._state(self._head(result.cell, mark, style), result))
         self._body(result.stdout, result.stderr, result.error)
@@ -258,16 +290,19 @@ class ViewSink:
         for res in result.cells[self.shown :]:
             if res.cell.type == "markdown":
                 if res.cell.prose:
+                    self._unfold()
                     self.console.print(Text(res.cell.prose, style="italic"))
                 continue
             self._draw(res)
+        self._unfold()
         self.shown = len(result.cells)
         tail = result.tail
         if not result.split:
             why = result.notebook.unsplit or "it could not be split"
             self.console.print(Text(f"tonic ran this file as one piece: {why}", style="yellow"))
         if self.tail_headed:
-            if tail.error and not tail.stderr:
+            # (node's report is in what streamed, on stderr or on the one channel of both)
+            if tail.error and tail.error.strip() not in _text(tail.stdout + tail.stderr):
                 self.console.print(Text(tail.error.rstrip("\n"), style="red"))
         elif tail.stdout or tail.stderr or tail.error:
             self.console.print(Text("after the last cell (event loop)", style="bold"))

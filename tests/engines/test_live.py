@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pty
-import re
-import select
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
 
+from tests import terminal
 from tests.helpers import no_kernel_left, require_engine
 
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 SLOW = """// %% setup
 console.log('setup');
 
@@ -35,60 +31,6 @@ for (let i = 0; i < 4; i++) {
 """
 
 
-def _spawn(args: list[str], cwd: Path) -> tuple[int, int]:
-    """(pid, the master of its terminal): `python -m tonic ARGS` on a new pty."""
-    pid, master = pty.fork()
-    if pid == 0:  # the child: tonic on the terminal, in the test's folder
-        os.chdir(cwd)
-        os.environ["TERM"] = "xterm-256color"  # a terminal that can show colours
-        os.environ.pop("CI", None)  # (node takes $CI for a terminal without colours)
-        # As a user's shell starts it: a job started in the background by a script has
-        # SIGINT ignored, which node and tonic would inherit (Ctrl-C would end neither).
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.execv(sys.executable, [sys.executable, "-m", "tonic", *args])
-    return pid, master
-
-
-def _lines(master: int, until: bytes, timeout: float = 60.0) -> list[tuple[float, bytes]]:
-    """(arrival time, line) of what the terminal shows, until a line holding `until`."""
-    got: list[tuple[float, bytes]] = []
-    rest = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        rest += data
-        *done, rest = rest.split(b"\n")
-        now = time.monotonic()
-        got.extend((now, line) for line in done)
-        if any(until in line for _, line in got):
-            break
-    return got
-
-
-def _status(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-def _visible(line: bytes) -> bytes:
-    """What stays of a terminal line: the last of its carriage-return parts, uncoloured
-    (the status line is redrawn before each output line)."""
-    parts = [ANSI.sub(b"", part).strip() for part in line.split(b"\r")]
-    return next((p for p in reversed(parts) if p), b"")
-
-
-def _at(lines: list[tuple[float, bytes]], text: bytes) -> float:
-    return next(t for t, line in lines if _visible(line) == text)
-
-
 @pytest.mark.parametrize("engine", ["replay", "criu"])
 def test_lines_of_a_long_cell_arrive_while_it_runs(engine: str, tmp_path: Path) -> None:
     require_engine(engine)
@@ -96,15 +38,16 @@ def test_lines_of_a_long_cell_arrive_while_it_runs(engine: str, tmp_path: Path) 
     nb.write_text(SLOW)
     for edit in range(2 if engine == "criu" else 1):  # criu: fresh, then resumed
         nb.write_text(SLOW.replace("'tick', i", f"'tick', i + {edit * 10}"))
-        pid, master = _spawn(["run", "--engine", engine, str(nb)], tmp_path)
-        lines = _lines(master, b"cells ran")
-        lines += _lines(master, b"\0")  # to the end (the notes)
-        assert _status(pid) == 0
+        pid, master = terminal.spawn(["run", "--engine", engine, str(nb)], tmp_path)
+        lines = terminal.lines(master, b"cells ran")
+        lines += terminal.lines(master, b"\0")  # to the end (the notes)
+        assert terminal.status(pid) == 0
         os.close(master)
-        first, last = _at(lines, b"tick %d" % (edit * 10)), _at(lines, b"tick %d" % (edit * 10 + 3))
+        first = terminal.at(lines, b"tick %d" % (edit * 10))
+        last = terminal.at(lines, b"tick %d" % (edit * 10 + 3))
         # node prints them 0.3 s apart: shown as they come, not all when the cell ends
         assert last - first > 0.5, lines
-        words = [_visible(line).split(b" ")[0] for _, line in lines]
+        words = [terminal.visible(line).split(b" ")[0] for _, line in lines]
         assert [w for w in words if w in (b"tick", b"err")] == [b"tick", b"err"] * 4, lines
 
 
@@ -113,8 +56,8 @@ def test_ctrl_c_ends_tonic_and_its_kernel(engine: str, tmp_path: Path) -> None:
     require_engine(engine)
     nb = tmp_path / "spin_live.js"
     nb.write_text("console.log('spinning');\nwhile (true);\n")
-    pid, master = _spawn(["run", "--plain", "--engine", engine, str(nb)], tmp_path)
-    _lines(master, b"spinning")
+    pid, master = terminal.spawn(["run", "--plain", "--engine", engine, str(nb)], tmp_path)
+    terminal.lines(master, b"spinning")
     os.write(master, b"\x03")  # the terminal sends SIGINT to tonic's process group
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -129,7 +72,7 @@ def test_ctrl_c_ends_tonic_and_its_kernel(engine: str, tmp_path: Path) -> None:
             text=True,
             check=False,
         ).stdout
-        shown = b"".join(line for _, line in _lines(master, b"\0", timeout=1))
+        shown = b"".join(line for _, line in terminal.lines(master, b"\0", timeout=1))
         os.kill(pid, signal.SIGKILL)
         pytest.fail(f"tonic did not end on Ctrl-C; the processes:\n{tree}\nit showed {shown!r}")
     os.close(master)
@@ -157,12 +100,12 @@ def test_a_resize_reaches_the_notebook(engine: str, tmp_path: Path) -> None:
     require_engine(engine)
     nb = tmp_path / "resize.js"
     nb.write_text(RESIZE)
-    pid, master = _spawn(["run", "--plain", "--engine", engine, str(nb)], tmp_path)
+    pid, master = terminal.spawn(["run", "--plain", "--engine", engine, str(nb)], tmp_path)
     _resize(master, 24, 80)
-    lines = _lines(master, b"columns")
-    assert b"columns 80" in [_visible(line) for _, line in lines], lines
+    lines = terminal.lines(master, b"columns")
+    assert b"columns 80" in [terminal.visible(line) for _, line in lines], lines
     _resize(master, 30, 120)  # the terminal sends SIGWINCH to tonic's process group
-    lines = _lines(master, b"resized", timeout=30)
-    assert b"resized 120 30" in [_visible(line) for _, line in lines], lines
-    assert _status(pid) == 0
+    lines = terminal.lines(master, b"resized", timeout=30)
+    assert b"resized 120 30" in [terminal.visible(line) for _, line in lines], lines
+    assert terminal.status(pid) == 0
     os.close(master)

@@ -68,6 +68,28 @@ def run(
     args: list[str],
     image: str | None = None,
 ) -> int:
+    """One run, shown as asked; node's exit status (negative: the signal it died of)."""
+    result = execute(
+        path, plain=plain, as_json=as_json, engine=engine, timeout=timeout, args=args, image=image
+    )
+    if result.timed_out:
+        raise CellTimeoutError(timeout_message(result, timeout))
+    return result.exit_code if result.signal is None else -result.signal
+
+
+def execute(
+    path: Path,
+    *,
+    plain: bool,
+    as_json: bool,
+    engine: str | None,
+    timeout: float | None,
+    args: list[str],
+    image: str | None = None,
+    fold_restored: bool = False,
+) -> RunResult:
+    """Run the notebook once and show it (the view, --plain or --json); the view folds
+    runs of restored cells into a line each with `fold_restored` (`tonic watch`)."""
     # node's stdout and stderr are like this process's, unless --json captures them;
     # node writes a file itself only with --plain (else the view draws its output).
     stdio = None if as_json else Stdio.like(files=plain)
@@ -96,7 +118,8 @@ def run(
         from tonic.view import ViewSink
 
         fix = Uncapture(program.instrumented, program.path)  # the view captures values
-        view = ViewSink(Console(highlight=False, soft_wrap=True), nb, program.path, fix)
+        console = Console(highlight=False, soft_wrap=True)
+        view = ViewSink(console, nb, program.path, fix, fold_restored=fold_restored)
         sink = view
     if view is not None:
         for text in [*nb.warnings, *([note] if note else [])]:
@@ -115,9 +138,7 @@ def run(
     for problem in result.problems:
         sys.stderr.write(f"tonic: {problem}\n")
     sys.stderr.flush()
-    if result.timed_out:
-        raise CellTimeoutError(_timeout_message(result, timeout))
-    return result.exit_code if result.signal is None else -result.signal
+    return result
 
 
 def stdin_is_stream() -> bool:
@@ -143,7 +164,7 @@ def _json(result: RunResult, path: Path) -> dict[str, object]:
     return {"file": str(path), **result.to_json()}
 
 
-def _timeout_message(result: RunResult, timeout: float | None) -> str:
+def timeout_message(result: RunResult, timeout: float | None) -> str:
     where = "the event loop after the last cell"
     if result.stuck_cell is not None:
         span = result.result_for(result.stuck_cell).cell.span
