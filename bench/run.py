@@ -219,6 +219,23 @@ def throw_rows(
     ]
 
 
+def page_rows(nb: Path, env: dict[str, str], t_node: float) -> list[tuple[str, str, str]]:
+    """`tonic export --html` of the unchanged 20-cell notebook: its stored run, nothing
+    runs (median of 3, after a first export that records it)."""
+    print("bench: static HTML export of the unchanged notebook ...", file=sys.stderr)
+    page = nb.with_suffix(".html")
+    export = [*TONIC, "export", "--html", str(nb), "-o", str(page)]
+    subprocess.run(export, env=env, check=True, capture_output=True)
+    seconds = statistics.median(timed(export, env)[0] for _ in range(3))
+    return [
+        (
+            "static HTML export of the unchanged notebook (tonic export --html)",
+            f"{seconds:.2f} s",
+            f"goal < 0.5 s; {seconds / t_node:.3f}x of `node FILE`",
+        )
+    ]
+
+
 def cells_rows(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     """A fresh run of many one-line cells: the work per cell must not grow with the
     cells before it (criu against replay; no snapshot is due after such short cells)."""
@@ -331,6 +348,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     )
 
     rows.extend(throw_rows(nb, env, cells, per_cell))
+    rows.extend(page_rows(nb, env, t_node))
 
     # -- 2. checkpoint and restore at 50 and 500 MB (medians of 3) ------------------
     for mb in (50, 500):

@@ -49,6 +49,14 @@ TimeoutOption = Annotated[
         min=0.001,
     ),
 ]
+HtmlOption = Annotated[
+    bool,
+    typer.Option(
+        "--html",
+        help="Write one self-contained HTML page of the notebook's recorded run instead "
+        "(code, prose, outputs, values, errors); an unchanged notebook runs nothing.",
+    ),
+]
 ArgsArgument = Annotated[
     list[str] | None, typer.Argument(help="Arguments passed to the script after `--`.")
 ]
@@ -203,7 +211,9 @@ def why(
         "project's .gitignore or .npmignore files exclude (requiring such a file is an "
         "error); a symlink out of the project is left out with a warning (one inside is "
         "a copy of its target). A warning names each cell whose recorded output shows "
-        "the value of an environment variable or .env entry (see --no-outputs)."
+        "the value of an environment variable or .env entry (see --no-outputs).\n\n"
+        "With --html: one notebook's recorded run as a self-contained page, no script, "
+        "a cell that threw with node's report."
     ),
     epilog=(
         "Examples:\n\n"
@@ -211,7 +221,8 @@ def why(
         "  tonic export analysis.js -o pkg --tarball       ... and `npm pack` it\n\n"
         "  tonic export a.js b.js -o pkg --name @me/notes --version 1.2.0\n\n"
         "  tonic export analysis.js -o pkg --with-tests    ... with an `npm test`\n\n"
-        "  tonic export analysis.js -o pkg --force         replace pkg/"
+        "  tonic export analysis.js -o pkg --force         replace pkg/\n\n"
+        "  tonic export --html analysis.js -o page.html    one static page"
     ),
 )
 @handled
@@ -229,7 +240,7 @@ def export(
             "--out",
             "-o",
             help="The package folder to write. Refused when it exists and is not empty "
-            "(see --force).",
+            "(see --force). With --html: the page's file, replaced only when tonic wrote it.",
         ),
     ],
     name: Annotated[
@@ -267,12 +278,15 @@ def export(
             "shows prose and code only, and --with-tests checks exit codes, not stdout.",
         ),
     ] = False,
+    html: HtmlOption = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a non-empty output folder.")
+        bool, typer.Option("--force", help="Replace a non-empty output folder (or file).")
     ] = False,
 ) -> int:
     from tonic.commands import export as command
 
+    if html:
+        return command.export_html(files, out=out, force=force, outputs=not no_outputs)
     flags = dict(tarball=tarball, with_tests=with_tests, force=force, outputs=not no_outputs)
     return command.export(files, out=out, name=name, version=version, **flags)
 

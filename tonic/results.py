@@ -86,6 +86,7 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     stats: dict[str, object] = field(default_factory=dict)  # engine measurements
     aborted: str | None = None  # why a continued run stopped unseen (it runs afresh)
+    stored: bool = False  # the stored run of this exact notebook, shown: nothing ran
 
     def result_for(self, index: int) -> CellResult:
         return self.cells[index - 1]

@@ -6,13 +6,12 @@ the user), holds DIR/server-TAG.lock while it lives (one server per tag), and ex
 `$TONIC_SERVER_IDLE` seconds (default 600) without a command, when tonic's own files
 change, or when asked (`tonic server stop`).
 
-Messages are length-prefixed (8 bytes, big-endian). Requests:
-- `run`: the client's stdin, stdout and stderr ride along (SCM_RIGHTS); fields are the
-  working directory, umask, program name, argument count, arguments and environment.
-  Replies are lines: `P<pid>` once the worker runs, then `X<code>` (it exited) or
-  `S<signal>` (a signal ended it). The client may send `K<signal>` lines, which go to the
-  worker; if the client goes away, the worker gets SIGTERM.
-- `status` and `stop`: one line of `key=value` fields.
+Messages are length-prefixed (8 bytes, big-endian). Requests: `run` (the client's stdin,
+stdout and stderr ride along, SCM_RIGHTS; fields: working directory, umask, program name,
+argument count, arguments, environment), answered by lines: `P<pid>` once the worker
+runs, then `X<code>` (it exited) or `S<signal>` (a signal ended it); the client may send
+`K<signal>` lines, which go to the worker, and if it goes away the worker gets SIGTERM.
+`status` and `stop`: one line of `key=value` fields.
 """
 
 from __future__ import annotations
@@ -386,15 +385,18 @@ class Server:
 def warm_up() -> None:
     """Import what commands use, so that workers start with it all loaded."""
     import tonic.cli
+    import tonic.commands.export
     import tonic.commands.run
     import tonic.engines.criu.engine
     import tonic.engines.docker.engine
     import tonic.engines.replay
+    import tonic.export.page
     import tonic.notebook.syntax
     import tonic.view
 
     tonic.cli.command()
     tonic.notebook.syntax.language()
+    tonic.export.page.lexer()
 
 
 def serve(directory: str, tag: str) -> int:

@@ -108,8 +108,11 @@ def test_damaged_unpacked_images_are_never_restored(
     """The unpacked copy of a snapshot, damaged: the resumed run restores the store's
     copy (it still resumes) and says so."""
     path, env = _fresh(tmp_path)
-    hot = [f for f in (Path(env["TONIC_CACHE"]) / HOT).iterdir() if f.is_dir()]
-    assert hot, "no unpacked images kept"
+    kept = Path(env["TONIC_CACHE"]) / HOT
+    hot = [f for f in kept.iterdir() if f.is_dir()] if kept.is_dir() else []
+    assert hot, "no unpacked images kept; tonic why says:\n" + tonic(
+        "why", "--plain", str(path), env=env
+    ).stdout.decode(errors="replace")
     for folder in hot:
         damage(folder)
     view = _viewed(path, env)

@@ -1,4 +1,5 @@
-"""`tonic export FILE... -o DIR`: a notebook (and what it requires) as an npm package."""
+"""`tonic export FILE... -o DIR`: a notebook (and what it requires) as an npm package;
+`tonic export --html FILE -o PAGE`: its recorded run as one static page."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tonic.export.package import (
     layout,
     project_of,
 )
+from tonic.export.page import render_page, write_page
 from tonic.export.render import (
     TEST_PATH,
     NotebookRun,
@@ -55,11 +57,12 @@ def _notebooks(files: list[Path]) -> list[Path]:
     return notebooks
 
 
-def _run(path: Path, rel: str) -> NotebookRun:
-    """The notebook's run (an unchanged one replays its stored run); it must not fail."""
+def _run(path: Path, rel: str, *, cleanly: bool = True) -> NotebookRun:
+    """The notebook's run (an unchanged one replays its stored run); `cleanly`: it must
+    not fail."""
     result = record(path)
     problem = failure(result, path, shown(path), None)
-    if problem is not None:
+    if problem is not None and cleanly:
         raise ExportError(
             f"{shown(path)}: {problem.describe()}; a notebook must run cleanly to be exported"
         )
@@ -71,14 +74,18 @@ def warn(text: str) -> None:
 
 
 def _secret_warnings(
-    runs: list[NotebookRun], notebooks: list[Path], root: Path, *, with_tests: bool
+    runs: list[NotebookRun],
+    notebooks: list[Path],
+    root: Path,
+    *,
+    with_tests: bool,
+    shown_in: str | None = None,
 ) -> None:
     """Warn of recorded outputs that hold the value of a variable of the environment the
     notebooks ran in, or of a .env entry of the project (`export/secrets.py`)."""
     dotenvs = [(p, shown(p)) for p in dotenv_files([root, *(p.parent for p in notebooks)])]
-    for text in leaks(
-        runs, secrets(record_environment(os.environ), dotenvs), with_tests=with_tests
-    ):
+    found = secrets(record_environment(os.environ), dotenvs)
+    for text in leaks(runs, found, with_tests=with_tests, shown_in=shown_in):
         warn(text)
 
 
@@ -164,4 +171,23 @@ def export(
         print(f"  {TEST_PATH}  (node --test: {checks})")
     if tarball:
         print(shown(npm_pack(out)))
+    return 0
+
+
+def export_html(files: list[Path], *, out: Path, force: bool, outputs: bool = True) -> int:
+    """One notebook's recorded run as the page `out` (an unchanged notebook replays its
+    stored run: nothing runs); a cell that threw shows node's report there."""
+    notebooks = _notebooks(files)
+    if len(notebooks) != 1:
+        raise ExportError(f"--html exports one notebook (a page each); got {len(notebooks)}")
+    path = notebooks[0]
+    out = out.resolve()
+    write_page(out, "", force=force, protected=notebooks, dry=True)
+    run = _run(path, path.name, cleanly=False)
+    if outputs:
+        root = project_root(path, project_of(path))
+        _secret_warnings([run], notebooks, root, with_tests=False, shown_in="the page's outputs")
+    write_page(out, render_page(run, outputs=outputs), force=force, protected=notebooks)
+    how = "its stored run: unchanged, nothing ran" if run.result.stored else "after a run"
+    print(f"exported {shown(path)} to {shown(out)} ({how})")
     return 0

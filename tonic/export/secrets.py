@@ -130,8 +130,15 @@ def secrets(env: Mapping[str, str], dotenvs: list[tuple[Path, str]]) -> list[Sec
     return found
 
 
-def leaks(runs: list[NotebookRun], found: list[Secret], *, with_tests: bool) -> list[str]:
-    """One warning per notebook, place and variable whose value its recorded outputs hold."""
+def leaks(
+    runs: list[NotebookRun],
+    found: list[Secret],
+    *,
+    with_tests: bool,
+    shown_in: str | None = None,
+) -> list[str]:
+    """One warning per notebook, place and variable whose value its recorded outputs hold
+    (`shown_in`: where the export shows them; default the package's README and test)."""
     warnings: list[str] = []
     for run in runs:
         reported: set[tuple[str, str]] = set()
@@ -143,9 +150,9 @@ def leaks(runs: list[NotebookRun], found: list[Secret], *, with_tests: bool) -> 
                     continue
                 reported.add((where, secret.name))
                 into = "README.md and test file" if with_tests and in_test else "README.md"
+                place = shown_in or f"the package's {into}"
                 warnings.append(
-                    f"{run.rel}: {where} printed the value of {secret.named()}: the "
-                    f"package's {into} show it; export with --no-outputs to leave the "
-                    "recorded outputs out"
+                    f"{run.rel}: {where} printed the value of {secret.named()}: {place} "
+                    "show it; export with --no-outputs to leave the recorded outputs out"
                 )
     return warnings

@@ -412,6 +412,7 @@ def show_stored(
     result.exit_code = record.exit_code
     result.signal = record.signal
     result.restored = len(cells)
+    result.stored = True
     result.saved_seconds = record.seconds
     result.seconds = time.monotonic() - started
     result.notes.append("unchanged since the last run: stored outputs shown, nothing ran")

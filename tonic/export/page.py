@@ -1,0 +1,179 @@
+"""`tonic export --html`: one self-contained page of a notebook's recorded run.
+
+Code cells are highlighted by pygments and prose cells rendered as CommonMark by
+markdown-it-py (both kept libraries, already there as rich's own), into the jinja2
+template `templates/page.html.j2` with autoescaping: what the notebook printed is text
+on the page, never markup. The page has no script and loads nothing: its style is inline
+and long outputs fold in `<details>`. The same run gives the same page, byte for byte (no
+date, nothing of where the cells' results came from). A page carries a generator mark;
+an existing file without one is not replaced unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import JavascriptLexer
+
+import tonic
+from tonic.errors import ExportError
+from tonic.export.deps import shown
+from tonic.export.render import NotebookRun, code_of, templates_dir
+from tonic.results import CellResult
+
+TEMPLATE = "page.html.j2"
+GENERATOR = f"tonic {tonic.__version__}"
+MARK = '<meta name="generator" content="tonic'  # how a page of tonic's starts its head
+FOLD_LINES = 40  # outputs longer than this are folded
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@cache
+def _formatter() -> HtmlFormatter:
+    return HtmlFormatter(nowrap=True, classprefix="k-")
+
+
+@cache
+def lexer() -> JavascriptLexer:
+    """The highlighter's lexer (its rules compile at the first use: ~40 ms; the warm
+    server makes it ahead)."""
+    return JavascriptLexer()
+
+
+def _prose(text: str) -> str:
+    """A prose cell as HTML: CommonMark, its raw HTML escaped, links kept."""
+    return str(MarkdownIt("commonmark", {"html": False}).render(text))
+
+
+def _output(run: NotebookRun, cr: CellResult, outputs: bool) -> list[dict[str, object]]:
+    """A cell's recorded output, in order: (kind, text, folded)."""
+    if not outputs:
+        return []
+    parts = [("stdout", run.text(cr.stdout)), ("stderr", run.text(cr.stderr))]
+    if cr.value is not None:
+        parts.append(("value", "=> " + run.text(cr.value)))
+    if cr.error is not None and not cr.stderr:
+        parts.append(("error", run.text(cr.error)))
+    return [
+        {"kind": kind, "text": text.rstrip("\n"), "folded": text.count("\n") > FOLD_LINES}
+        for kind, text in parts
+        if text
+    ]
+
+
+def _provenance(run: NotebookRun, cr: CellResult) -> str:
+    base = str(run.path.parent) + os.sep
+    rel = [p[len(base) :] if p.startswith(base) else p for p in sorted(cr.wrote)]
+    read = sorted(
+        u[5:][len(base) :] if u[5:].startswith(base) else u[5:]
+        for u in cr.uses
+        if u.startswith("file:") and u[5:] not in cr.wrote
+    )
+    parts = (["read " + ", ".join(read)] if read else []) + (
+        ["wrote " + ", ".join(rel)] if rel else []
+    )
+    return " · ".join(parts)
+
+
+def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
+    shown_cells: list[dict[str, object]] = []
+    for cr in run.result.cells:
+        cell = cr.cell
+        if cell.type == "markdown":
+            if cell.prose:
+                shown_cells.append({"type": "markdown", "html": _prose(cell.prose)})
+            continue
+        code = code_of(cell)
+        if not code:
+            continue
+        shown_cells.append(
+            {
+                "type": "code",
+                "index": cell.index,
+                "title": cell.title,
+                "lines": f"{cell.span.start_line}-{cell.span.end_line}",
+                "code": highlight(code, lexer(), _formatter()),
+                "status": cr.status,
+                "ms": None if cr.ms is None else f"{cr.ms:.0f} ms",
+                "outputs": _output(run, cr, outputs),
+                "provenance": _provenance(run, cr) if outputs else "",
+            }
+        )
+    return shown_cells
+
+
+def render_page(run: NotebookRun, *, outputs: bool = True) -> str:
+    result = run.result
+    tail = run.text(result.tail.stdout) + run.text(result.tail.stderr)
+    if result.tail.error and not result.tail.stderr:
+        tail += run.text(result.tail.error)
+    ran = sum(1 for r in result.cells if r.status in ("ok", "error"))
+    code = sum(1 for r in result.cells if r.cell.runs)
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            title=run.rel,
+            generator=GENERATOR,
+            style=_formatter().get_style_defs(".code"),
+            cells=cells(run, outputs=outputs),
+            tail=tail.rstrip("\n") if outputs else "",
+            summary=f"{ran}/{code} cells ran · exit code {result.exit_code}",
+        )
+    )
+
+
+def write_page(
+    out: Path, text: str, *, force: bool, protected: list[Path], dry: bool = False
+) -> None:
+    """`text` as the file `out`, all at once (a new file renamed over the old): refused
+    over a notebook, a folder, or a file that is not a page of tonic's (unless `force`);
+    `dry`: only the refusals, before anything runs."""
+    if out in protected:
+        raise ExportError(f"{shown(out)}: is the notebook; choose another file (-o)")
+    if out.is_dir():
+        raise ExportError(f"{shown(out)}: is a folder; give the page's file name (-o)")
+    if out.exists() and not force and MARK not in _head(out):
+        raise ExportError(
+            f"{shown(out)}: exists and is not a page tonic wrote; use --force to replace it"
+        )
+    if dry:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tonic-", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _head(path: Path) -> str:
+    """The start of a file, where a page's generator mark would be."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(2048)
+    except OSError:
+        return ""
