@@ -1,6 +1,9 @@
 """`tonic export --html`: one self-contained page of a notebook's recorded run (prose as
-Markdown, code highlighted, outputs as text, node's report of an error), written again
-without running anything when the notebook is unchanged, and its refusals."""
+Markdown, code highlighted, outputs as text, node's report of an error, rich values),
+written again without running anything when the notebook is unchanged, and its
+refusals; the rich forms of values (`Symbol.for('tonic.mime')`, pictures in Buffers,
+tables of plain objects) as `--json` records them, read without running any of the
+notebook's code."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tonic
+from tests.helpers import node, tonic
 
 NOTEBOOK = """// %% [markdown]
 // # A report
@@ -56,6 +59,69 @@ def test_the_page_of_a_run(page: tuple[Path, Path]) -> None:
     assert re.search(r'class="k-kd">const<', html)  # highlighted code
     # self-contained and inert: no script, nothing loaded from elsewhere
     assert not re.search(r"<script|<link|<img|<iframe|\bsrc=", html, re.IGNORECASE)
+
+
+RICH = """const MIME = Symbol.for('tonic.mime');
+
+// %% html
+({ [MIME]: { 'text/html': '<b>bold</b><script>parent.document.title = 1</script>' } });
+
+// %% svg
+({ [MIME]: { 'image/svg+xml': '<svg xmlns="http://www.w3.org/2000/svg"><circle r="8"/></svg>' } });
+
+// %% png
+Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+
+// %% table
+[{ name: 'a', n: 1 }, { name: 'b', n: 2, extra: true }];
+
+// %% markdown
+({ [MIME]: { 'text/markdown': '# Title\\n\\n*it*' } });
+
+// %% a proxy and a getter: nothing of theirs runs
+delete Array.prototype[Symbol.iterator];
+new Proxy({}, { getOwnPropertyDescriptor() { console.log('TRAP'); } });
+
+// %% getter
+({ get [MIME]() { console.log('GETTER'); return {}; } });
+"""
+
+
+def test_rich_values(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "rich.js"
+    path.write_text(RICH)
+    got = tonic("run", "--json", str(path), cwd=tmp_path)
+    cells = json.loads(got.stdout)["cells"]
+    plain = tonic("run", "--plain", str(path), cwd=tmp_path)
+    assert plain == node(path)  # under node an ordinary value: nothing printed
+    assert [sorted(c.get("mime", {})) for c in cells] == [
+        [],
+        ["text/html"],
+        ["image/svg+xml"],
+        ["image/png"],
+        ["application/vnd.tonic.table+json"],
+        ["text/markdown"],
+        [],
+        [],
+    ]
+    assert cells[3]["mime"]["image/png"] == "base64:iVBORw0KGgoAAAANSUhEUg=="
+    assert all("TRAP" not in c["stdout"] and "GETTER" not in c["stdout"] for c in cells)
+    out = tmp_path / "rich.html"
+    _export(path, out)
+    html = out.read_text()
+    # HTML in a frame without scripts and with an origin of its own, its markup escaped
+    frames = re.findall(r"<iframe[^>]*>", html)
+    assert frames == [
+        '<iframe class="rich" sandbox srcdoc="&lt;b&gt;bold&lt;/b&gt;&lt;script&gt;'
+        'parent.document.title = 1&lt;/script&gt;">'
+    ]
+    images = re.findall(r'<img class="rich" alt="[^"]*" src="([^"]*)">', html)
+    assert [i.split(";")[0] for i in images] == ["data:image/svg+xml", "data:image/png"]
+    assert "<th>name</th><th>n</th><th>extra</th>" in html and "<td>true</td>" in html
+    assert '<div class="rich prose"><h1>Title</h1>' in html
+    assert not re.search(r"<script|<link|\bsrc=\"(?!data:)", html, re.IGNORECASE)
 
 
 def test_an_unchanged_notebook_runs_nothing(page: tuple[Path, Path]) -> None:

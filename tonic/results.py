@@ -30,8 +30,11 @@ class CellResult:
     # it wrote (snapshot engines that observe).
     uses: dict[str, str | None] = field(default_factory=dict)
     wrote: list[str] = field(default_factory=list)
+    # The value's rich forms (kernel.js rich()): MIME type to text or "base64:..."
+    mime: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
+        rich = {"mime": dict(self.mime)} if self.mime else {}
         return {
             "index": self.cell.index,
             "type": self.cell.type,
@@ -47,6 +50,7 @@ class CellResult:
             "read": sorted(t.partition(":")[2] for t in self.uses if t.startswith("file:")),
             "env": sorted(t.partition(":")[2] for t in self.uses if t.startswith("env:")),
             "wrote": list(self.wrote),
+            **rich,
         }
 
 

@@ -11,8 +11,11 @@ an existing file without one is not replaced unless forced.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
+import re
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -63,12 +66,51 @@ def _prose(text: str) -> str:
     return str(MarkdownIt("commonmark", {"html": False}).render(text))
 
 
+TABLE = "application/vnd.tonic.table+json"
+IMAGES = ("image/png", "image/jpeg", "image/gif")
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+
+
+def _text(data: str) -> str:
+    return (
+        base64.b64decode(data[7:]).decode("utf-8", "replace")
+        if data.startswith("base64:")
+        else data
+    )
+
+
+def rich(mime: dict[str, str]) -> dict[str, object] | None:
+    """The richest form of a value the page can show safely: HTML in a sandboxed frame
+    (no script, an origin of its own: it cannot reach the page), SVG and pictures as
+    images from data: URLs (no script runs in those), Markdown, a table."""
+    if "text/html" in mime:
+        return {"kind": "html", "html": _text(mime["text/html"])}
+    for kind in ("image/svg+xml", *IMAGES):
+        data = mime.get(kind)
+        if data is None:
+            continue
+        data = data[7:] if data.startswith("base64:") else data
+        if kind == "image/svg+xml" and not mime[kind].startswith("base64:"):
+            data = base64.b64encode(data.encode()).decode()
+        if BASE64.fullmatch(data):
+            return {"kind": "image", "src": f"data:{kind};base64,{''.join(data.split())}"}
+    if "text/markdown" in mime:
+        return {"kind": "markdown", "html": _prose(_text(mime["text/markdown"]))}
+    if TABLE in mime:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            shape = json.loads(mime[TABLE])
+            columns = [str(c) for c in shape["columns"]]
+            rows = [[str(row.get(c, "")) for c in columns] for row in shape["rows"]]
+            return {"kind": "table", "columns": columns, "rows": rows}
+    return None
+
+
 def _output(run: NotebookRun, cr: CellResult, outputs: bool) -> list[dict[str, object]]:
     """A cell's recorded output, in order: (kind, text, folded)."""
     if not outputs:
         return []
     parts = [("stdout", run.text(cr.stdout)), ("stderr", run.text(cr.stderr))]
-    if cr.value is not None:
+    if cr.value is not None and not (cr.mime and rich(cr.mime)):
         parts.append(("value", "=> " + run.text(cr.value)))
     if cr.error is not None and not cr.stderr:
         parts.append(("error", run.text(cr.error)))
@@ -114,6 +156,7 @@ def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
                 "status": cr.status,
                 "ms": None if cr.ms is None else f"{cr.ms:.0f} ms",
                 "outputs": _output(run, cr, outputs),
+                "rich": rich(cr.mime) if outputs and cr.mime else None,
                 "provenance": _provenance(run, cr) if outputs else "",
             }
         )

@@ -30,7 +30,9 @@
     deleteProperty: ReflectDeleteProperty,
     getOwnPropertyDescriptor: ReflectGetOwnPropertyDescriptor,
     ownKeys: ReflectOwnKeys,
+    getPrototypeOf: ReflectGetPrototypeOf,
   } = Reflect;
+  const ObjectPrototype = Object.prototype;
   const { keys: ObjectKeys, hasOwn: ObjectHasOwn } = Object;
   const { isArray: ArrayIsArray } = Array;
   const ArrayPrototypeSort = uncurry(Array.prototype.sort);
@@ -47,6 +49,8 @@
   const MathMax = Math.max;
   const BufferFrom = Buffer.from;
   const BufferPrototypeUtf8Slice = uncurry(Buffer.prototype.utf8Slice);
+  const BufferPrototypeBase64Slice = uncurry(Buffer.prototype.base64Slice);
+  const MIME = Symbol.for('tonic.mime');
   const ProxyCtor = Proxy;
   const BufferCtor = Buffer;
   const proc = process; // a notebook may set globalThis.process
@@ -68,6 +72,7 @@
   const inspect = util.inspect;
   const isNativeError = util.types.isNativeError;
   const isPromise = util.types.isPromise;
+  const { isProxy, isUint8Array } = util.types;
   const compileFunction = vm.compileFunction;
   const pathResolve = path.resolve;
 
@@ -114,8 +119,9 @@
     // After cell `cell`: its time, the files its require() loaded and what it used of
     // its surroundings (snapshot runs: `seen`), and its completion value (when
     // inspected), each left out when undefined.
-    pause: (cell, ms, modules, value, seen) =>
-      ({ __proto__: null, ev: 'pause', cell, ms, modules, value, seen }),
+    // `mime`: the value's rich forms (rich(), below), MIME type to text or 'base64:...'.
+    pause: (cell, ms, modules, value, seen, mime) =>
+      ({ __proto__: null, ev: 'pause', cell, ms, modules, value, seen, mime }),
     // An uncaught error after pause `after` (origin 'early': the edited file of a
     // continued run does not compile; 'unfit': a name its edited cells call is missing,
     // `error` names it).
@@ -205,6 +211,11 @@
     maxArrayLength: 100, maxStringLength: 10000, breakLength: 100,
   };
   const SHALLOW = { __proto__: null, depth: -1 };
+  const TABLE_CELL = {
+    __proto__: null,
+    depth: 0, colors: false, customInspect: false, getters: false,
+    maxArrayLength: 10, maxStringLength: 200, breakLength: Infinity,
+  };
 
   function die() {
     // tonic went away: nobody can resume us, and nobody reads our output.
@@ -293,6 +304,78 @@
       return inspect(value, INSPECT);
     } catch (err) {
       return '<value could not be inspected>';
+    }
+  }
+
+  // A value's rich forms, for a view that shows more than text: what it carries under
+  // Symbol.for('tonic.mime') (MIME type to a string, a Buffer or Uint8Array), a PNG or
+  // JPEG in a Uint8Array, or an array of plain objects as a table. Only own data
+  // properties are read (no getter, no proxy runs: nothing of the notebook's executes).
+  const RICH = 16 << 20; // characters of rich forms at most
+  const IMAGES = { __proto__: null, 'image/png': [0x89, 0x50, 0x4e, 0x47], 'image/jpeg': [0xff, 0xd8, 0xff] };
+  const IMAGE_TYPES = ObjectKeys(IMAGES);
+  function data(value) {
+    const d = value !== null && typeof value === 'object' && !isProxy(value)
+      ? ReflectGetOwnPropertyDescriptor(value, MIME) : undefined;
+    return d !== undefined && ObjectHasOwn(d, 'value') ? d.value : undefined;
+  }
+  function richText(x) {
+    if (typeof x === 'string') return x;
+    if (isUint8Array(x)) return 'base64:' + BufferPrototypeBase64Slice(x, 0, x.length);
+    return undefined;
+  }
+  function table(rows) {
+    if (!ArrayIsArray(rows) || isProxy(rows) || rows.length === 0 || rows.length > 1000) return;
+    const columns = newSet();
+    const body = [];
+    for (let i = 0; i < rows.length; i++) {
+      const at = ReflectGetOwnPropertyDescriptor(rows, i);
+      const row = at !== undefined && ObjectHasOwn(at, 'value') ? at.value : null;
+      if (row === null || typeof row !== 'object' || isProxy(row) || ArrayIsArray(row)) return;
+      const proto = ReflectGetPrototypeOf(row);
+      if (proto !== ObjectPrototype && proto !== null) return;
+      const cells = newSet();
+      const keys = ObjectKeys(row);
+      for (let j = 0; j < keys.length; j++) {
+        const key = keys[j];
+        const d = ReflectGetOwnPropertyDescriptor(row, key);
+        columns[key] = true;
+        cells[key] = ObjectHasOwn(d, 'value') ? inspect(d.value, TABLE_CELL) : '[Getter]';
+      }
+      append(body, cells);
+    }
+    const names = ObjectKeys(columns);
+    if (names.length > 50) return;
+    return { __proto__: null, 'application/vnd.tonic.table+json':
+      JSONStringify({ columns: names, rows: body }) };
+  }
+  function rich(value) {
+    try {
+      if (isUint8Array(value) && !isProxy(value)) {
+        for (let t = 0; t < IMAGE_TYPES.length; t++) {
+          const type = IMAGE_TYPES[t];
+          const magic = IMAGES[type];
+          let ok = value.length > magic.length;
+          for (let i = 0; ok && i < magic.length; i++) ok = value[i] === magic[i];
+          if (ok) return { __proto__: null, [type]: richText(value) };
+        }
+        return undefined;
+      }
+      const given = data(value);
+      if (given === null || typeof given !== 'object' || isProxy(given)) return table(value);
+      const out = newSet();
+      let size = 0;
+      const types = ObjectKeys(given);
+      for (let t = 0; t < types.length; t++) {
+        const type = types[t];
+        const d = ReflectGetOwnPropertyDescriptor(given, type);
+        const text = ObjectHasOwn(d, 'value') ? richText(d.value) : undefined;
+        if (text === undefined || (size += text.length) > RICH) continue;
+        out[type] = text;
+      }
+      return ObjectKeys(out).length ? out : undefined;
+    } catch (err) {
+      return undefined;
     }
   }
 
@@ -756,9 +839,10 @@
         const modules = watched ? newModules() : undefined;
         const inspected = inspecting && k in valueCells && tonic.v !== NONE;
         const value = inspected ? show(tonic.v) : undefined;
+        const mime = inspected ? rich(tonic.v) : undefined;
         tonic.v = NONE;
         lastCell = k;
-        send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined));
+        send(events.pause(k, ms, modules, value, watched ? watched.take() : undefined, mime));
         return answer(k);
       } catch (err) {
         lost = true; // a bug of the kernel's: the notebook runs on as in plain node

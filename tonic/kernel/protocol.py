@@ -72,6 +72,8 @@ class Pause:
     value: str | None = None  # its completion value, inspected (when asked for)
     modules: tuple[str, ...] | None = None  # files its require() loaded (snapshot runs)
     seen: Seen | None = None  # what it used (snapshot runs)
+    # its value's rich forms: MIME type to text, or "base64:" and the bytes' base64
+    mime: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,14 @@ def _pause(msg: dict[str, object]) -> Pause:
         value=value if isinstance(value, str) else None,
         modules=_strings(modules) if isinstance(modules, list) else None,
         seen=_seen(msg.get("seen")),
+        mime=_mime(msg.get("mime")),
     )
+
+
+def _mime(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        return ()
+    return tuple((str(k), v) for k, v in value.items() if isinstance(v, str))
 
 
 def _error(msg: dict[str, object]) -> Error:

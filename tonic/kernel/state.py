@@ -105,6 +105,7 @@ class RunState:
         res.status = "ok"
         res.ms = event.ms
         res.value = None if event.value == "undefined" else event.value  # (not "'undefined'")
+        res.mime = dict(event.mime)
         if event.modules is not None:
             res.modules = list(event.modules)
         if event.seen is not None:

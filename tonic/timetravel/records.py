@@ -49,6 +49,7 @@ def cell_to_meta(result: CellResult) -> dict[str, object]:
         "modules": list(result.modules),
         "uses": result.uses,
         "wrote": list(result.wrote),
+        **({"mime": dict(result.mime)} if result.mime else {}),
     }
 
 
@@ -80,6 +81,7 @@ def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
     modules = meta.get("modules")
     uses = meta.get("uses")
     wrote = meta.get("wrote")
+    mime = meta.get("mime")
     return CellResult(
         nb.cells[index - 1],
         status=str(meta["status"]),
@@ -94,6 +96,9 @@ def cell_from_meta(nb: Notebook, meta: dict[str, object]) -> CellResult:
         if isinstance(uses, dict)
         else {},
         wrote=[str(w) for w in wrote] if isinstance(wrote, list) else [],
+        mime={str(k): v for k, v in mime.items() if isinstance(v, str)}
+        if isinstance(mime, dict)
+        else {},
     )
 
 
