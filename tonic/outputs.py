@@ -111,6 +111,13 @@ def write(path: Path, outputs: dict[str, object]) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
+    replace_file(path, text)
+    return True
+
+
+def replace_file(path: Path, text: str) -> None:
+    """`text` as the file `path` (mode 0644), all at once: a new file beside it renamed
+    over it, so that a reader never sees half of it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -120,7 +127,6 @@ def write(path: Path, outputs: dict[str, object]) -> bool:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True
 
 
 def _short(value: object) -> str:

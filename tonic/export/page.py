@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import tonic
 from tonic.errors import ExportError
 from tonic.export.deps import shown
 from tonic.export.render import NotebookRun, code_of, templates_dir
+from tonic.outputs import replace_file
 from tonic.results import CellResult
 
 TEMPLATE = "page.html.j2"
@@ -201,16 +201,7 @@ def write_page(
     if dry:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tonic-", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(out, text)
 
 
 def _head(path: Path) -> str:
