@@ -1,7 +1,7 @@
 """`tonic watch` on a real terminal: a save runs the notebook again from its snapshot, a
 save of a file it read runs the cells that read it, what the notebook writes itself
-sets nothing off, a file that does not compile is survived, and Ctrl-C ends it (with
-the run in progress) leaving no process behind."""
+sets nothing off, nor does a save of the same bytes, a file that does not compile is
+survived, and Ctrl-C ends it (with the run in progress) leaving no process behind."""
 
 from __future__ import annotations
 
@@ -102,6 +102,17 @@ def test_a_file_that_does_not_compile_is_survived(tmp_path: Path) -> None:
     w.save(NOTEBOOK.replace("'last', 1", "'last', 3"))
     mended = w.shown()
     assert b"last 3" in mended, mended
+    assert w.interrupt() == 0
+
+
+def test_a_save_of_the_same_bytes_runs_nothing(tmp_path: Path) -> None:
+    w = Watch(tmp_path, "replay")
+    w.shown()
+    w.save(NOTEBOOK)
+    same = w.shown(b"to the same bytes")
+    assert not any(b"cells ran" in line for line in same), same
+    w.save(NOTEBOOK.replace("'last', 1", "'last', 4"))
+    assert b"last 4" in w.shown()
     assert w.interrupt() == 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from blake3 import blake3
 from rich.console import Console
 from rich.text import Text
 
@@ -25,9 +26,11 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
     path = path.absolute()
     watcher = Watcher()
     why = "first run"
+    files = {str(path)}
     try:
         while True:
             console.rule(Text(f"{path.name} · {why}", style="bold"), style="dim")
+            before = _contents(files)  # what this run reads, as far as is known yet
             result = _once(console, path, engine=engine, timeout=timeout, args=args)
             files = watched(path, result)
             watcher.follow(files)
@@ -37,7 +40,13 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
                     style="dim",
                 )
             )
-            why = _why(watcher.changed(), path)
+            while True:
+                changed = watcher.changed()
+                if any(before.get(f) != _content(f) for f in changed):
+                    break
+                # (a save that changed nothing: an editor's, or a touch)
+                console.print(Text(f"{_why(changed, path)}, to the same bytes", style="dim"))
+            why = _why(changed, path)
     except KeyboardInterrupt:
         console.print(Text("stopped watching", style="dim"))
         return 0
@@ -81,6 +90,18 @@ def watched(path: Path, result: RunResult | None) -> set[str]:
         wrote.update(cell.wrote)
     inputs = {f for f in files - wrote if os.path.isabs(f) and not f.startswith(NOT_INPUTS)}
     return inputs | {str(path)}
+
+
+def _content(path: str) -> str | None:
+    """A digest of the file's bytes (None: it cannot be read)."""
+    try:
+        return blake3(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _contents(files: set[str]) -> dict[str, str | None]:
+    return {f: _content(f) for f in files}
 
 
 def _why(changed: set[str], path: Path) -> str:
