@@ -131,6 +131,14 @@ def run(
 
 
 @app.command(
+    help=(
+        "Run a notebook, then again each time it or a file it read or required is saved."
+        "\n\nEach run resumes from the longest prefix of cells still valid and shows the "
+        "cells that ran, with their output as it comes; the restored ones are one line, "
+        "with the time they would have taken. A save of the same bytes runs nothing. A "
+        "file that does not compile shows node's report and the watch goes on. Ctrl-C "
+        "ends it, and the run in progress with its kernel."
+    ),
     epilog=(
         "Examples:\n\n"
         "  tonic watch analysis.js          run, then again at every save\n\n"
@@ -144,13 +152,6 @@ def watch(
     engine: EngineOption = None,
     timeout: TimeoutOption = None,
 ) -> int:
-    """Run a notebook, then again each time it or a file it read or required is saved.
-
-    Each run resumes from the longest prefix of cells still valid and shows the cells
-    that ran, with their output as it comes; the restored ones are one line, with the
-    time they would have taken. A file that does not compile shows node's report and
-    the watch goes on. Ctrl-C ends it, and the run in progress with its kernel.
-    """
     from tonic.commands import watch as command
 
     return command.main(file, engine=engine, timeout=timeout, args=args or [])
