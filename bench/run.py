@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import live  # bench/live.py, beside this file
 import observed  # bench/observed.py, beside this file
 
 from tonic.store.ingest import settled
@@ -349,6 +350,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
 
     rows.extend(throw_rows(nb, env, cells, per_cell))
     rows.extend(page_rows(nb, env, t_node))
+    rows.extend(live.watch_rows(nb, env, lambda n: slow_notebook(cells, per_cell, n), per_cell))
 
     # -- 2. checkpoint and restore at 50 and 500 MB (medians of 3) ------------------
     for mb in (50, 500):
