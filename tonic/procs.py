@@ -3,9 +3,11 @@ ids, descendants and the processes holding files of a folder (/proc)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
-from collections.abc import Callable, Collection
+import signal
+from collections.abc import Callable, Collection, Iterator
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -19,11 +21,35 @@ def parent_death_signal(signum: int) -> Callable[[], None]:
     parent = os.getpid()
 
     def arm() -> None:
+        let_signals_through()
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
 
     return arm
+
+
+# Held while tonic forks a child that runs Python before its exec (a preexec_fn).
+HELD = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def forking() -> Iterator[None]:
+    """Around a fork with a preexec_fn: SIGINT and SIGTERM wait until it is done. Python
+    would run their handlers in the fork's at-fork hooks (logging's lock release), which
+    ignore what a handler raises: a Ctrl-C, or the SIGTERM that ends tonic (a warm
+    server's worker when its server dies), would be lost, the run going on. The child
+    lets them through again before its exec (`let_signals_through`)."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a held one is handled here
+
+
+def let_signals_through() -> None:
+    """In a child forked within `forking()`: SIGINT and SIGTERM as before."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
 
 
 def become_subreaper() -> None:

@@ -129,3 +129,35 @@ def test_without_a_compiler_the_criu_engine_says_why(tmp_path: Path) -> None:
     env.pop("TONIC_ENGINE", None)
     got = tonic("run", "--plain", str(path), env=env)
     assert (got.code, got.stdout, got.stderr) == (0, b"one\ntwo\n", b""), got.describe()
+
+
+AT_FORK = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from tonic.engines.criu.tool import Criu
+sent = []
+def hook():  # the signal comes just as the fork is done, while its hooks run
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), {signum})
+os.register_at_fork(after_in_parent=hook)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+Criu('/bin/true', (4, 1)).run('x')
+print("the signal was lost")
+"""
+
+
+@pytest.mark.parametrize("signum", ["signal.SIGTERM", "signal.SIGINT"])
+def test_a_signal_during_a_fork_is_not_lost(signum: str) -> None:
+    """SIGTERM (tonic's end; a warm server's worker when its server dies) or Ctrl-C just
+    as tonic forks CRIU (a child with a preexec_fn, as the kernel is): handled, not lost
+    in the fork's at-fork hooks, which ignore what a handler raises."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = AT_FORK.format(root=str(ROOT), signum=signum)
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert b"the signal was lost" not in got.stdout, got.stderr.decode()
+    assert got.returncode in (143, -2), got

@@ -28,7 +28,7 @@ from tonic.kernel.state import Resume, RunState
 from tonic.kernel.stdio import MERGED, Stdio, open_channels
 from tonic.notebook.cells import Notebook
 from tonic.notebook.instrument import Instrumented
-from tonic.procs import parent_death_signal
+from tonic.procs import forking, let_signals_through, parent_death_signal
 from tonic.results import RunResult, Sink
 from tonic.settings import node_argv0, node_binary
 
@@ -84,21 +84,23 @@ def spawn(
     if not argv[0]. `what` names it in the error when it cannot start."""
 
     def child() -> None:
+        let_signals_through()
         place_channels(pipes)
         prepare()
 
     try:
-        return subprocess.Popen(
-            argv,
-            executable=executable,
-            stdin=stdin,
-            stdout=pipes.stdout,
-            stderr=subprocess.STDOUT if pipes.stderr == MERGED else pipes.stderr,
-            env=env,
-            cwd=program.cwd,
-            pass_fds=(3, 4, *keep),
-            preexec_fn=child,
-        )
+        with forking():
+            return subprocess.Popen(
+                argv,
+                executable=executable,
+                stdin=stdin,
+                stdout=pipes.stdout,
+                stderr=subprocess.STDOUT if pipes.stderr == MERGED else pipes.stderr,
+                env=env,
+                cwd=program.cwd,
+                pass_fds=(3, 4, *keep),
+                preexec_fn=child,
+            )
     except OSError as err:
         raise EngineError(f"cannot start {what}: {err.strerror}") from None
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tonic import settings
 from tonic.errors import EngineError
-from tonic.procs import descendants, holders, parent_death_signal
+from tonic.procs import descendants, forking, holders, parent_death_signal
 from tonic.store import recall, remember
 
 MIN_VERSION = (4, 0)
@@ -59,15 +59,17 @@ class Criu:
         """CRIU with `args`; past `timeout` (subprocess.TimeoutExpired), once `cancel`
         says so (Cancelled), or interrupted, CRIU and what it started are killed first."""
         end = None if timeout is None else time.monotonic() + timeout
-        with subprocess.Popen(  # type: ignore[call-overload]
-            [self.path, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # A tonic killed outright leaves no CRIU behind.
-            preexec_fn=parent_death_signal(signal.SIGKILL),
-            **kwargs,
-        ) as proc:
+        with forking():
+            popen = subprocess.Popen(  # type: ignore[call-overload]
+                [self.path, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                # A tonic killed outright leaves no CRIU behind.
+                preexec_fn=parent_death_signal(signal.SIGKILL),
+                **kwargs,
+            )
+        with popen as proc:
             try:
                 while True:
                     left = None if end is None else max(0.0, end - time.monotonic())
