@@ -142,6 +142,7 @@ def hook():  # the signal comes just as the fork is done, while its hooks run
         os.kill(os.getpid(), {signum})
 os.register_at_fork(after_in_parent=hook)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (ignored in a background job)
 Criu('/bin/true', (4, 1)).run('x')
 print("the signal was lost")
 """
@@ -160,4 +161,4 @@ def test_a_signal_during_a_fork_is_not_lost(signum: str) -> None:
     code = AT_FORK.format(root=str(ROOT), signum=signum)
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert b"the signal was lost" not in got.stdout, got.stderr.decode()
-    assert got.returncode in (143, -2), got
+    assert got.returncode in (143, -2, 130), got
