@@ -59,16 +59,22 @@ class Criu:
         """CRIU with `args`; past `timeout` (subprocess.TimeoutExpired), once `cancel`
         says so (Cancelled), or interrupted, CRIU and what it started are killed first."""
         end = None if timeout is None else time.monotonic() + timeout
-        with forking():
-            popen = subprocess.Popen(  # type: ignore[call-overload]
-                [self.path, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                # A tonic killed outright leaves no CRIU behind.
-                preexec_fn=parent_death_signal(signal.SIGKILL),
-                **kwargs,
-            )
+        popen = None
+        try:
+            with forking():
+                popen = subprocess.Popen(  # type: ignore[call-overload]
+                    [self.path, *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    # A tonic killed outright leaves no CRIU behind.
+                    preexec_fn=parent_death_signal(signal.SIGKILL),
+                    **kwargs,
+                )
+        except BaseException:  # a signal held during the fork: CRIU goes first
+            if popen is not None:
+                _end(popen)
+            raise
         with popen as proc:
             try:
                 while True:
@@ -83,13 +89,18 @@ class Criu:
                         if end is not None and time.monotonic() >= end:
                             raise
             except BaseException:
-                with contextlib.suppress(OSError):
-                    os.kill(proc.pid, signal.SIGSTOP)  # it forks no more
-                _kill_tree(proc.pid)
-                proc.kill()
-                proc.wait()
+                _end(proc)
                 raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    """CRIU stopped (it forks no more), what it started killed, then CRIU itself."""
+    with contextlib.suppress(OSError):
+        os.kill(proc.pid, signal.SIGSTOP)
+    _kill_tree(proc.pid)
+    proc.kill()
+    proc.wait()
 
 
 class Cancelled(Exception):
