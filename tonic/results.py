@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from tonic.notebook.cells import Cell, Notebook
@@ -32,6 +34,10 @@ class CellResult:
     wrote: list[str] = field(default_factory=list)
     # The value's rich forms (kernel.js rich()): MIME type to text or "base64:..."
     mime: dict[str, str] = field(default_factory=dict)
+
+    def read_only(self) -> list[str]:
+        """The files it was seen to read, but those it wrote (absolute paths)."""
+        return [t[5:] for t in self.uses if t.startswith("file:") and t[5:] not in self.wrote]
 
     def to_json(self) -> dict[str, object]:
         rich = {"mime": dict(self.mime)} if self.mime else {}
@@ -160,3 +166,9 @@ class NullSink:
 
     def cell_started(self, result: CellResult) -> None:
         pass
+
+
+def beside(path: str, folder: Path) -> str:
+    """`path` relative to `folder` when it lies inside it, else as it is."""
+    base = str(folder) + os.sep
+    return path[len(base) :] if path.startswith(base) else path

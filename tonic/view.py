@@ -15,7 +15,7 @@ from rich.text import Text
 
 from tonic.notebook.cells import Cell, Notebook
 from tonic.notebook.uncapture import Uncapture
-from tonic.results import CellResult, RunResult
+from tonic.results import CellResult, RunResult, beside
 
 STATUS_MARK = {
     "ok": ("✓", "green"),
@@ -52,14 +52,11 @@ def _size(path: str) -> str:
 
 def _provenance(result: CellResult, notebook: Path | None) -> str:
     """What the cell read and wrote, as observed ("read data.json · wrote out.txt, 12 B")."""
-    base = str(notebook.parent) + "/" if notebook is not None else None
 
     def shown(path: str) -> str:
-        return path[len(base) :] if base and path.startswith(base) else path
+        return beside(path, notebook.parent) if notebook is not None else path
 
-    read = [
-        shown(t[5:]) for t in result.uses if t.startswith("file:") and t[5:] not in result.wrote
-    ]
+    read = [shown(path) for path in result.read_only()]
     parts = []
     if read:
         parts.append("read " + ", ".join(sorted(read)))

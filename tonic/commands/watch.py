@@ -13,7 +13,7 @@ from rich.text import Text
 
 from tonic.commands.run import execute, timeout_message
 from tonic.errors import TonicError
-from tonic.results import RunResult
+from tonic.results import RunResult, beside
 from tonic.watching import Watcher
 
 # Where a notebook's reads are the machine's, not its inputs.
@@ -105,8 +105,7 @@ def _contents(files: set[str]) -> dict[str, str | None]:
 
 
 def _why(changed: set[str], path: Path) -> str:
-    base = str(path.parent) + os.sep
-    names = sorted(f[len(base) :] if f.startswith(base) else f for f in changed)
+    names = sorted(beside(f, path.parent) for f in changed)
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{shown} changed"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -30,7 +29,7 @@ from tonic.errors import ExportError
 from tonic.export.deps import shown
 from tonic.export.render import NotebookRun, code_of, templates_dir
 from tonic.outputs import replace_file
-from tonic.results import CellResult
+from tonic.results import CellResult, beside
 
 TEMPLATE = "page.html.j2"
 GENERATOR = f"tonic {tonic.__version__}"
@@ -105,12 +104,15 @@ def rich(mime: dict[str, str]) -> dict[str, object] | None:
     return None
 
 
-def _output(run: NotebookRun, cr: CellResult, outputs: bool) -> list[dict[str, object]]:
-    """A cell's recorded output, in order: (kind, text, folded)."""
+def _output(
+    run: NotebookRun, cr: CellResult, outputs: bool, shown: dict[str, object] | None
+) -> list[dict[str, object]]:
+    """A cell's recorded output, in order: (kind, text, folded); its value as text unless
+    it is `shown` in a rich form."""
     if not outputs:
         return []
     parts = [("stdout", run.text(cr.stdout)), ("stderr", run.text(cr.stderr))]
-    if cr.value is not None and not (cr.mime and rich(cr.mime)):
+    if cr.value is not None and shown is None:
         parts.append(("value", "=> " + run.text(cr.value)))
     if cr.error is not None and not cr.stderr:
         parts.append(("error", run.text(cr.error)))
@@ -122,15 +124,11 @@ def _output(run: NotebookRun, cr: CellResult, outputs: bool) -> list[dict[str, o
 
 
 def _provenance(run: NotebookRun, cr: CellResult) -> str:
-    base = str(run.path.parent) + os.sep
-    rel = [p[len(base) :] if p.startswith(base) else p for p in sorted(cr.wrote)]
-    read = sorted(
-        u[5:][len(base) :] if u[5:].startswith(base) else u[5:]
-        for u in cr.uses
-        if u.startswith("file:") and u[5:] not in cr.wrote
-    )
+    folder = run.path.parent
+    read = sorted(beside(p, folder) for p in cr.read_only())
+    wrote = [beside(p, folder) for p in sorted(cr.wrote)]
     parts = (["read " + ", ".join(read)] if read else []) + (
-        ["wrote " + ", ".join(rel)] if rel else []
+        ["wrote " + ", ".join(wrote)] if wrote else []
     )
     return " · ".join(parts)
 
@@ -146,6 +144,7 @@ def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
         code = code_of(cell)
         if not code:
             continue
+        shown = rich(cr.mime) if outputs and cr.mime else None
         shown_cells.append(
             {
                 "type": "code",
@@ -155,8 +154,8 @@ def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
                 "code": highlight(code, lexer(), _formatter()),
                 "status": cr.status,
                 "ms": None if cr.ms is None else f"{cr.ms:.0f} ms",
-                "outputs": _output(run, cr, outputs),
-                "rich": rich(cr.mime) if outputs and cr.mime else None,
+                "outputs": _output(run, cr, outputs, shown),
+                "rich": shown,
                 "provenance": _provenance(run, cr) if outputs else "",
             }
         )

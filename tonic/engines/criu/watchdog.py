@@ -64,8 +64,6 @@ while True:
             pass
 
 
-
-
 if pidfd >= 0:
     try:
         _signal.pidfd_send_signal(pidfd, 9)
