@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (0: the whole suite in one process).
 PYTEST_JOBS ?= auto
 
-.PHONY: setup criu docker demo test lint typecheck unit bench clean help
+.PHONY: setup criu docker browser demo test lint typecheck unit bench clean help
 
 help:
 	@echo "make demo   set up, then run the demo notebook (fixtures/demo.js)"
@@ -15,6 +15,7 @@ help:
 	@echo "make setup  create .venv with tonic and its development tools, install CRIU"
 	@echo "make bench  set up, then measure resume latency, checkpoint/restore and storage"
 	@echo "make docker install and start a Docker daemon for the docker engine (test, bench)"
+	@echo "make browser install Chromium for the tests of tonic serve's page (test)"
 	@echo "make clean  remove .venv and caches"
 
 setup: $(STAMP) criu
@@ -30,6 +31,11 @@ criu:
 docker: criu
 	@scripts/install-docker
 	@scripts/start-dockerd
+
+# Debian's Chromium for the tests of `tonic serve`'s page (Playwright drives it); skipped,
+# with a message, where it cannot be (not root). Not part of setup or demo.
+browser:
+	@scripts/install-chromium
 
 $(STAMP): pyproject.toml
 	@command -v node >/dev/null || { echo "node not found: installing Debian's nodejs"; \
@@ -52,7 +58,7 @@ typecheck: setup
 
 # The kernel's own tests first (node's test runner; the files named, as node >= 21 no
 # longer searches a directory argument), then tonic's.
-test: lint typecheck docker
+test: lint typecheck docker browser
 	node --test tests/kernel/*.test.js
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 

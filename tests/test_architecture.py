@@ -54,6 +54,7 @@ ALLOWED: dict[str, set[str] | str] = {
     },
     "recorded": {"engines", "results"},
     "export": {"kernel", "notebook", "outputs", "recorded", "results", "store"},
+    "live": {"engines", "export", "kernel", "notebook", "outputs", "results", "settings"},
     # The top: the commands, and the start-up client (launch) and warm server (server).
     "cli": "*",
     "startup": "*",

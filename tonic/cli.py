@@ -157,6 +157,60 @@ def watch(
     return command.main(file, engine=engine, timeout=timeout, args=args or [])
 
 
+SERVE_HELP = (
+    "A live page per notebook in the browser, on 127.0.0.1.\n\nEach notebook runs, then "
+    "again at every save of it or of a file it read (as `tonic watch`), and its page shows "
+    "each cell's code, output as it comes, value (objects as a tree to open), error with "
+    "node's report, time, whether it was restored or ran, and what it read and wrote. "
+    "Click a cell's code to edit it; Shift+Enter writes the edit into the file, which then "
+    "runs like any save. The URL carries a random token: without it, no page. Ctrl-C "
+    "stops."
+)
+PortOption = Annotated[
+    int, typer.Option("--port", "-p", help="The port on 127.0.0.1 (0: a free one).", min=0)
+]
+FilesArgument = Annotated[
+    list[Path], typer.Argument(help="The notebooks: .js, .cjs or .mjs files.")
+]
+
+
+@app.command(
+    help=SERVE_HELP,
+    epilog=(
+        "Examples:\n\n"
+        "  tonic serve analysis.js             the page at the URL printed\n\n"
+        "  tonic serve a.js b.js --port 0      two notebooks, on a free port"
+    ),
+)
+@handled
+def serve(
+    files: FilesArgument,
+    port: PortOption = 8765,
+    engine: EngineOption = None,
+    timeout: TimeoutOption = None,
+) -> int:
+    from tonic.commands import serve as command
+
+    return command.main(files, port=port, engine=engine, timeout=timeout, args=[])
+
+
+@app.command(
+    name="open",
+    help=SERVE_HELP.replace("in the browser", "opened in the browser", 1),
+    epilog="Examples:\n\n  tonic open analysis.js              serve it, and open its page",
+)
+@handled
+def open_(
+    files: FilesArgument,
+    port: PortOption = 0,
+    engine: EngineOption = None,
+    timeout: TimeoutOption = None,
+) -> int:
+    from tonic.commands import serve as command
+
+    return command.main(files, port=port, engine=engine, timeout=timeout, args=[], browse=True)
+
+
 @app.command()
 @handled
 def cells(

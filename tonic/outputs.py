@@ -115,14 +115,14 @@ def write(path: Path, outputs: dict[str, object]) -> bool:
     return True
 
 
-def replace_file(path: Path, text: str) -> None:
-    """`text` as the file `path` (mode 0644), all at once: a new file beside it renamed
+def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """`text` as the file `path` (with `mode`), all at once: a new file beside it renamed
     over it, so that a reader never sees half of it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,6 +13,8 @@ from tonic.notebook.uncapture import Uncapture
 # Where output goes that no cell produced: after the last cell, while node's event loop
 # runs timers and callbacks (or after a top-level `return`).
 AFTER = "after"
+# A value's shape as a tree (kernel.js tree()): the pages show it, --json keeps the text.
+TREE = "application/vnd.tonic.tree+json"
 
 
 @dataclass
@@ -40,7 +42,8 @@ class CellResult:
         return [t[5:] for t in self.uses if t.startswith("file:") and t[5:] not in self.wrote]
 
     def to_json(self) -> dict[str, object]:
-        rich = {"mime": dict(self.mime)} if self.mime else {}
+        mime = {k: v for k, v in self.mime.items() if k != TREE}  # the page's alone
+        rich = {"mime": mime} if mime else {}
         return {
             "index": self.cell.index,
             "type": self.cell.type,

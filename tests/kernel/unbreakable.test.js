@@ -73,9 +73,12 @@ test('a notebook that broke its builtins still pauses, reports and continues', T
     assert.equal((await k.expect('pause')).cell, 1);
     k.go();
     const second = await k.expect('pause');
-    assert.deepEqual(Object.keys(second), ['ev', 'cell', 'ms', 'modules', 'value', 'seen']);
+    assert.deepEqual(Object.keys(second), ['ev', 'cell', 'ms', 'modules', 'value', 'seen', 'mime']);
     assert.equal(second.cell, 2);
     assert.equal(second.value, '{ n: 42 }');
+    // its shape as a tree for the pages, built with the kernel's own builtins
+    const tree = JSON.parse(second.mime['application/vnd.tonic.tree+json']);
+    assert.deepEqual(tree, ['{ n: 42 }', [['n', ['42']]]]);
     assert.equal(typeof second.ms, 'number');
     assert.deepEqual(second.modules, [path.join(k.dir, 'helper.js')]);
     assert.ok(second.seen.env.includes('TONIC_SEEN'), second.seen.env);

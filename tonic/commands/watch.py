@@ -27,10 +27,11 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
     watcher = Watcher()
     why = "first run"
     files = {str(path)}
+    watcher.follow(files)  # a save during the first run counts
     try:
         while True:
             console.rule(Text(f"{path.name} · {why}", style="bold"), style="dim")
-            before = _contents(files)  # what this run reads, as far as is known yet
+            before = contents(files)  # what this run reads, as far as is known yet
             result = _once(console, path, engine=engine, timeout=timeout, args=args)
             files = watched(path, result)
             watcher.follow(files)
@@ -42,11 +43,11 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
             )
             while True:
                 changed = watcher.changed()
-                if any(before.get(f) != _content(f) for f in changed):
+                if any(before.get(f) != content(f) for f in changed):
                     break
                 # (a save that changed nothing: an editor's, or a touch)
-                console.print(Text(f"{_why(changed, path)}, to the same bytes", style="dim"))
-            why = _why(changed, path)
+                console.print(Text(f"{why_changed(changed, path)}, to the same bytes", style="dim"))
+            why = why_changed(changed, path)
     except KeyboardInterrupt:
         console.print(Text("stopped watching", style="dim"))
         return 0
@@ -92,7 +93,7 @@ def watched(path: Path, result: RunResult | None) -> set[str]:
     return inputs | {str(path)}
 
 
-def _content(path: str) -> str | None:
+def content(path: str) -> str | None:
     """A digest of the file's bytes (None: it cannot be read)."""
     try:
         return blake3(Path(path).read_bytes()).hexdigest()
@@ -100,11 +101,11 @@ def _content(path: str) -> str | None:
         return None
 
 
-def _contents(files: set[str]) -> dict[str, str | None]:
-    return {f: _content(f) for f in files}
+def contents(files: set[str]) -> dict[str, str | None]:
+    return {f: content(f) for f in files}
 
 
-def _why(changed: set[str], path: Path) -> str:
+def why_changed(changed: set[str], path: Path) -> str:
     names = sorted(beside(f, path.parent) for f in changed)
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{shown} changed"

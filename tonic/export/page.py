@@ -15,11 +15,13 @@ import base64
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import jinja2
 from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import JavascriptLexer
@@ -29,7 +31,7 @@ from tonic.errors import ExportError
 from tonic.export.deps import shown
 from tonic.export.render import NotebookRun, code_of, templates_dir
 from tonic.outputs import replace_file
-from tonic.results import CellResult, beside
+from tonic.results import TREE, CellResult, beside
 
 TEMPLATE = "page.html.j2"
 GENERATOR = f"tonic {tonic.__version__}"
@@ -38,7 +40,7 @@ FOLD_LINES = 40  # outputs longer than this are folded
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,
@@ -58,6 +60,11 @@ def lexer() -> JavascriptLexer:
     """The highlighter's lexer (its rules compile at the first use: ~40 ms; the warm
     server makes it ahead)."""
     return JavascriptLexer()
+
+
+def style() -> str:
+    """The highlighted code's style sheet."""
+    return str(_formatter().get_style_defs(".code"))
 
 
 def _prose(text: str) -> str:
@@ -104,27 +111,55 @@ def rich(mime: dict[str, str]) -> dict[str, object] | None:
     return None
 
 
-def _output(
-    run: NotebookRun, cr: CellResult, outputs: bool, shown: dict[str, object] | None
-) -> list[dict[str, object]]:
+Text = Callable[[bytearray | str | None], str]
+
+
+def tree(data: str) -> Markup | None:
+    """A value's tree (kernel.js tree()) as nested `<details>`, the first level open; None
+    when `data` is not one."""
+    try:
+        root = json.loads(data)
+        return _node(root, 0) if isinstance(root, list) and len(root) == 2 else None
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _node(node: list[object], depth: int) -> Markup:
+    label = escape(str(node[0]))
+    kids = node[1] if len(node) > 1 and isinstance(node[1], list) else []
+    if not kids or depth > 20:
+        return Markup('<span class="leaf">{}</span>').format(label)
+    items = Markup("").join(
+        Markup('<li><span class="key">{}</span>: {}</li>').format(
+            str(kid[0]), _node(kid[1], depth + 1)
+        )
+        for kid in kids
+        if isinstance(kid, list) and len(kid) == 2 and isinstance(kid[1], list) and kid[1]
+    )
+    shut = "" if depth else " open"
+    return Markup("<details{}><summary>{}</summary><ul>{}</ul></details>").format(
+        Markup(shut), label, items
+    )
+
+
+def _output(text: Text, cr: CellResult, outputs: bool, shown: bool) -> list[dict[str, object]]:
     """A cell's recorded output, in order: (kind, text, folded); its value as text unless
-    it is `shown` in a rich form."""
+    it is `shown` in a rich form or as a tree."""
     if not outputs:
         return []
-    parts = [("stdout", run.text(cr.stdout)), ("stderr", run.text(cr.stderr))]
-    if cr.value is not None and shown is None:
-        parts.append(("value", "=> " + run.text(cr.value)))
+    parts = [("stdout", text(cr.stdout)), ("stderr", text(cr.stderr))]
+    if cr.value is not None and not shown:
+        parts.append(("value", "=> " + text(cr.value)))
     if cr.error is not None and not cr.stderr:
-        parts.append(("error", run.text(cr.error)))
+        parts.append(("error", text(cr.error)))
     return [
-        {"kind": kind, "text": text.rstrip("\n"), "folded": text.count("\n") > FOLD_LINES}
-        for kind, text in parts
-        if text
+        {"kind": kind, "text": out.rstrip("\n"), "folded": out.count("\n") > FOLD_LINES}
+        for kind, out in parts
+        if out
     ]
 
 
-def _provenance(run: NotebookRun, cr: CellResult) -> str:
-    folder = run.path.parent
+def _provenance(folder: Path, cr: CellResult) -> str:
     read = sorted(beside(p, folder) for p in cr.read_only())
     wrote = [beside(p, folder) for p in sorted(cr.wrote)]
     parts = (["read " + ", ".join(read)] if read else []) + (
@@ -133,33 +168,41 @@ def _provenance(run: NotebookRun, cr: CellResult) -> str:
     return " · ".join(parts)
 
 
-def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
-    shown_cells: list[dict[str, object]] = []
-    for cr in run.result.cells:
-        cell = cr.cell
-        if cell.type == "markdown":
-            if cell.prose:
-                shown_cells.append({"type": "markdown", "html": _prose(cell.prose)})
-            continue
-        code = code_of(cell)
-        if not code:
-            continue
-        shown = rich(cr.mime) if outputs and cr.mime else None
-        shown_cells.append(
-            {
-                "type": "code",
-                "index": cell.index,
-                "title": cell.title,
-                "lines": f"{cell.span.start_line}-{cell.span.end_line}",
-                "code": highlight(code, lexer(), _formatter()),
-                "status": cr.status,
-                "ms": None if cr.ms is None else f"{cr.ms:.0f} ms",
-                "outputs": _output(run, cr, outputs, shown),
-                "rich": shown,
-                "provenance": _provenance(run, cr) if outputs else "",
-            }
+def cell_view(
+    cr: CellResult, text: Text, folder: Path, *, outputs: bool = True
+) -> dict[str, object] | None:
+    """What a page shows of one cell (None: nothing, an empty cell); `text` turns what
+    the cell printed into the page's text, `folder` is the notebook's."""
+    cell = cr.cell
+    if cell.type == "markdown":
+        return (
+            {"type": "markdown", "index": cell.index, "html": _prose(cell.prose)}
+            if cell.prose
+            else None
         )
-    return shown_cells
+    code = code_of(cell)
+    if not code:
+        return None
+    shown = rich(cr.mime) if outputs and cr.mime else None
+    shape = tree(cr.mime[TREE]) if outputs and shown is None and TREE in cr.mime else None
+    return {
+        "type": "code",
+        "index": cell.index,
+        "title": cell.title,
+        "lines": f"{cell.span.start_line}-{cell.span.end_line}",
+        "code": highlight(code, lexer(), _formatter()),
+        "status": cr.status,
+        "ms": None if cr.ms is None else f"{cr.ms:.0f} ms",
+        "outputs": _output(text, cr, outputs, shown is not None or shape is not None),
+        "rich": shown,
+        "tree": shape,
+        "provenance": _provenance(folder, cr) if outputs else "",
+    }
+
+
+def cells(run: NotebookRun, *, outputs: bool = True) -> list[dict[str, object]]:
+    views = (cell_view(cr, run.text, run.path.parent, outputs=outputs) for cr in run.result.cells)
+    return [v for v in views if v is not None]
 
 
 def render_page(run: NotebookRun, *, outputs: bool = True) -> str:
@@ -170,12 +213,12 @@ def render_page(run: NotebookRun, *, outputs: bool = True) -> str:
     ran = sum(1 for r in result.cells if r.status in ("ok", "error"))
     code = sum(1 for r in result.cells if r.cell.runs)
     return (
-        _environment()
+        environment()
         .get_template(TEMPLATE)
         .render(
             title=run.rel,
             generator=GENERATOR,
-            style=_formatter().get_style_defs(".code"),
+            style=style(),
             cells=cells(run, outputs=outputs),
             tail=tail.rstrip("\n") if outputs else "",
             summary=f"{ran}/{code} cells ran · exit code {result.exit_code}",

@@ -44,6 +44,7 @@
   const StringPrototypeSlice = uncurry(String.prototype.slice);
   const StringPrototypeStartsWith = uncurry(String.prototype.startsWith);
   const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
+  const StringPrototypeTrim = uncurry(String.prototype.trim);
   const RegExpPrototypeExec = uncurry(RegExp.prototype.exec);
   const { stringify: JSONStringify, parse: JSONParse } = JSON;
   const MathMax = Math.max;
@@ -72,7 +73,10 @@
   const inspect = util.inspect;
   const isNativeError = util.types.isNativeError;
   const isPromise = util.types.isPromise;
-  const { isProxy, isUint8Array } = util.types;
+  const { isProxy, isUint8Array, isMap, isSet, isArrayBufferView, isBoxedPrimitive } = util.types;
+  const MapPrototypeForEach = uncurry(Map.prototype.forEach);
+  const SetPrototypeForEach = uncurry(Set.prototype.forEach);
+  const SymbolPrototypeToString = uncurry(Symbol.prototype.toString);
   const compileFunction = vm.compileFunction;
   const pathResolve = path.resolve;
 
@@ -347,7 +351,80 @@
     const names = ObjectKeys(columns);
     if (names.length > 50) return;
     return { __proto__: null, 'application/vnd.tonic.table+json':
-      JSONStringify({ columns: names, rows: body }) };
+      encode({ __proto__: null, columns: names, rows: body }) };
+  }
+  // A value as a tree to open level by level (the page's devtools-like view): each node
+  // [label] or [label, [[key, node], ...]]; an object's own properties (a getter is a
+  // leaf, never called), a Map's entries, a Set's values. Bounded in nodes and depth; a
+  // cycle is a leaf.
+  const TREE = 'application/vnd.tonic.tree+json';
+  const TREE_NODES = 1000;
+  const TREE_DEPTH = 8;
+  const TREE_KEYS = 100; // children shown of one node, the rest counted
+  function tree(value) {
+    if (value === null || typeof value !== 'object' || isProxy(value)) return undefined;
+    if (isArrayBufferView(value) || isBoxedPrimitive(value)) return undefined;
+    let budget = TREE_NODES;
+    const open = [];
+    function label(x) {
+      let text = inspect(x, TABLE_CELL);
+      if (StringPrototypeIndexOf(text, '\n') !== -1) {
+        const parts = lines(text); // an error's stack: its first line; else one line
+        if (isNativeError(x)) text = parts[0] + ' …';
+        else {
+          for (let i = 0; i < parts.length; i++) parts[i] = StringPrototypeTrim(parts[i]);
+          text = ArrayPrototypeJoin(parts, ' ');
+        }
+      }
+      return text.length > 120 ? StringPrototypeSlice(text, 0, 119) + '…' : text;
+    }
+    function key(k) {
+      return typeof k === 'symbol' ? '[' + SymbolPrototypeToString(k) + ']' : k;
+    }
+    function node(x, depth) {
+      budget--;
+      if (x === null || typeof x !== 'object' || isProxy(x) || isArrayBufferView(x)) {
+        return [label(x)];
+      }
+      for (let i = 0; i < open.length; i++) if (open[i] === x) return ['[Circular]'];
+      const here = [label(x)];
+      if (depth >= TREE_DEPTH || budget <= 0) return here;
+      const kids = [];
+      let more = 0;
+      const full = () => kids.length >= TREE_KEYS || budget <= 0;
+      const add = (k, child) => {
+        if (full()) more++;
+        else append(kids, [k, child === NONE ? ['[Getter]'] : node(child, depth + 1)]);
+      };
+      append(open, x);
+      if (isMap(x)) MapPrototypeForEach(x, (v, k) => add(label(k), v));
+      else if (isSet(x)) SetPrototypeForEach(x, (v) => add(StringCtor(kids.length + more), v));
+      const keys = ReflectOwnKeys(x);
+      const skip = ArrayIsArray(x) ? 1 : 0; // an array's length
+      for (let i = 0; i < keys.length; i++) {
+        if (full()) {
+          more += keys.length - i - skip;
+          break;
+        }
+        const k = keys[i];
+        if (skip && k === 'length') continue;
+        const d = ReflectGetOwnPropertyDescriptor(x, k);
+        add(key(k), ObjectHasOwn(d, 'value') ? d.value : NONE);
+      }
+      open.length--;
+      if (more) append(kids, ['…', [more + ' more']]);
+      if (kids.length) append(here, kids);
+      return here;
+    }
+    const root = node(value, 0);
+    return root.length > 1 ? encode(root) : undefined;
+  }
+  // An object's shapes: as a tree, and as a table where it is an array of plain objects.
+  function shapes(value) {
+    const t = tree(value);
+    const forms = table(value) || (t === undefined ? undefined : newSet());
+    if (forms !== undefined && t !== undefined) forms[TREE] = t;
+    return forms;
   }
   function rich(value) {
     try {
@@ -362,7 +439,7 @@
         return undefined;
       }
       const given = data(value);
-      if (given === null || typeof given !== 'object' || isProxy(given)) return table(value);
+      if (given === null || typeof given !== 'object' || isProxy(given)) return shapes(value);
       const out = newSet();
       let size = 0;
       const types = ObjectKeys(given);
