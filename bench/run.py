@@ -350,7 +350,15 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
 
     rows.extend(throw_rows(nb, env, cells, per_cell))
     rows.extend(page_rows(nb, env, t_node))
-    rows.extend(live.watch_rows(nb, env, lambda n: slow_notebook(cells, per_cell, n), per_cell))
+    rows.extend(
+        live.watch_rows(
+            nb,
+            env,
+            lambda n: slow_notebook(cells, per_cell, n),
+            per_cell,
+            lambda n: f"cell {cells} {n} true",
+        )
+    )
 
     # -- 2. checkpoint and restore at 50 and 500 MB (medians of 3) ------------------
     for mb in (50, 500):

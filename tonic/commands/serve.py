@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tonic.commands.watch import content, contents, watched, why_changed
+from tonic.engines import standby
 from tonic.errors import TonicError
 from tonic.live.app import make_app
 from tonic.live.runs import run_once
@@ -41,6 +42,7 @@ def main(
     web.start()
     url = f"http://{HOST}:{web.port}/?token={token}"
     watcher = Watcher()
+    standby.enable()
     try:
         console.print(Text(f"serving {_names(notebooks)} at {url}", style="bold"))
         for nb in notebooks[1:] if len(notebooks) > 1 else []:
@@ -54,6 +56,7 @@ def main(
         return 0
     finally:
         watcher.close()
+        standby.discard_all()
         web.stop()
     return 0
 

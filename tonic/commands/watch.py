@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tonic.commands.run import execute, timeout_message
+from tonic.engines import standby
 from tonic.errors import TonicError
 from tonic.results import RunResult, beside
 from tonic.watching import Watcher
@@ -28,6 +29,7 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
     why = "first run"
     files = {str(path)}
     watcher.follow(files)  # a save during the first run counts
+    standby.enable()
     try:
         while True:
             console.rule(Text(f"{path.name} · {why}", style="bold"), style="dim")
@@ -53,6 +55,7 @@ def main(path: Path, *, engine: str | None, timeout: float | None, args: list[st
         return 0
     finally:
         watcher.close()
+        standby.discard_all()
 
 
 def _once(

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tonic.engines import natives
+from tonic.engines import natives, standby
 from tonic.engines.base import Availability
 from tonic.engines.images import DamagedImages, Images, images, staging
 from tonic.engines.replay import ReplayEngine
+from tonic.engines.standby import Standby
 from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
@@ -199,6 +200,8 @@ class SnapshotEngine:
             run = _Run(self, given, store, session, timeout)
             with store.lock(f"notebook:{program.path}"):
                 result = run.run(sink)
+                if standby.enabled():
+                    standby.prepare(store, session, given, run.keys, result, self.settings.standby)
         if given.stdio != program.stdio:
             result.notes.append(
                 f"the {self.name} engine gives node pipes for stdout and stderr: the "
@@ -263,7 +266,8 @@ class _Run:
             self.program, self.store, self.keys, choice, observe=observe, digest=digest
         )
         recorder.prepare_files()
-        steps = _Steps(self, recorder, choice)
+        held = standby.take(self.program.path, choice, self.program.stdio.key())
+        steps = _Steps(self, recorder, choice, held)
         resume = None
         if choice is not None:
             program = self.program
@@ -286,7 +290,8 @@ class _Run:
                     resume=resume,
                     snapshots=True,
                     clock_shim=shim,
-                    channels=steps.kernel.channels if self.session.channels else None,
+                    channels=held.channels if held else self._channels(steps),
+                    channel_ptys=held.ptys if held else {},
                 ),
             )
         finally:
@@ -301,8 +306,12 @@ class _Run:
             "restore_seconds": steps.restore_seconds if choice else None,
             "verify_seconds": steps.verify_seconds if choice else None,
             "observe_seconds": steps.observe_seconds,
+            "standby": held is not None,  # restored ahead (standby.py)
         }
         return self._finish(result, recorder, choice, steps)
+
+    def _channels(self, steps: _Steps) -> Callable[[KernelProcess], Pipes] | None:
+        return steps.kernel.channels if self.session.channels else None
 
     def _kernel_env(self, recorder: Recorder) -> tuple[dict[str, str], bool]:
         """What the kernel's environment adds (hidden again from the notebook's
@@ -351,9 +360,12 @@ class _Run:
 class _Steps:
     """A kernel run's launch (or restore) and its pauses, where snapshots are taken."""
 
-    def __init__(self, run: _Run, recorder: Recorder, choice: Choice | None) -> None:
+    def __init__(
+        self, run: _Run, recorder: Recorder, choice: Choice | None, held: Standby | None
+    ) -> None:
         self.store = run.store
-        self.kernel = run.session.kernel()
+        self.held = held  # the kernel restored ahead (standby.py)
+        self.kernel = held.kernel if held else run.session.kernel()
         self.recorder = recorder
         self.choice = choice
         self.policy = Policy(recorder, run.engine.settings.snapshot_min_ms)
@@ -372,6 +384,11 @@ class _Steps:
             self.watcher.attach(self.kernel.tree_pid())
             return proc
         started = time.monotonic()
+        if self.held is not None:
+            proc = self.held.launched(program, pipes, env)
+            self.watcher.attach(self.kernel.tree_pid())
+            self.restore_seconds = time.monotonic() - started
+            return proc
         try:
             try:
                 with images(self.store, choice) as found:

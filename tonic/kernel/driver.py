@@ -126,7 +126,7 @@ class KernelOptions:
     modules each cell loaded); `clock_shim` says that node runs with the clock shim
     preloaded. `resume`: the launcher restores a kernel blocked at that pause.
     `channels`: the launcher made the kernel's channels itself (FIFOs into a
-    container): tonic's ends.
+    container, a standby's): tonic's ends, and the terminals among them.
     """
 
     on_pause: PauseHook = go_on
@@ -138,6 +138,7 @@ class KernelOptions:
     snapshots: bool = False
     clock_shim: bool = False
     channels: Callable[[KernelProcess], Pipes] | None = None
+    channel_ptys: dict[int, int] = field(default_factory=dict)  # `channels`' terminals
 
 
 def kernel_argv(program: Program) -> list[str]:
@@ -206,7 +207,7 @@ def run_kernel(
         theirs = None
         if opts.channels is not None:
             close_all(ours)
-            ours, ptys = opts.channels(proc), {}
+            ours, ptys = opts.channels(proc), dict(opts.channel_ptys)
         # Only now does the sink see anything: a launcher that fails leaves it untouched.
         state = RunState(program, sink, engine, opts.resume, at_once=bool(files))
         if opts.resume is not None:

@@ -363,11 +363,12 @@
   const TREE_KEYS = 100; // children shown of one node, the rest counted
   function tree(value) {
     if (value === null || typeof value !== 'object' || isProxy(value)) return undefined;
-    if (isArrayBufferView(value) || isBoxedPrimitive(value)) return undefined;
+    if (isArrayBufferView(value) || isBoxedPrimitive(value) || isPromise(value)) return undefined;
     let budget = TREE_NODES;
     const open = [];
     function label(x) {
-      let text = inspect(x, TABLE_CELL);
+      // (a promise's reason is not inspected: node would report its rejection there)
+      let text = isPromise(x) ? inspect(x, SHALLOW) : inspect(x, TABLE_CELL);
       if (StringPrototypeIndexOf(text, '\n') !== -1) {
         const parts = lines(text); // an error's stack: its first line; else one line
         if (isNativeError(x)) text = parts[0] + ' …';
@@ -383,7 +384,7 @@
     }
     function node(x, depth) {
       budget--;
-      if (x === null || typeof x !== 'object' || isProxy(x) || isArrayBufferView(x)) {
+      if (x === null || typeof x !== 'object' || isProxy(x) || isArrayBufferView(x) || isPromise(x)) {
         return [label(x)];
       }
       for (let i = 0; i < open.length; i++) if (open[i] === x) return ['[Circular]'];

@@ -52,6 +52,7 @@ from tonic.settings.table import (
     SERVER_IDLE,
     SNAPSHOT_MIN_MS,
     SOURCES,
+    STANDBY,
     TABLE,
     Setting,
     T,
@@ -138,6 +139,10 @@ class Settings:
     @property
     def snapshot_min_ms(self) -> float:
         return self.get(SNAPSHOT_MIN_MS)
+
+    @property
+    def standby(self) -> int:
+        return self.get(STANDBY)
 
     @property
     def max_bytes(self) -> int:

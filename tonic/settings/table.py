@@ -185,6 +185,17 @@ SNAPSHOT_MIN_MS: Setting[float] = Setting(
     error=EngineError,
     show="{:g}".format,
 )
+STANDBY: Setting[int] = Setting(
+    "standby",
+    "TONIC_STANDBY",
+    "size",
+    "1G",
+    "tonic watch and tonic serve keep a kernel restored ahead of the next save from a "
+    "snapshot of at most this many bytes of images (0 turns the standby off).",
+    _hot_cache,
+    lambda _env: 1 << 30,
+    show=format_size,
+)
 MAX_BYTES: Setting[int] = Setting(
     "max_bytes",
     "TONIC_MAX_BYTES",
@@ -259,6 +270,7 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE,
     HOT_CACHE,
     SNAPSHOT_MIN_MS,
+    STANDBY,
     MAX_BYTES,
     NODE,
     CRIU,

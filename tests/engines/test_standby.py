@@ -1,0 +1,114 @@
+"""The standby (engines/standby.py): runs made one after the other in one process, as
+`tonic watch` and `tonic serve` make them, each equal to a fresh `node FILE` (output,
+exit code, the files left behind), whether the run took the kernel restored ahead or not;
+and what is held ends with the command."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, Outcome, kernels_running, no_kernel_left, node, require_engine
+from tests.timetravel.edits import random_edit
+from tonic import settings
+from tonic.engines import engine_for, standby
+from tonic.kernel.program import program_for
+from tonic.results import NullSink, RunResult
+
+TIMETRAVEL = FIXTURES / "timetravel"
+EDITS = 16
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    require_engine("criu")
+    for f in TIMETRAVEL.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    standby.enable()
+    try:
+        yield tmp_path
+    finally:
+        standby.discard_all()
+        standby._Held.enabled = False
+
+
+def run_here(path: Path) -> tuple[Outcome, RunResult]:
+    """A run in this process (the view's: values captured, stdout and stderr pipes)."""
+    program = program_for(path, plain=False, args=[], cwd=path.parent)
+    engine, _ = engine_for(settings.load(path, options={"engine": "criu"}))
+    result = engine.run(program, NullSink())
+    out = b"".join(bytes(c.stdout) for c in result.cells) + bytes(result.tail.stdout)
+    err = b"".join(bytes(c.stderr) for c in result.cells) + bytes(result.tail.stderr)
+    if result.tail.error and not result.tail.stderr:
+        err += result.tail.error.encode()
+    return Outcome(out, err, result.exit_code), result
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def same_as_node(project: Path, name: str) -> RunResult:
+    """tonic runs here; node at the same path in the pristine project (with the edited
+    notebook), then the project gets tonic's files back."""
+    got, result = run_here(project / name)
+    after_tonic = files(project)
+    pristine = {p.name: p.read_bytes() for p in TIMETRAVEL.iterdir()}
+    pristine[name] = after_tonic[name]
+    _set(project, pristine)
+    expected = node(project / name)
+    after_node = files(project)
+    _set(project, after_tonic)
+    assert (got.stdout, got.stderr, got.code) == (
+        expected.stdout,
+        expected.stderr,
+        expected.code,
+    ), (
+        f"tonic:\n{got.describe()}\n=== node ===\n{expected.describe()}\n"
+        f"=== notebook ===\n{(project / name).read_text()}"
+    )
+    assert after_tonic == after_node, "the files differ from a fresh node run's"
+    return result
+
+
+def _set(folder: Path, wanted: dict[str, bytes]) -> None:
+    for p in folder.iterdir():
+        if p.is_file() and p.name not in wanted:
+            p.unlink()
+    for name, data in wanted.items():
+        (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("name", ["analysis.js", "files.js", "errors.js"])
+def test_runs_with_a_standby_equal_node(project: Path, name: str) -> None:
+    """Edits of the last cell (where the standby waits) and random edits anywhere."""
+    rng = random.Random(f"standby-{name}")
+    path = project / name
+    text = path.read_text()
+    same_as_node(project, name)
+    used, kinds = 0, Counter[str]()
+    for step in range(EDITS):
+        if step % 2 == 0:
+            head, _, last = text.rpartition("// %%")
+            kind, text = "last", head + "// %%" + last.replace("\n", f"\n// edit {step}\n", 1)
+        else:
+            kind, text = random_edit(rng, text)
+        path.write_text(text)
+        result = same_as_node(project, name)
+        used += bool(result.stats.get("standby"))
+        kinds[kind] += 1
+    print(f"\n{name}: {EDITS} edits {dict(kinds)}, {used} took the standby, each equal to node")
+    assert used >= EDITS // 4, f"only {used} of {EDITS} runs took the standby"
+
+
+def test_the_standby_ends_with_the_command(project: Path) -> None:
+    path = project / "analysis.js"
+    run_here(path)
+    assert kernels_running(path), "no standby waits after the run"
+    standby.discard_all()
+    assert no_kernel_left(path)
