@@ -163,6 +163,15 @@ def no_kernel_left(path: Path, within: float = 10.0) -> bool:
     return not kernels_running(path)
 
 
+def set_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Make the files right in `folder` exactly `files` (name to content)."""
+    for p in folder.iterdir():
+        if p.is_file() and p.name not in files:
+            p.unlink()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
 def fill_disk(folder: Path) -> None:
     """Write a file in `folder` until no byte more fits on its disk."""
     import errno

@@ -4,11 +4,8 @@ browser download is not used)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -62,20 +59,11 @@ class Served:
 
     def stop(self) -> int:
         """Ctrl-C on its terminal; its exit status."""
-        os.write(self.master, b"\x03")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                os.close(self.master)
-                self.master = -1
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        os.close(self.master)
-        self.master = -1
-        pytest.fail("tonic serve did not end on Ctrl-C")
+        master, self.master = self.master, -1
+        code = terminal.interrupt(self.pid, master)
+        if code is None:
+            pytest.fail("tonic serve did not end on Ctrl-C")
+        return code
 
 
 @contextmanager
@@ -85,7 +73,7 @@ def served(folder: Path, *args: str) -> Iterator[Served]:
         yield server
     finally:
         if server.master >= 0:
-            server.stop()
+            assert server.stop() == 0
 
 
 def request(

@@ -15,11 +15,13 @@ from pathlib import Path
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def spawn(args: list[str], cwd: Path) -> tuple[int, int]:
-    """(pid, the master of its terminal): `python -m tonic ARGS` on a new pty."""
+def spawn(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """(pid, the master of its terminal): `python -m tonic ARGS` on a new pty (with
+    `env` added to the environment)."""
     pid, master = pty.fork()
     if pid == 0:  # the child: tonic on the terminal, in the test's folder
         os.chdir(cwd)
+        os.environ.update(env or {})
         os.environ["TERM"] = "xterm-256color"  # a terminal that can show colours
         os.environ.pop("CI", None)  # (node takes $CI for a terminal without colours)
         # As a user's shell starts it: a job started in the background by a script has
@@ -51,6 +53,24 @@ def lines(master: int, until: bytes, timeout: float = 60.0) -> list[tuple[float,
         if any(until in line for _, line in got):
             break
     return got
+
+
+def interrupt(pid: int, master: int, within: float = 20.0) -> int | None:
+    """Ctrl-C on the terminal, then its exit status; None when it did not end `within`
+    seconds (it is then killed). The terminal is closed either way."""
+    os.write(master, b"\x03")
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    finally:
+        os.close(master)
 
 
 def status(pid: int) -> int:

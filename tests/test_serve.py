@@ -9,12 +9,13 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.serving import Served, browser, require_browser
+from tests.serving import Served, browser, require_browser, served
 
 NOTEBOOK = """// %% [markdown]
 // # Live
@@ -63,11 +64,6 @@ def page(chromium: Any, tmp_path: Path) -> Iterator[Any]:
     finally:
         shown.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         context.close()
-
-
-def start(folder: Path, text: str = NOTEBOOK, engine: str = "replay") -> Served:
-    (folder / "nb.js").write_text(text)
-    return Served(folder, "--engine", engine, "nb.js")
 
 
 def save(path: Path, text: str) -> None:
@@ -197,15 +193,7 @@ def test_an_html_output_cannot_reach_the_page(page: Any, tmp_path: Path) -> None
         assert (tmp_path / "nb.js").read_text() == text
 
 
-class _started:
-    """A `Served` notebook for a `with` block (the replay engine: the page is tested)."""
-
-    def __init__(self, folder: Path, text: str = NOTEBOOK) -> None:
-        self.served = start(folder, text)
-
-    def __enter__(self) -> Served:
-        return self.served
-
-    def __exit__(self, *exc: object) -> None:
-        if self.served.master >= 0:
-            assert self.served.stop() == 0
+def _started(folder: Path, text: str = NOTEBOOK) -> AbstractContextManager[Served]:
+    """The notebook served for a `with` block (the replay engine: the page is tested)."""
+    (folder / "nb.js").write_text(text)
+    return served(folder, "--engine", "replay", "nb.js")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import terminal
 from tests.helpers import no_kernel_left, require_engine, tonic
 from tests.serving import Served, request
 from tonic.live.edit import replaced
@@ -119,3 +120,14 @@ def test_ctrl_c_during_a_run_leaves_nothing(tmp_path: Path) -> None:
     s = Served(tmp_path, "--engine", "criu", "nb.js")
     assert s.stop() == 0
     assert no_kernel_left(tmp_path / "nb.js")
+
+
+def test_open_serves_on_a_free_port_and_says_when_no_browser_can_open(tmp_path: Path) -> None:
+    (tmp_path / "nb.js").write_text(NOTEBOOK)
+    pid, master = terminal.spawn(["open", "--engine", "replay", "nb.js"], tmp_path, {"DISPLAY": ""})
+    try:
+        seen = [terminal.visible(line) for _, line in terminal.lines(master, b"nb.js \xc2\xb7")]
+        assert any(b"/?token=" in line for line in seen), seen
+        assert b"no browser could be opened here: open the URL above" in seen, seen
+    finally:
+        assert terminal.interrupt(pid, master) == 0

@@ -6,8 +6,6 @@ survived, and Ctrl-C ends it (with the run in progress) leaving no process behin
 from __future__ import annotations
 
 import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -56,18 +54,10 @@ class Watch:
         os.replace(tmp, self.path.parent / name)
 
     def interrupt(self) -> int:
-        os.write(self.master, b"\x03")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                os.close(self.master)
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        os.close(self.master)
-        pytest.fail("tonic watch did not end on Ctrl-C")
+        code = terminal.interrupt(self.pid, self.master)
+        if code is None:
+            pytest.fail("tonic watch did not end on Ctrl-C")
+        return code
 
 
 def test_a_save_runs_again_from_the_snapshot(tmp_path: Path) -> None:

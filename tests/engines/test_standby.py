@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, Outcome, kernels_running, no_kernel_left, node, require_engine
+from tests.helpers import (
+    FIXTURES,
+    Outcome,
+    kernels_running,
+    no_kernel_left,
+    node,
+    require_engine,
+    set_files,
+)
 from tests.timetravel.edits import random_edit
 from tonic import settings
 from tonic.engines import engine_for, standby
@@ -60,10 +68,10 @@ def same_as_node(project: Path, name: str) -> RunResult:
     after_tonic = files(project)
     pristine = {p.name: p.read_bytes() for p in TIMETRAVEL.iterdir()}
     pristine[name] = after_tonic[name]
-    _set(project, pristine)
+    set_files(project, pristine)
     expected = node(project / name)
     after_node = files(project)
-    _set(project, after_tonic)
+    set_files(project, after_tonic)
     assert (got.stdout, got.stderr, got.code) == (
         expected.stdout,
         expected.stderr,
@@ -74,14 +82,6 @@ def same_as_node(project: Path, name: str) -> RunResult:
     )
     assert after_tonic == after_node, "the files differ from a fresh node run's"
     return result
-
-
-def _set(folder: Path, wanted: dict[str, bytes]) -> None:
-    for p in folder.iterdir():
-        if p.is_file() and p.name not in wanted:
-            p.unlink()
-    for name, data in wanted.items():
-        (folder / name).write_bytes(data)
 
 
 @pytest.mark.parametrize("name", ["analysis.js", "files.js", "errors.js"])

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, kernels_running, no_kernel_left, node, require_engine, tonic
+from tests.helpers import (
+    FIXTURES,
+    kernels_running,
+    no_kernel_left,
+    node,
+    require_engine,
+    set_files,
+    tonic,
+)
 from tests.timetravel.edits import THROWS, random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
@@ -84,14 +92,6 @@ def test_edit_sequence(project: Path, name: str, engine: str) -> None:
     print(f"\n{name}: {sum(counts.values())} edits, each resumed run equal to node: {dict(counts)}")
 
 
-def _set_files(directory: Path, files: dict[str, bytes]) -> None:
-    for p in directory.iterdir():
-        if p.is_file() and p.name not in files:
-            p.unlink()
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
-
-
 def _same_as_fresh(project: Path, name: str, engine: str = "criu") -> None:
     """tonic resumes in `project`; node runs at the same path in the pristine project
     (with the edited sources); then the project gets tonic's files back."""
@@ -103,10 +103,10 @@ def _same_as_fresh(project: Path, name: str, engine: str = "criu") -> None:
     pristine = {p.name: p.read_bytes() for p in TIMETRAVEL.iterdir()}
     for edited in (name, "lib_notebook.js"):
         pristine[edited] = after_tonic[edited]
-    _set_files(project, pristine)
+    set_files(project, pristine)
     expected = node(project / name)
     after_node = _files(project)
-    _set_files(project, after_tonic)
+    set_files(project, after_tonic)
     if (got.stdout, got.stderr, got.code) != (expected.stdout, expected.stderr, expected.code):
         why = tonic("why", str(project / name), "--plain", cwd=project).stdout.decode("utf-8")
         pytest.fail(

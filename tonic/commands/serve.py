@@ -9,7 +9,9 @@ and its kernel first.
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 import webbrowser
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def main(
         for nb in notebooks[1:] if len(notebooks) > 1 else []:
             console.print(Text(f"  {nb.name}: http://{HOST}:{web.port}/n/{nb.number}"))
         console.print(Text("Ctrl-C to stop", style="dim"))
-        if browse and not webbrowser.open(url):
+        if browse and not _opened(url):
             console.print(Text("no browser could be opened here: open the URL above", style="dim"))
         _loop(console, notebooks, watcher, engine=engine, timeout=timeout, args=args)
     except KeyboardInterrupt:
@@ -90,6 +92,16 @@ def _loop(
                 hit = changed & inputs[nb.number]
                 if any(before[nb.number].get(f) != content(f) for f in hit):
                     due[nb.number] = why_changed(hit, nb.path)
+
+
+def _opened(url: str) -> bool:
+    """The page in the user's browser; none without a display (where Python would start a
+    text browser in this very terminal)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    return webbrowser.open(url)
 
 
 def _checked(files: list[Path]) -> list[Path]:
