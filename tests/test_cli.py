@@ -90,12 +90,43 @@ def test_signal_exit_is_nodes(tmp_path: Path) -> None:
     assert tonic("run", "--plain", str(path)).code == node(path).code == -15
 
 
+@pytest.mark.parametrize(
+    ("code", "args", "status", "said"),
+    [
+        ("while (true);\n", ["--timeout", "0.5"], 124, "stopped by --timeout · exit code 124"),
+        (
+            "process.kill(process.pid, 'SIGTERM');\n",
+            [],
+            -15,
+            "node died of SIGTERM · exit code 143",
+        ),
+        ("process.exitCode = 3;\n", [], 3, "1/1 cells ran · exit code 3"),
+    ],
+)
+def test_the_summary_says_the_exit_code_tonic_exits_with(
+    tmp_path: Path, code: str, args: list[str], status: int, said: str
+) -> None:
+    path = _write(tmp_path, code.encode())
+    out = tonic("run", "--engine", "replay", *args, str(path))
+    assert out.code == status and said in out.stdout.decode(), out.describe()
+
+
 def test_help_teaches() -> None:
     top = tonic("--help").stdout.decode()
     assert "run" in top and "cells" in top
     run_help = tonic("run", "--help").stdout.decode()
     for word in ("--plain", "--json", "--engine", "--timeout", "replay", "Examples"):
         assert word in run_help
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("rnu", "Did you mean 'run'?"), ("serv", "Did you mean one of: 'serve', 'server'?")],
+)
+def test_a_mistyped_command_is_suggested_once(typed: str, meant: str) -> None:
+    out = tonic(typed)
+    err = out.stderr.decode()
+    assert out.code == 2 and meant in err and err.count("Did you mean") == 1, err
 
 
 def test_cells_json(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ cache_app = typer.Typer(
 def cache_ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """List the snapshots: notebook, cell, age and size, and the cache's totals."""
+    """List the snapshots (notebook, cell, when made and last used, size), and every byte
+    the cache takes on disk, by kind (as du counts it, and the docker engine's images)."""
     from tonic.commands import cache as command
 
     command.ls(as_json=as_json)
@@ -38,8 +39,9 @@ def cache_gc(
         str | None,
         typer.Option(
             "--max-size",
-            help="Also drop the oldest snapshots until the cache "
-            "is at most this big (e.g. 500M, 2G).",
+            help="Then drop the least recently used snapshots (the newest of each "
+            "notebook last) until the whole cache, as `cache ls` counts it, is at most "
+            "this big (e.g. 500M, 2G).",
         ),
     ] = None,
 ) -> None:

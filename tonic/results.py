@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from tonic.errors import CellTimeoutError
 from tonic.notebook.cells import Cell, Notebook
 from tonic.notebook.uncapture import Uncapture
 
@@ -169,6 +171,20 @@ class NullSink:
 
     def cell_started(self, result: CellResult) -> None:
         pass
+
+
+def ending(result: RunResult) -> str:
+    """How the run ended, with the exit code tonic exits with: node's own code, node's
+    signal (which tonic dies of too: 128 + N in a shell), or --timeout (124)."""
+    if result.timed_out:
+        return f"stopped by --timeout · exit code {CellTimeoutError.exit_code}"
+    if result.signal:
+        try:
+            name = signal.Signals(result.signal).name
+        except ValueError:
+            name = f"signal {result.signal}"
+        return f"node died of {name} · exit code {128 + result.signal}"
+    return f"exit code {result.exit_code}"
 
 
 def beside(path: str, folder: Path) -> str:

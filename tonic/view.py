@@ -15,7 +15,7 @@ from rich.text import Text
 
 from tonic.notebook.cells import Cell, Notebook
 from tonic.notebook.uncapture import Uncapture
-from tonic.results import CellResult, RunResult, beside
+from tonic.results import CellResult, RunResult, beside, ending
 
 STATUS_MARK = {
     "ok": ("✓", "green"),
@@ -307,9 +307,7 @@ class ViewSink:
         ran = sum(1 for r in result.cells if r.status in ("ok", "error"))
         code = sum(1 for r in result.cells if r.cell.runs)
         summary = Text(style="dim")
-        summary.append(f"{ran}/{code} cells ran · exit code {result.exit_code}")
-        if result.signal:
-            summary.append(f" (signal {result.signal})")
+        summary.append(f"{ran}/{code} cells ran · {ending(result)}")
         summary.append(f" · {result.seconds:.2f} s · engine {result.engine}")
         if result.restored:
             summary.append(f" · {result.restored} restored, {result.saved_seconds:.2f} s saved")

@@ -6,15 +6,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 
 from tonic import settings
-from tonic.engines.docker.gc import collect_garbage
+from tonic.engines.docker.gc import collect_garbage, image_bytes
 from tonic.errors import InputError
 from tonic.store import SnapshotInfo, Store, hot
 from tonic.store.ingest import settled
+from tonic.store.usage import KINDS, usage
 
 
 def human(n: float) -> str:
@@ -46,6 +48,7 @@ def ls(*, as_json: bool) -> None:
         pass
     snaps = store.snapshots()
     stats = store.stats()
+    disk = _disk(store)
     if as_json:
         rows = [
             {
@@ -53,6 +56,7 @@ def ls(*, as_json: bool) -> None:
                 "notebook": s.meta.get("path"),
                 "cell": s.meta.get("pause"),
                 "created": s.created,
+                "used": store.last_used(s),
                 "bytes": s.logical_bytes,
             }
             for s in snaps
@@ -62,18 +66,21 @@ def ls(*, as_json: bool) -> None:
             "snapshots": rows,
             "stored_bytes": stats.stored_bytes,
             "logical_bytes": stats.logical_bytes,
+            "disk": disk,
+            "total_bytes": sum(v for v in disk.values() if v is not None),
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
     console = Console(highlight=False, soft_wrap=True)
     table = Table(box=None, pad_edge=False)
-    for column in ("notebook", "after cell", "made", "image", "id"):
+    for column in ("notebook", "after cell", "made", "used", "image", "id"):
         table.add_column(column)
     for s in snaps:
         table.add_row(
             str(s.meta.get("path", "?")),
             str(s.meta.get("pause", "?")),
             _age(s.created),
+            _age(store.last_used(s)),
             human(s.logical_bytes),
             s.id[:12],
         )
@@ -82,6 +89,27 @@ def ls(*, as_json: bool) -> None:
         f"{len(snaps)} snapshots in {store.root}: {human(stats.logical_bytes)} of images "
         f"stored in {human(stats.stored_bytes)}"
     )
+    for kind, size in disk.items():
+        if size:
+            console.print(f"  {human(size):>10}  {DISK_KINDS[kind]}")
+    console.print(f"  {human(sum(v for v in disk.values() if v)):>10}  in all, on disk")
+
+
+# The kinds of what a cache takes on disk: its folder's (store/usage.py), and the docker
+# engine's images of it.
+DISK_KINDS = {**KINDS, "docker": "docker images of this cache"}
+
+
+def _disk(store: Store) -> dict[str, int | None]:
+    """Bytes on disk by kind: the cache folder's, as du counts them, and the docker
+    engine's images (None: no daemon answers)."""
+    found: dict[str, int | None] = dict(usage(store.root))
+    found["docker"] = image_bytes(store.root)
+    return found
+
+
+def _total(store: Store) -> int:
+    return sum(v for v in _disk(store).values() if v is not None)
 
 
 def gc(*, max_size: str | None) -> None:
@@ -94,16 +122,50 @@ def gc(*, max_size: str | None) -> None:
         return isinstance(path, str) and os.path.exists(path)
 
     with settled(store.root):
-        report = store.gc(keep=keep, max_bytes=limit)
+        before = _total(store)
+        report = store.gc(keep=keep)
         snaps = store.snapshots()
         freed = hot.trim(store.root, hot.budget(), keep_ids={s.id for s in snaps})
-    containers, images = collect_garbage(store.root, _docker_images(snaps))
+        containers, images = collect_garbage(store.root, _docker_images(snaps))
+        dropped = _fit(store, limit) if limit is not None else 0
+        after = _total(store)
     docker = (
         f"; docker: {containers} containers, {images} images removed"
         if images or containers
         else ""
     )
     print(f"tonic cache gc: {report}; {human(freed)} of unpacked images dropped{docker}")
+    if limit is not None:
+        print(
+            f"tonic cache gc: --max-size {max_size}: {dropped} more "
+            f"{'snapshot' if dropped == 1 else 'snapshots'} dropped, least recently used "
+            f"first; {human(max(before - after, 0))} freed, {human(after)} left"
+            + ("" if after <= limit else " (all that is left is in use or not tonic's to drop)")
+        )
+
+
+def _fit(store: Store, limit: int) -> int:
+    """Drop snapshots, least recently used first, until the whole cache fits in `limit`
+    bytes; the newest snapshot of each notebook goes last. How many were dropped."""
+    dropped = 0
+    while _total(store) > limit:
+        snaps = store.snapshots()
+        if not snaps:
+            break
+        newest: dict[object, str] = {}
+        for s in sorted(snaps, key=store.last_used):
+            newest[s.meta.get("path")] = s.id
+        order = sorted(snaps, key=lambda s: (s.id in newest.values(), store.last_used(s)))
+        victim = order[0].id
+        store.gc(keep=_other_than(victim))
+        hot.drop(store.root, victim)
+        collect_garbage(store.root, _docker_images(store.snapshots()))
+        dropped += 1
+    return dropped
+
+
+def _other_than(snapshot_id: str) -> Callable[[SnapshotInfo], bool]:
+    return lambda info: info.id != snapshot_id
 
 
 def _docker_images(snaps: list[SnapshotInfo]) -> set[str]:

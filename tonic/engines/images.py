@@ -65,6 +65,7 @@ def images(store: Store, choice: Choice, unpacked: bool = True) -> Iterator[Imag
     restored, or (not `unpacked`, or none kept) recreated from the store in the scratch
     folder, which is removed afterwards."""
     staging(store)
+    store.touch(choice.snapshot_id)  # used: the last that gc --max-size drops
     work = staging_name(store.root, "restore")  # this run's: gone with it if it is killed
     checking = None
     try:

@@ -31,7 +31,7 @@ from tonic.errors import ExportError
 from tonic.export.deps import shown
 from tonic.export.render import NotebookRun, code_of, templates_dir
 from tonic.outputs import replace_file
-from tonic.results import TREE, CellResult, beside
+from tonic.results import TREE, CellResult, beside, ending
 
 TEMPLATE = "page.html.j2"
 GENERATOR = f"tonic {tonic.__version__}"
@@ -221,7 +221,7 @@ def render_page(run: NotebookRun, *, outputs: bool = True) -> str:
             style=style(),
             cells=cells(run, outputs=outputs),
             tail=tail.rstrip("\n") if outputs else "",
-            summary=f"{ran}/{code} cells ran · exit code {result.exit_code}",
+            summary=f"{ran}/{code} cells ran · {ending(result)}",
         )
     )
 

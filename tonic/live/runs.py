@@ -12,7 +12,7 @@ from tonic.errors import TonicError
 from tonic.kernel.program import program_for
 from tonic.live.state import LiveNotebook
 from tonic.notebook.uncapture import Uncapture
-from tonic.results import AFTER, CellResult, RunResult
+from tonic.results import AFTER, CellResult, RunResult, ending
 
 
 class _Stream:
@@ -72,20 +72,15 @@ def run_once(
     except TonicError as err:
         nb.failed(str(err), why)
         return None
-    nb.finished(result, summary(result, why, timeout), [*([note] if note else []), *result.notes])
+    nb.finished(result, summary(result, why), [*([note] if note else []), *result.notes])
     return result
 
 
-def summary(result: RunResult, why: str, timeout: float | None) -> str:
+def summary(result: RunResult, why: str) -> str:
     """The line under the cells: why it ran, what ran, how it ended."""
     ran = sum(1 for r in result.cells if r.status in ("ok", "error") and r.origin != "restored")
     parts = [why, f"{result.restored} restored, {ran} ran in {result.seconds:.2f} s"]
     if result.saved_seconds >= 0.01:
         parts.append(f"{result.saved_seconds:.2f} s saved")
-    if result.timed_out:
-        parts.append(f"stopped after {timeout:g} s (--timeout)")
-    elif result.signal is not None:
-        parts.append(f"node died of signal {result.signal}")
-    else:
-        parts.append(f"exit code {result.exit_code}")
+    parts.append(ending(result))
     return " · ".join(parts)

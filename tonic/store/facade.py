@@ -131,6 +131,14 @@ class Store:
         with self._writing():
             self._snapshots.materialize(snapshot_id, dest)
 
+    def touch(self, snapshot_id: str) -> None:
+        """Mark a snapshot used now (a restore): gc --max-size drops the least recently
+        used first."""
+        self._snapshots.touch(snapshot_id)
+
+    def last_used(self, info: SnapshotInfo) -> float:
+        return self._snapshots.last_used(info)
+
     def remove(self, snapshot_id: str) -> bool:
         """Remove one snapshot (e.g. a damaged one); its objects go at the next gc.
         False when there was no such snapshot."""

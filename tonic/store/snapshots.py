@@ -259,6 +259,22 @@ class Snapshots:
             return []
         return _newest_first([i for n in names if (i := self.info(n)) is not None])
 
+    def touch(self, snapshot_id: str) -> None:
+        """Mark the snapshot used now (a restore): its folder's time (last_used)."""
+        base = self.root.reader()
+        if base is not None and is_valid_id(snapshot_id):
+            with contextlib.suppress(OSError):
+                os.utime(base / SNAPSHOTS / snapshot_id)
+
+    def last_used(self, info: SnapshotInfo) -> float:
+        """When the snapshot was last restored, or made."""
+        base = self.root.reader()
+        try:
+            used = os.stat(base / SNAPSHOTS / info.id).st_mtime if base is not None else 0.0
+        except OSError:
+            used = 0.0
+        return max(info.created, used)
+
     @staticmethod
     def own_bytes(base: Path, snapshot_id: str) -> int:
         """On-disk bytes of the snapshot's manifest and info."""

@@ -338,6 +338,16 @@ class Docker(Daemon):
             got = self.client.images(all=True, filters={"label": _label_filter(labels)})
         return [str(i["Id"]) for i in sorted(got, key=lambda i: -int(i.get("Created", 0)))]
 
+    def image_size(self, image: str) -> tuple[int, str]:
+        """An image's size in bytes (its layers and its parents') and its parent's id
+        ("" for none, or a parent that is gone)."""
+        with calling("inspecting an image"):
+            try:
+                got = self.client.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                return 0, ""
+        return int(got.get("Size") or 0), str(got.get("Parent") or "")
+
     def remove_labeled(self, labels: dict[str, str] | None = None) -> tuple[int, int]:
         """Remove every container, then every image, carrying `tonic=1` and `labels`
         (checkpoints in containers' own folders go with them). (containers, images)."""

@@ -65,6 +65,29 @@ def collect_garbage(
         api.close()
 
 
+def image_bytes(store_root: Path) -> int | None:
+    """Bytes of the docker engine's images of this cache (each image's own layer: its
+    size less its parent's); None when no daemon answers."""
+    from tonic.engines.docker.api import Docker
+
+    if not _daemon_likely():
+        return None
+    try:
+        api = Docker.connect()
+    except DockerError:
+        return None
+    try:
+        total = 0
+        for image in api.labeled_images(labels(store_root)):
+            size, parent = api.image_size(image)
+            total += size - (api.image_size(parent)[0] if parent else 0)
+        return max(total, 0)
+    except DockerError:
+        return None
+    finally:
+        api.close()
+
+
 def _daemon_likely() -> bool:
     """Whether a daemon may answer (no 5 s connection timeout when there is none)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
