@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,46 @@ def test_gc_removes_images_no_snapshot_needs(
     got = tonic("cache", "gc")
     assert got.code == 0, got.describe()
     assert _our_images(cache) == []
+
+
+def test_cache_ls_counts_the_docker_images_of_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each labeled image's own layer (its size less its parent's), as docker says."""
+    require_engine("docker")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TONIC_CACHE", str(cache))
+    path = tmp_path / "nb.js"
+    path.write_text(NOTEBOOK)
+    _run(path)
+    images = _our_images(cache)
+    assert images, "no labeled images were made"
+    inspected = {}
+    for image in images:
+        out = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}} {{.Parent}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        inspected[image] = (int(out[0]), out[1] if len(out) > 1 else "")
+
+    def size(image: str) -> int:
+        if image in inspected:
+            return inspected[image][0]
+        out = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout)
+
+    own = sum(s - (size(parent) if parent else 0) for s, parent in inspected.values())
+    got = tonic("cache", "ls", "--json")
+    disk = json.loads(got.stdout)["disk"]
+    assert disk["docker"] == own > 0, disk
+    assert "docker images of this cache" in tonic("cache", "ls").stdout.decode()
 
 
 def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
