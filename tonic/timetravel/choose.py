@@ -75,6 +75,10 @@ class Choice:
         return continues(self.command)
 
 
+# Earlier versions parsed in this process, the most recently used last.
+PARSED_KEPT = 8
+_PARSED: dict[tuple[str, str, str | None], Notebook] = {}
+
 # (cell, why each snapshot of its prefix cannot be used, the first that can)
 _Prefix = tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, Command] | None]
 
@@ -214,9 +218,19 @@ class Chooser:
         return reason
 
     def _version(self, blob: str) -> Notebook:
-        data = self.store.get_blob(blob)
+        """An earlier version of the notebook, parsed (kept for the next run of this
+        process: `tonic watch` and `tonic serve` judge the same versions again and again;
+        a blob's id is its content's digest)."""
         ptype, _ = package_type(self.program.path)
-        return parse(data, filename=self.program.path.name, package_type=ptype)
+        key = (blob, self.program.path.name, ptype)
+        found = _PARSED.pop(key, None)
+        if found is None:
+            data = self.store.get_blob(blob)
+            found = parse(data, filename=self.program.path.name, package_type=ptype)
+        _PARSED[key] = found  # the newest last
+        while len(_PARSED) > PARSED_KEPT:
+            del _PARSED[next(iter(_PARSED))]
+        return found
 
     def _judge(self, k: int, record: SnapshotRecord) -> str | Command:
         """The command answering the snapshot's pause when it can continue this notebook;
