@@ -122,13 +122,12 @@ def gc(*, max_size: str | None) -> None:
         return isinstance(path, str) and os.path.exists(path)
 
     with settled(store.root):
-        before = _total(store)
+        before = _total(store) if limit is not None else 0
         report = store.gc(keep=keep)
         snaps = store.snapshots()
         freed = hot.trim(store.root, hot.budget(), keep_ids={s.id for s in snaps})
         containers, images = collect_garbage(store.root, _docker_images(snaps))
-        dropped = _fit(store, limit) if limit is not None else 0
-        after = _total(store)
+        dropped, after = _fit(store, limit) if limit is not None else (0, 0)
     docker = (
         f"; docker: {containers} containers, {images} images removed"
         if images or containers
@@ -144,11 +143,12 @@ def gc(*, max_size: str | None) -> None:
         )
 
 
-def _fit(store: Store, limit: int) -> int:
+def _fit(store: Store, limit: int) -> tuple[int, int]:
     """Drop snapshots, least recently used first, until the whole cache fits in `limit`
-    bytes; the newest snapshot of each notebook goes last. How many were dropped."""
+    bytes; the newest snapshot of each notebook goes last. How many were dropped, and
+    the bytes left."""
     dropped = 0
-    while _total(store) > limit:
+    while (total := _total(store)) > limit:
         snaps = store.snapshots()
         if not snaps:
             break
@@ -161,7 +161,7 @@ def _fit(store: Store, limit: int) -> int:
         hot.drop(store.root, victim)
         collect_garbage(store.root, _docker_images(store.snapshots()))
         dropped += 1
-    return dropped
+    return dropped, total
 
 
 def _other_than(snapshot_id: str) -> Callable[[SnapshotInfo], bool]:

@@ -25,6 +25,7 @@ from tonic.live.app import make_app
 from tonic.live.runs import run_once
 from tonic.live.state import LiveNotebook
 from tonic.live.web import HOST, WebServer
+from tonic.notebook.source import read_source
 from tonic.watching import Watcher
 
 
@@ -105,17 +106,15 @@ def _opened(url: str) -> bool:
 
 
 def _checked(files: list[Path]) -> list[Path]:
+    """The notebooks, each once; one that cannot be read is refused as `tonic run` refuses
+    it (an empty one is served: its cells may come later)."""
     if not files:
         raise TonicError("give at least one notebook to serve")
     paths: list[Path] = []
     for file in files:
-        path = file.absolute()
-        if not path.is_file():
-            raise TonicError(
-                f"{file}: no such file" if not path.exists() else f"{file}: not a file"
-            )
-        if path not in paths:
-            paths.append(path)
+        read_source(file, allow_empty=True)
+        if file.absolute() not in paths:
+            paths.append(file.absolute())
     return paths
 
 
