@@ -95,3 +95,18 @@ def test_gc_max_size_reaches_its_target_and_keeps_the_newest(
         0.03 * du(root)
     )
     assert "freed" in got.stdout.decode() and "left" in got.stdout.decode()
+
+
+def test_ls_says_what_a_plain_gc_would_free(cache: tuple[Path, dict[str, str]]) -> None:
+    root, env = cache
+    (root.parent / "large.js").unlink()  # its snapshots and unpacked images are gc's now
+    promised = int(ls(env)["reclaimable_bytes"])  # type: ignore[call-overload]
+    before = du(root)
+    got = tonic("cache", "gc", env=env)
+    assert got.code == 0, got.describe()
+    freed = before - du(root)
+    assert freed > 1 << 20, got.stdout.decode()
+    assert abs(promised - freed) <= 0.05 * freed, (promised, freed)
+    assert int(ls(env)["reclaimable_bytes"]) <= 0.01 * du(root)  # type: ignore[call-overload]
+    shown = tonic("cache", "ls", env=env).stdout.decode()
+    assert "of it `tonic cache gc` would free" in shown, shown

@@ -49,6 +49,7 @@ def ls(*, as_json: bool) -> None:
     snaps = store.snapshots()
     stats = store.stats()
     disk = _disk(store)
+    free = _reclaimable(store)
     if as_json:
         rows = [
             {
@@ -68,6 +69,8 @@ def ls(*, as_json: bool) -> None:
             "logical_bytes": stats.logical_bytes,
             "disk": disk,
             "total_bytes": sum(v for v in disk.values() if v is not None),
+            "reclaimable": free,
+            "reclaimable_bytes": sum(v for v in free.values() if v is not None),
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -93,6 +96,12 @@ def ls(*, as_json: bool) -> None:
         if size:
             console.print(f"  {human(size):>10}  {DISK_KINDS[kind]}")
     console.print(f"  {human(sum(v for v in disk.values() if v)):>10}  in all, on disk")
+    console.print(
+        f"  {human(sum(v for v in free.values() if v)):>10}  of it `tonic cache gc` would free"
+        " (snapshots of notebooks that are gone, chunks and docker images no snapshot needs,"
+        " leftovers, unpacked images over $TONIC_HOT_CACHE); --max-size SIZE frees more,"
+        " the least recently used snapshots first"
+    )
 
 
 # The kinds of what a cache takes on disk: its folder's (store/usage.py), and the docker
@@ -108,6 +117,25 @@ def _disk(store: Store) -> dict[str, int | None]:
     return found
 
 
+def _reclaimable(store: Store) -> dict[str, int | None]:
+    """What a plain `gc` would free, by kind (as _disk's keys): it is gc's own dry run."""
+    report = store.gc(keep=_notebook_exists, dry_run=True)
+    gone = set(report.removed_ids)
+    survivors = [s for s in store.snapshots() if s.id not in gone]
+    ids = {s.id for s in survivors}
+    return {
+        "stored": report.bytes_freed,
+        "unpacked": hot.trim(store.root, hot.budget(), keep_ids=ids, dry_run=True),
+        "temporary": report.tmp_bytes,
+        "docker": image_bytes(store.root, doomed_but=_docker_images(survivors)),
+    }
+
+
+def _notebook_exists(info: SnapshotInfo) -> bool:
+    path = info.meta.get("path")
+    return isinstance(path, str) and os.path.exists(path)
+
+
 def _total(store: Store) -> int:
     return sum(v for v in _disk(store).values() if v is not None)
 
@@ -115,15 +143,9 @@ def _total(store: Store) -> int:
 def gc(*, max_size: str | None) -> None:
     store = Store()
     limit = parse_size(max_size) if max_size is not None else None
-
-    def keep(info: object) -> bool:
-        meta = getattr(info, "meta", {})
-        path = meta.get("path") if isinstance(meta, dict) else None
-        return isinstance(path, str) and os.path.exists(path)
-
     with settled(store.root):
         before = _total(store) if limit is not None else 0
-        report = store.gc(keep=keep)
+        report = store.gc(keep=_notebook_exists)
         snaps = store.snapshots()
         freed = hot.trim(store.root, hot.budget(), keep_ids={s.id for s in snaps})
         containers, images = collect_garbage(store.root, _docker_images(snaps))

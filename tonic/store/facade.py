@@ -156,10 +156,12 @@ class Store:
         *,
         blob_grace: float = BLOB_GRACE,
         tmp_age: float = TMP_AGE,
+        dry_run: bool = False,
     ) -> GcReport:
         """Remove the snapshots `keep` rejects, then the oldest until the store holds at
         most `max_bytes`; then unreferenced objects (sparing blobs put within
-        `blob_grace` seconds), staging leftovers and dangling tag links."""
+        `blob_grace` seconds), staging leftovers and dangling tag links. With `dry_run`,
+        only say what would go."""
         return collect.gc(
             self._root,
             self._objects,
@@ -168,6 +170,7 @@ class Store:
             max_bytes,
             blob_grace=blob_grace,
             tmp_age=tmp_age,
+            dry_run=dry_run,
         )
 
     def clear(self) -> None:

@@ -43,6 +43,7 @@ from tonic.store.layout import (
 from tonic.store.objects import Objects
 from tonic.store.records import Records
 from tonic.store.snapshots import SnapshotInfo, Snapshots, info_of, objects_of
+from tonic.store.usage import du
 
 TMP_AGE = 3600.0  # foreign staging entries older than this are stale
 BLOB_GRACE = 86400.0  # unreferenced objects put this recently are kept by gc
@@ -62,6 +63,7 @@ class GcReport:
     objects_removed: int = 0
     bytes_freed: int = 0
     tmp_removed: int = 0
+    tmp_bytes: int = 0
     links_removed: int = 0
     damaged_removed: int = 0
     removed_ids: list[str] = field(default_factory=list)
@@ -120,17 +122,20 @@ def gc(
     *,
     blob_grace: float = BLOB_GRACE,
     tmp_age: float = TMP_AGE,
+    dry_run: bool = False,
 ) -> GcReport:
     """Remove the snapshots `keep` rejects, then the oldest until the store holds at
     most `max_bytes`; then unreferenced objects (sparing blobs put within
-    `blob_grace` seconds), staging leftovers and dangling tag links."""
+    `blob_grace` seconds), staging leftovers and dangling tag links. With `dry_run`,
+    nothing is removed and no lock is taken: the report says what would go."""
     report = GcReport()
     if root.reader() is None:
         return report
+    assert not (dry_run and max_bytes is not None), "a dry run of --max-size is _shrink's"
     base = root.ensure()
     now = time.time()
-    with root.exclusive():
-        kept = _survey(base, snapshots, keep, report)
+    with contextlib.nullcontext() if dry_run else root.exclusive():
+        kept = _survey(base, snapshots, keep, report, dry_run)
         sizes = objects.sizes(base)
         fresh = {k for k, (_, mtime) in sizes.items() if now - mtime < blob_grace}
         pinned = Records.roots(base) | fresh
@@ -143,11 +148,17 @@ def gc(
             if refs[key] > 0 or key in pinned:
                 continue
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(objects.path(base, key))
+                if not dry_run:
+                    os.unlink(objects.path(base, key))
                 report.objects_removed += 1
                 report.bytes_freed += size
-        report.tmp_removed += sweep(base, tmp_age, now)
-        _fix_links(base, {snap.info.id: snap.info.tag for snap in kept}, report)
+        for leftover in _stale(base, tmp_age, now):
+            report.tmp_removed += 1
+            report.tmp_bytes += du(leftover)
+            if not dry_run:
+                rmtree(leftover)
+        if not dry_run:
+            _fix_links(base, {snap.info.id: snap.info.tag for snap in kept}, report)
     return report
 
 
@@ -156,19 +167,23 @@ def _survey(
     snapshots: Snapshots,
     keep: Callable[[SnapshotInfo], bool] | None,
     report: GcReport,
+    dry_run: bool,
 ) -> list[_Kept]:
     """Every snapshot `keep` accepts and what it refers to; the damaged ones and those
-    `keep` rejects are removed."""
+    `keep` rejects are removed (unless `dry_run`)."""
     kept: list[_Kept] = []
     for name in os.listdir(base / SNAPSHOTS):
         manifest = snapshots.load(base, name, "manifest.json")
         info = info_of(manifest) if manifest is not None else None
         if manifest is None or info is None:
-            if snapshots.unpublish(base, name, None):
+            report.bytes_freed += snapshots.own_bytes(base, name)
+            if dry_run or snapshots.unpublish(base, name, None):
                 report.damaged_removed += 1
             continue
         if keep is not None and not keep(info):
-            snapshots.unpublish(base, name, info.tag)
+            report.bytes_freed += snapshots.own_bytes(base, name)
+            if not dry_run:
+                snapshots.unpublish(base, name, info.tag)
             report.snapshots_removed += 1
             report.removed_ids.append(name)
             continue
@@ -199,6 +214,7 @@ def _shrink(
         snapshots.unpublish(base, snap.info.id, snap.info.tag)
         report.snapshots_removed += 1
         report.removed_ids.append(snap.info.id)
+        report.bytes_freed += snap.size
         total -= snap.size
         for key in snap.keys:
             refs[key] -= 1
@@ -206,16 +222,25 @@ def _shrink(
                 total -= sizes[key][0]
 
 
-def sweep(base: Path, tmp_age: float | None = None, now: float = 0.0) -> int:
-    """Remove the staging entries whose owner is gone (a live owner's stay); with
-    `tmp_age`, also those of names with no owner: an older tonic's own (gc holds the
-    lock: no ingest runs) and others older than `tmp_age` seconds. How many went."""
-    removed = 0
+def sweep(base: Path) -> int:
+    """Remove the staging entries whose owner is gone (a live owner's stay). How many
+    went."""
+    stale = _stale(base)
+    for leftover in stale:
+        rmtree(leftover)
+    return len(stale)
+
+
+def _stale(base: Path, tmp_age: float | None = None, now: float = 0.0) -> list[Path]:
+    """The staging entries whose owner is gone; with `tmp_age`, also those of names
+    with no owner: an older tonic's own (gc holds the lock: no ingest runs) and others
+    older than `tmp_age` seconds."""
+    found: list[Path] = []
     try:
         with os.scandir(base / TMP) as it:
             entries = list(it)
     except OSError:
-        return 0
+        return found
     for entry in entries:
         owner = owner_of(entry.name)
         if owner is not None:
@@ -228,9 +253,8 @@ def sweep(base: Path, tmp_age: float | None = None, now: float = 0.0) -> int:
                 with contextlib.suppress(OSError):
                     stale = now - entry.stat(follow_symlinks=False).st_mtime > tmp_age
         if stale:
-            rmtree(Path(entry.path))
-            removed += 1
-    return removed
+            found.append(Path(entry.path))
+    return found
 
 
 def _fix_links(base: Path, live: dict[str, str], report: GcReport) -> None:

@@ -149,17 +149,21 @@ def drop(root: Path, snapshot_id: str) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def trim(root: Path, limit: int, keep_ids: set[str] | None = None) -> int:
+def trim(root: Path, limit: int, keep_ids: set[str] | None = None, *, dry_run: bool = False) -> int:
     """Drop the least recently used folders down to `limit` bytes, and those whose
-    snapshot is not in `keep_ids` (when given), and leftovers. Returns bytes freed."""
+    snapshot is not in `keep_ids` (when given), and leftovers. Returns bytes freed
+    (with `dry_run`, that would be freed: nothing is dropped)."""
     freed = 0
     entries = _entries(root)
     total = sum(size for _, size, _ in entries)
     for _, size, snapshot_id in entries:
         if total > limit or (keep_ids is not None and snapshot_id not in keep_ids):
-            drop(root, snapshot_id)
+            if not dry_run:
+                drop(root, snapshot_id)
             total -= size
             freed += size
+    if dry_run:
+        return freed
     known = {snapshot_id for _, _, snapshot_id in _entries(root)}
     stale = time.time() - 600  # a folder a worker is still moving in is younger
     for leftover in _dir(root).glob("*"):

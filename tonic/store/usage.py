@@ -34,27 +34,34 @@ KINDS = {
 def usage(root: Path) -> dict[str, int]:
     """Bytes on disk under `root` by kind (the keys of KINDS)."""
     totals = dict.fromkeys(KINDS, 0)
-    seen: set[tuple[int, int]] = set()
-
-    def count(path: str, kind: str) -> None:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        if (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            totals[kind] += st.st_blocks * 512
-        if stat.S_ISDIR(st.st_mode):
-            with contextlib.suppress(OSError), os.scandir(path) as entries:
-                for entry in entries:
-                    count(entry.path, kind)
-
     if not root.is_dir():
         return totals
-    count_dir = os.lstat(root)
-    seen.add((count_dir.st_dev, count_dir.st_ino))
-    totals["other"] += count_dir.st_blocks * 512
+    seen: set[tuple[int, int]] = set()
+    totals["other"] += _count(str(root), seen, descend=False)
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
-            count(entry.path, KIND_OF.get(entry.name, "other"))
+            totals[KIND_OF.get(entry.name, "other")] += _count(entry.path, seen)
     return totals
+
+
+def du(path: Path) -> int:
+    """Bytes on disk of one file or folder, as `du -s` counts them."""
+    return _count(str(path), set())
+
+
+def _count(path: str, seen: set[tuple[int, int]], *, descend: bool = True) -> int:
+    """Allocated bytes of `path` and, for a folder (when `descend`), all below it; each
+    inode once (`seen`)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    total = 0
+    if (st.st_dev, st.st_ino) not in seen:
+        seen.add((st.st_dev, st.st_ino))
+        total = st.st_blocks * 512
+    if descend and stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError), os.scandir(path) as entries:
+            for entry in entries:
+                total += _count(entry.path, seen)
+    return total

@@ -127,6 +127,12 @@ def test_cache_ls_counts_the_docker_images_of_the_cache(
     disk = json.loads(got.stdout)["disk"]
     assert disk["docker"] == own > 0, disk
     assert "docker images of this cache" in tonic("cache", "ls").stdout.decode()
+    assert json.loads(got.stdout)["reclaimable"]["docker"] == 0  # the snapshots need them
+    path.unlink()  # now gc's: what ls promises is what gc removes
+    promised = json.loads(tonic("cache", "ls", "--json").stdout)["reclaimable"]["docker"]
+    assert 0 < promised <= own
+    assert tonic("cache", "gc").code == 0
+    assert json.loads(tonic("cache", "ls", "--json").stdout)["disk"]["docker"] == own - promised
 
 
 def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

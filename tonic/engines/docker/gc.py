@@ -8,9 +8,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner_alive
 from tonic.errors import DockerError
+
+if TYPE_CHECKING:
+    from tonic.engines.docker.api import Docker
 
 
 def collect_garbage(
@@ -42,12 +46,7 @@ def collect_garbage(
             else:
                 fifo_dirs.update(str(m.get("Source")) for m in details.get("Mounts") or [])
         _sweep_fifo_dirs(fifo_dirs)
-        doomed = [
-            image
-            for kind in ("snapshot", "files")
-            for image in api.labeled_images({KIND: kind, **ours})
-            if everything or image not in live_images
-        ]
+        doomed = _doomed(api, ours, set() if everything else live_images)
         images = 0
         while doomed:  # children before parents: retried while any removal succeeds
             left = []
@@ -65,9 +64,10 @@ def collect_garbage(
         api.close()
 
 
-def image_bytes(store_root: Path) -> int | None:
+def image_bytes(store_root: Path, *, doomed_but: set[str] | None = None) -> int | None:
     """Bytes of the docker engine's images of this cache (each image's own layer: its
-    size less its parent's); None when no daemon answers."""
+    size less its parent's); with `doomed_but`, only of those collect_garbage would
+    remove when the stored snapshots need those images. None when no daemon answers."""
     from tonic.engines.docker.api import Docker
 
     if not _daemon_likely():
@@ -76,9 +76,11 @@ def image_bytes(store_root: Path) -> int | None:
         api = Docker.connect()
     except DockerError:
         return None
+    ours = labels(store_root)
     try:
+        images = api.labeled_images(ours) if doomed_but is None else _doomed(api, ours, doomed_but)
         total = 0
-        for image in api.labeled_images(labels(store_root)):
+        for image in images:
             size, parent = api.image_size(image)
             total += size - (api.image_size(parent)[0] if parent else 0)
         return max(total, 0)
@@ -86,6 +88,24 @@ def image_bytes(store_root: Path) -> int | None:
         return None
     finally:
         api.close()
+
+
+def _doomed(api: Docker, ours: dict[str, str], live_images: set[str]) -> list[str]:
+    """This cache's snapshot and project-layer images that no stored snapshot needs,
+    itself or as a parent (a snapshot's image is made on its project layer)."""
+    from tonic.engines.docker.api import KIND
+
+    needed: set[str] = set()
+    for image in live_images:
+        while image and image not in needed:
+            needed.add(image)
+            image = api.image_size(image)[1]
+    return [
+        image
+        for kind in ("snapshot", "files")
+        for image in api.labeled_images({KIND: kind, **ours})
+        if image not in needed
+    ]
 
 
 def _daemon_likely() -> bool:
