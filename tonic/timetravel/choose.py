@@ -79,6 +79,15 @@ class Choice:
 PARSED_KEPT = 8
 _PARSED: dict[tuple[str, str, str | None], Notebook] = {}
 
+
+def _remember(key: tuple[str, str, str | None], nb: Notebook) -> None:
+    """Keep `nb` as the newest of _PARSED (the oldest beyond PARSED_KEPT go)."""
+    _PARSED.pop(key, None)
+    _PARSED[key] = nb
+    while len(_PARSED) > PARSED_KEPT:
+        del _PARSED[next(iter(_PARSED))]
+
+
 # (cell, why each snapshot of its prefix cannot be used, the first that can)
 _Prefix = tuple[int, list[str], tuple[SnapshotInfo, SnapshotRecord, Command] | None]
 
@@ -95,6 +104,8 @@ class Chooser:
         self._around: Surroundings | None = None
         self.ignored: list[str] = []  # a note on each damaged record ignored
         self.damaged: list[str] = []  # the snapshots whose records are damaged
+        # The snapshots this run takes name this version: the next run judges them.
+        _remember(self._key(sha256(self.nb.data)), self.nb)
 
     @property
     def around(self) -> Surroundings:
@@ -219,18 +230,18 @@ class Chooser:
 
     def _version(self, blob: str) -> Notebook:
         """An earlier version of the notebook, parsed (kept for the next run of this
-        process: `tonic watch` and `tonic serve` judge the same versions again and again;
-        a blob's id is its content's digest)."""
-        ptype, _ = package_type(self.program.path)
-        key = (blob, self.program.path.name, ptype)
-        found = _PARSED.pop(key, None)
+        process: `tonic watch` and `tonic serve` judge the same versions again and again,
+        this run's own among them; a blob's id is its content's digest)."""
+        key = self._key(blob)
+        found = _PARSED.get(key)
         if found is None:
             data = self.store.get_blob(blob)
-            found = parse(data, filename=self.program.path.name, package_type=ptype)
-        _PARSED[key] = found  # the newest last
-        while len(_PARSED) > PARSED_KEPT:
-            del _PARSED[next(iter(_PARSED))]
+            found = parse(data, filename=key[1], package_type=key[2])
+        _remember(key, found)
         return found
+
+    def _key(self, blob: str) -> tuple[str, str, str | None]:
+        return (blob, self.program.path.name, package_type(self.program.path)[0])
 
     def _judge(self, k: int, record: SnapshotRecord) -> str | Command:
         """The command answering the snapshot's pause when it can continue this notebook;
@@ -249,10 +260,9 @@ class Chooser:
         if versions and versions[-1].data == self.nb.data and record.values == values:
             # The process runs exactly this file's code from here on.
             return GO
-        reason = continuation.check(versions, self.nb, k)
+        reason, keep = continuation.verdict(versions, self.nb, k)
         if reason is not None:
             return reason
-        keep = continuation.keep_functions(versions, self.nb, k)
         source = continuation.suffix_source(
             self.nb,
             k,

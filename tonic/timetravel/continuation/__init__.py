@@ -16,15 +16,15 @@ comparing the declarations of the old and new suffix against the names cells 1..
 the old functions they can call) refer to. Over-approximating those names is safe: it
 only makes tonic fall back to an earlier snapshot, or to a fresh run.
 
-The parts: analysis.py (`check`, `keep_functions`) reads the file versions through
-versions.py and judges their bindings by the rules of rules.py; suffix.py builds the
-eval'd source (`suffix_source`). Snapshot keys hash all of them (keys.py).
+The parts: analysis.py (`check`, `keep_functions`, both at once: `verdict`) reads the
+file versions through versions.py and judges their bindings by the rules of rules.py;
+suffix.py builds the eval'd source (`suffix_source`). Snapshot keys hash all of them (keys.py).
 """
 
 from __future__ import annotations
 
 from tonic.notebook.cells import Notebook
-from tonic.timetravel.continuation.analysis import check, keep_functions
+from tonic.timetravel.continuation.analysis import check, keep_functions, verdict
 from tonic.timetravel.continuation.free import free_reads
 from tonic.timetravel.continuation.suffix import label, suffix_source
 from tonic.timetravel.continuation.versions import code_end, is_strict, split, statements
@@ -39,4 +39,4 @@ def free_names(new: Notebook, k: int) -> tuple[str, ...] | None:
     return tuple(free_reads(split(new, end)[1].nodes, statements(new)))
 
 
-__all__ = ["check", "free_names", "keep_functions", "label", "suffix_source"]
+__all__ = ["check", "free_names", "keep_functions", "label", "suffix_source", "verdict"]

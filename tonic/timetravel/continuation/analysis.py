@@ -35,8 +35,7 @@ from tonic.timetravel.continuation.versions import (
     references,
     shared_end,
     split,
-    statements,
-    unfit_names,
+    unfit_in,
 )
 
 
@@ -166,7 +165,7 @@ def _analyse(lineage: Sequence[Notebook], new: Notebook, k: int) -> _Analysis:
     if any(is_strict(nb) != strict for nb in lineage):
         return _Analysis("the 'use strict' directive changed")
     for nb in (*lineage, new):
-        unfit = unfit_names(statements(nb))
+        unfit = unfit_in(nb.data)
         if unfit is not None:
             what = "deletes a variable" if text(unfit).startswith("delete") else "rebinds eval"
             line = unfit.start_point[0] + 1
@@ -211,10 +210,17 @@ def keep_functions(lineage: Sequence[Notebook], new: Notebook, k: int) -> frozen
     """Function declarations of the new suffix that cells 1..k may already hold: the
     suffix must not redeclare them, so that they stay the very objects cells 1..k saw
     (and compiled once, as node does). `check` has made sure they are unchanged."""
+    return verdict(lineage, new, k)[1]
+
+
+def verdict(
+    lineage: Sequence[Notebook], new: Notebook, k: int
+) -> tuple[str | None, frozenset[str]]:
+    """`check` and `keep_functions` from one analysis (each alone walks the trees)."""
     analysis = _analyse(lineage, new, k)
     if analysis.reason is not None or analysis.new is None:
-        return frozenset()
-    return frozenset(
+        return analysis.reason, frozenset()
+    return None, frozenset(
         name
         for name, decls in analysis.new.items()
         if name in analysis.observed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tree_sitter import Node
 
@@ -49,7 +50,11 @@ class Part:
 
 
 def statements(nb: Notebook) -> list[Node]:
-    root = parse_tree(nb.data).root_node
+    return _statements(nb.data)
+
+
+def _statements(data: bytes) -> list[Node]:
+    root = parse_tree(data).root_node
     return [n for n in root.children if n.type not in NOT_STATEMENTS]
 
 
@@ -182,6 +187,13 @@ def unfit_names(nodes: Sequence[Node]) -> Node | None:
             if text(n) == "eval" and _rebinds(n):
                 return n
     return None
+
+
+@lru_cache(maxsize=8)
+def unfit_in(data: bytes) -> Node | None:
+    """unfit_names of a whole file version (the versions of a snapshot's lineage are
+    judged again at every edit)."""
+    return unfit_names(_statements(data))
 
 
 def is_strict(nb: Notebook) -> bool:
