@@ -6,8 +6,15 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (0: the whole suite in one process).
 PYTEST_JOBS ?= auto
+# The node matrix: official builds of these versions (scripts/install-nodes pins them),
+# each first on PATH for a shorter run of the tests that judge node's own behaviour.
+NODES_HOME ?= $(or $(TONIC_NODES_HOME),$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/tonic/node)
+NODE_VERSIONS := 22.22.0 24.22.3 26.12.1
+MATRIX_TESTS := tests/engines/test_conformance.py tests/notebook tests/kernel \
+	tests/timetravel/test_continuation.py tests/timetravel/test_edits.py
+MATRIX_EDITS ?= 8
 
-.PHONY: setup criu docker browser demo test lint typecheck unit bench clean help
+.PHONY: setup criu docker browser nodes demo test test-nodes lint typecheck unit bench clean help
 
 help:
 	@echo "make demo   set up, then run the demo notebook (fixtures/demo.js)"
@@ -16,6 +23,8 @@ help:
 	@echo "make bench  set up, then measure resume latency, checkpoint/restore and storage"
 	@echo "make docker install and start a Docker daemon for the docker engine (test, bench)"
 	@echo "make browser install Chromium for the tests of tonic serve's page (test)"
+	@echo "make nodes  install the node matrix's pinned node builds (test)"
+	@echo "make test-nodes  the node matrix alone: node's tests under each of $(NODE_VERSIONS)"
 	@echo "make clean  remove .venv and caches"
 
 setup: $(STAMP) criu
@@ -36,6 +45,10 @@ docker: criu
 # with a message, where it cannot be (not root). Not part of setup or demo.
 browser:
 	@scripts/install-chromium
+
+# Official node builds of the matrix's versions, in a private prefix (not on PATH).
+nodes:
+	@scripts/install-nodes "$(NODES_HOME)"
 
 $(STAMP): pyproject.toml
 	@command -v node >/dev/null || { echo "node not found: installing Debian's nodejs"; \
@@ -58,9 +71,27 @@ typecheck: setup
 
 # The kernel's own tests first (node's test runner; the files named, as node >= 21 no
 # longer searches a directory argument), then tonic's.
-test: lint typecheck docker browser
+# Then the node matrix: under each pinned version, the kernel's tests, the conformance
+# corpus, the parser and continuation tests and a shorter edit sequence (criu, replay;
+# the docker engine and the warm server run under the system's node only).
+test: lint typecheck docker browser nodes
 	node --test tests/kernel/*.test.js
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-nodes
+
+test-nodes: setup nodes
+	@for v in $(NODE_VERSIONS); do \
+		echo "== the node matrix: node $$v =="; \
+		if [ ! -x "$(NODES_HOME)/$$v/bin/node" ]; then \
+			echo "node $$v: not installed (make nodes): its part of the matrix skipped"; \
+			case ",$$TONIC_REQUIRE_ENGINES," in *,nodes,*) exit 1;; esac; continue; \
+		fi; \
+		PATH="$(NODES_HOME)/$$v/bin:$$PATH" node --test --test-reporter=dot tests/kernel/*.test.js \
+			&& echo "kernel tests under node $$v: passed" || exit 1; \
+		PATH="$(NODES_HOME)/$$v/bin:$$PATH" TONIC_EDITS=$(MATRIX_EDITS) \
+			$(BIN)/python -m pytest -q -n $(PYTEST_JOBS) -k "not docker and not served" \
+			$(MATRIX_TESTS) $(PYTEST_ARGS) || exit 1; \
+	done
 
 bench: setup docker
 	$(BIN)/python bench/run.py

@@ -95,9 +95,39 @@ def pytest_testnodedown(node: object, error: object) -> None:
         EDITS_RUN.update(counts["edits"])
 
 
+# Passed conformance runs by engine (the controller sees every worker's reports).
+CONFORMED: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed and "::test_plain_equals_node[" in report.nodeid:
+        engine = report.nodeid.split("[", 1)[1].split("-", 1)[0]
+        CONFORMED[engine] = CONFORMED.get(engine, 0) + 1
+
+
+def _node_version() -> str:
+    """The version of the node on PATH: the tests' node (`make test` runs the node matrix
+    with another first on PATH)."""
+    import subprocess
+
+    try:
+        got = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "node ?"
+    return f"node {got.stdout.strip() or '?'}"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.helpers import FAULTS
     from tests.timetravel.test_edits import EDITS_RUN
+
+    under = _node_version()
+    if CONFORMED:
+        engines = ", ".join(f"{k} {n}" for k, n in sorted(CONFORMED.items()))
+        terminalreporter.write_line(
+            f"conformance corpus under {under}: {sum(CONFORMED.values())} runs, each equal "
+            f"to that node's own `node FILE` ({engines})"
+        )
 
     if FAULTS:
         kinds = ", ".join(f"{k} {n}" for k, n in FAULTS.items())
@@ -111,8 +141,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if counts:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
             terminalreporter.write_line(
-                f"edit-sequence differential test, {engine} engine: {sum(counts.values())} "
-                f"edits, each resumed `tonic run --plain` equal to a fresh `node FILE` ({kinds})"
+                f"edit-sequence differential test, {engine} engine, {under}: "
+                f"{sum(counts.values())} edits, each resumed `tonic run --plain` equal to a "
+                f"fresh `node FILE` ({kinds})"
             )
 
 

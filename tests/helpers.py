@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,23 @@ def _run(
         env=env,
     )
     return Outcome(proc.stdout, proc.stderr, proc.returncode)
+
+
+# A frame of node's native stack trace (process.abort(), a fatal error) outside the node
+# binary names no symbol, only its address: the official builds of node >= 22 show libc's,
+# which ASLR moves at every run of node itself.
+_BARE_FRAME = re.compile(rb"^( *\d+: )0x[0-9a-f]+ *$", re.MULTILINE)
+
+
+def steady(stderr: bytes) -> bytes:
+    """`stderr` with the addresses of native frames outside node's binary left out."""
+    return _BARE_FRAME.sub(rb"\g<1>0x?", stderr)
+
+
+def node_major() -> int:
+    """The major version of the node on PATH (the tests' node)."""
+    got = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    return int(got.stdout.strip().lstrip("v").split(".")[0])
 
 
 def node(

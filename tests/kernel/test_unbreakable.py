@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFORMANCE, node, require_engine, tonic
+from tests.helpers import CONFORMANCE, node, node_major, require_engine, tonic
 
 # (case, text in it, what it becomes: an edit of a cell after the damage)
 EDITS = [
@@ -95,6 +95,13 @@ def test_closing_the_moved_channels_equals_node(tmp_path: Path) -> None:
     )
     expected = node(path)
     got = tonic("run", "--plain", "--engine", "criu", str(path), cwd=tmp_path)
+    if node_major() >= 22 and b"libuv" in expected.stderr + got.stderr:
+        # A documented rule: node >= 22 (libuv >= 1.45) keeps an io_uring on a low fd,
+        # which CRIU cannot dump, so tonic's kernel runs without one (README): the fds
+        # of node's own event loop differ, and closing them fails another of libuv's
+        # checks. node dies of SIGABRT either way, after the same output.
+        assert (got.stdout, got.code) == (expected.stdout, expected.code), got.describe()
+        return
     assert (got.stdout, got.stderr, got.code) == (
         expected.stdout,
         expected.stderr,

@@ -42,6 +42,7 @@
   const StringPrototypeIndexOf = uncurry(String.prototype.indexOf);
   const StringPrototypeLastIndexOf = uncurry(String.prototype.lastIndexOf);
   const StringPrototypeSlice = uncurry(String.prototype.slice);
+  const ArrayPrototypeIncludes = uncurry(Array.prototype.includes);
   const StringPrototypeStartsWith = uncurry(String.prototype.startsWith);
   const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
   const StringPrototypeTrim = uncurry(String.prototype.trim);
@@ -513,23 +514,36 @@
       if (typeof name === 'string' && !busy) names[name] = true;
     };
     // process.env is a Proxy of a Proxy of node's own: the inner one's traps see the
-    // names read and the listings; the outer one, without traps, is what util.inspect
-    // looks through (it shows a Proxy's target as it is), so that printing process.env
-    // lists it through the inner one.
+    // names read and the listings, and act on node's own. util.inspect looks through
+    // proxies: node 20 through the outer one only (it has no traps), so that printing
+    // process.env lists it through the inner one's; node >= 22 to the innermost target,
+    // and node >= 26 marks the proxy (`Proxy(...)`) unless that target has an inspect
+    // function of its own. So the target is an empty object whose inspect function,
+    // out of reach of anything but util.inspect, notes the listing and has node's own
+    // process.env printed in its place.
+    const target = {};
+    ReflectDefineProperty(target, inspect.custom, {
+      __proto__: null,
+      value: { [inspect.custom.description]() {
+        if (!busy) all = true;
+        return realEnv;
+      } }[inspect.custom.description],
+      configurable: true,
+    });
     const traps = {
       __proto__: null,
-      get(target, name) { note(name); return target[name]; },
-      has(target, name) { note(name); return name in target; },
-      getOwnPropertyDescriptor(target, name) {
+      get(_, name) { note(name); return realEnv[name]; },
+      has(_, name) { note(name); return name in realEnv; },
+      getOwnPropertyDescriptor(_, name) {
         note(name);
-        return ReflectGetOwnPropertyDescriptor(target, name);
+        return ReflectGetOwnPropertyDescriptor(realEnv, name);
       },
-      ownKeys(target) { all = true; return ReflectOwnKeys(target); },
-      set(target, name, value) { target[name] = value; return true; },
-      deleteProperty(target, name) { return ReflectDeleteProperty(target, name); },
-      defineProperty(target, name, desc) { return ReflectDefineProperty(target, name, desc); },
+      ownKeys() { all = true; return ReflectOwnKeys(realEnv); },
+      set(_, name, value) { realEnv[name] = value; return true; },
+      deleteProperty(_, name) { return ReflectDeleteProperty(realEnv, name); },
+      defineProperty(_, name, desc) { return ReflectDefineProperty(realEnv, name, desc); },
     };
-    process.env = new ProxyCtor(new ProxyCtor(realEnv, traps), { __proto__: null });
+    process.env = new ProxyCtor(new ProxyCtor(target, traps), { __proto__: null });
     const cwd = process.cwd;
     const chdir = process.chdir;
     // A property of `holder` read through a getter that notes the read first (the value
@@ -593,6 +607,7 @@
         if (pending.seen++ >= pending.from) save(abs);
         if (pending.seen >= pending.paths) pending = null;
       }
+      return abs;
     }
     path.toNamespacedPath = { toNamespacedPath(p) {
       if (typeof p === 'string' && !busy) guarded(probed, p);
@@ -618,6 +633,48 @@
       const first = MathMax(0, paths.length - change[0]);
       for (let i = first + change[1]; i < paths.length; i++) save(paths[i]);
     }
+    // node >= 22 no longer passes fs's paths through path.toNamespacedPath (a no-op on
+    // POSIX): there, the binding functions that take paths are wrappers, which see the
+    // paths given (PATHS: name -> the indices of the paths it looks at, and of those it
+    // changes). A wrapper is a frame of ours: the stack of an error the call throws is
+    // captured again without it. (process.binding('fs'), deprecated, shows them.)
+    const bypassed = +StringPrototypeSlice(process.versions.node, 0, 2) >= 22;
+    const PATHS = {
+      __proto__: null,
+      access: [[0], []], existsSync: [[0], []], stat: [[0], []], lstat: [[0], []],
+      statfs: [[0], []], readdir: [[0], []], readdirRecursive: [[0], []],
+      readlink: [[0], []], realpath: [[0], []], readFileUtf8: [[0], []],
+      internalModuleStat: [[0, 1], []], getFormatOfExtensionlessFile: [[0], []],
+      mkdir: [[0], []], rmdir: [[0], []], chmod: [[0], []], chown: [[0], []],
+      lchown: [[0], []], utimes: [[0], []], lutimes: [[0], []], link: [[0, 1], []],
+      symlink: [[1], []], cpSyncCheckPaths: [[0, 1], []], cpSyncCopyDir: [[0, 1], []],
+      open: [[0], [0]], openFileHandle: [[0], [0]], writeFileUtf8: [[0], [0]],
+      unlink: [[0], [0]], rename: [[0, 1], [0, 1]], copyFile: [[0, 1], [1]],
+      rmSync: [[0], [0]], cpSyncOverrideFile: [[0, 1], [1]],
+    };
+    const recapture = Error.captureStackTrace;
+    function wrapPaths(holder, name) {
+      const original = holder[name];
+      const [looks, changes] = PATHS[name];
+      const seeing = (args) => {
+        for (let i = 0; i < looks.length; i++) {
+          const p = args[looks[i]];
+          if (typeof p !== 'string') continue;
+          const abs = probed(p);
+          if (ArrayPrototypeIncludes(changes, looks[i])) save(abs);
+        }
+      };
+      const wrapper = { [name](...args) {
+        if (!busy) guarded(seeing, args);
+        try {
+          return ReflectApply(original, this, args);
+        } catch (err) {
+          if (err !== null && typeof err === 'object') guarded(() => recapture(err, wrapper));
+          throw err;
+        }
+      } }[name];
+      holder[name] = wrapper;
+    }
     const flags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${realEnv.NODE_OPTIONS || ''}`;
     // process.binding() would warn: the children's working directory cannot be seen, nor
     // files kept before the main thread changes them.
@@ -626,7 +683,8 @@
       const fsb = process.binding('fs');
       for (const name of Object.keys(fsb)) {
         if (typeof fsb[name] !== 'function') continue;
-        noting(fsb, name, () => calling(name), false);
+        if (bypassed && PATHS[name] !== undefined) wrapPaths(fsb, name);
+        else noting(fsb, name, () => calling(name), false);
       }
       const spawned = (options) => {
         if (busy) return;
@@ -959,17 +1017,31 @@
 
   const file = plan.file;
   if (plan.kind === 'esm') {
-    // node's ES module loader reads a file: URL with fs.promises.readFile, looked up at
-    // call time. The real read still happens, so the load takes the same event-loop
-    // turns as in plain node (and error stacks show the same frames).
+    // node's ES module loader reads a file: URL, looked up at call time: node 20 with
+    // fs.promises.readFile, node >= 22 (a synchronous loader) with fs.readFileSync. The
+    // real read still happens, so the load takes the same event-loop turns as in plain
+    // node (and error stacks show the same frames).
     const promises = fs.promises;
     const readFile = promises.readFile;
+    const readFileSync = fs.readFileSync;
     const mainUrl = url.pathToFileURL(file).href;
+    const isMain = (p) => p instanceof URL && p.href === mainUrl;
+    const unhook = () => {
+      promises.readFile = readFile;
+      fs.readFileSync = readFileSync;
+    };
     promises.readFile = async function (p, ...rest) {
       const read = readFile.call(this, p, ...rest);
-      if (!(p instanceof URL && p.href === mainUrl)) return read;
-      promises.readFile = readFile;
+      if (!isMain(p)) return read;
+      unhook();
       await read;
+      mark = now();
+      return Buffer.from(plan.source, 'utf8');
+    };
+    fs.readFileSync = function (p, ...rest) {
+      const read = readFileSync.call(this, p, ...rest);
+      if (!isMain(p)) return read;
+      unhook();
       mark = now();
       return Buffer.from(plan.source, 'utf8');
     };
