@@ -694,15 +694,16 @@
       };
       const sync = process.binding('spawn_sync');
       const spawnSync = sync.spawn;
+      // (All the arguments go on: node 24 hands the stdio apart from the options.)
       sync.spawn = { spawn(options) {
         guarded(spawned, options);
-        return ReflectApply(spawnSync, this, [options]);
+        return ReflectApply(spawnSync, this, arguments);
       } }.spawn;
       const proto = process.binding('process_wrap').Process.prototype;
       const spawn = proto.spawn;
       proto.spawn = { spawn(options) {
         guarded(spawned, options);
-        return ReflectApply(spawn, this, [options]);
+        return ReflectApply(spawn, this, arguments);
       } }.spawn;
     }
     return {
