@@ -101,7 +101,8 @@ CONFORMED: dict[str, int] = {}
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" and report.passed and "::test_plain_equals_node[" in report.nodeid:
-        engine = report.nodeid.split("[", 1)[1].split("-", 1)[0]
+        case = report.nodeid.split("[", 1)[1]
+        engine = "criu-served" if case.startswith("criu-served-") else case.split("-", 1)[0]
         CONFORMED[engine] = CONFORMED.get(engine, 0) + 1
 
 

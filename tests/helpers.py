@@ -52,14 +52,15 @@ def _run(
     return Outcome(proc.stdout, proc.stderr, proc.returncode)
 
 
-# A frame of node's native stack trace (process.abort(), a fatal error) outside the node
-# binary names no symbol, only its address: the official builds of node >= 22 show libc's,
-# which ASLR moves at every run of node itself.
-_BARE_FRAME = re.compile(rb"^( *\d+: )0x[0-9a-f]+ *$", re.MULTILINE)
+# A frame of node's native stack trace (process.abort(), a fatal error) that names no
+# symbol shows only its address: under the official builds of node >= 22, libc's abort,
+# which ASLR moves at every run of node itself (and which the symbolizer sometimes counts
+# as `[node]`).
+_BARE_FRAME = re.compile(rb"^( *\d+: )0x[0-9a-f]+(?: +\[node\])? *$", re.MULTILINE)
 
 
 def steady(stderr: bytes) -> bytes:
-    """`stderr` with the addresses of native frames outside node's binary left out."""
+    """`stderr` with the addresses of native frames that name no symbol left out."""
     return _BARE_FRAME.sub(rb"\g<1>0x?", stderr)
 
 
