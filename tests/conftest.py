@@ -106,23 +106,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         CONFORMED[engine] = CONFORMED.get(engine, 0) + 1
 
 
-def _node_version() -> str:
-    """The version of the node on PATH: the tests' node (`make test` runs the node matrix
-    with another first on PATH)."""
-    import subprocess
-
-    try:
-        got = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return "node ?"
-    return f"node {got.stdout.strip() or '?'}"
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.helpers import FAULTS
+    from tests.helpers import FAULTS, node_version
     from tests.timetravel.test_edits import EDITS_RUN
 
-    under = _node_version()
+    under = f"node {node_version()}"
     if CONFORMED:
         engines = ", ".join(f"{k} {n}" for k, n in sorted(CONFORMED.items()))
         terminalreporter.write_line(

@@ -49,7 +49,7 @@ def ls(*, as_json: bool) -> None:
     snaps = store.snapshots()
     stats = store.stats()
     disk = _disk(store)
-    free = _reclaimable(store)
+    free = _reclaimable(store, snaps)
     if as_json:
         rows = [
             {
@@ -117,11 +117,12 @@ def _disk(store: Store) -> dict[str, int | None]:
     return found
 
 
-def _reclaimable(store: Store) -> dict[str, int | None]:
-    """What a plain `gc` would free, by kind (as _disk's keys): it is gc's own dry run."""
+def _reclaimable(store: Store, snaps: list[SnapshotInfo]) -> dict[str, int | None]:
+    """What a plain `gc` would free, by kind (as _disk's keys): it is gc's own dry run
+    (`snaps`: the store's snapshots)."""
     report = store.gc(keep=_notebook_exists, dry_run=True)
     gone = set(report.removed_ids)
-    survivors = [s for s in store.snapshots() if s.id not in gone]
+    survivors = [s for s in snaps if s.id not in gone]
     ids = {s.id for s in survivors}
     return {
         "stored": report.bytes_freed,

@@ -37,12 +37,12 @@
   const { isArray: ArrayIsArray } = Array;
   const ArrayPrototypeSort = uncurry(Array.prototype.sort);
   const ArrayPrototypeJoin = uncurry(Array.prototype.join);
+  const ArrayPrototypeIncludes = uncurry(Array.prototype.includes);
   const StringCtor = String;
   const NumberCtor = Number;
   const StringPrototypeIndexOf = uncurry(String.prototype.indexOf);
   const StringPrototypeLastIndexOf = uncurry(String.prototype.lastIndexOf);
   const StringPrototypeSlice = uncurry(String.prototype.slice);
-  const ArrayPrototypeIncludes = uncurry(Array.prototype.includes);
   const StringPrototypeStartsWith = uncurry(String.prototype.startsWith);
   const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
   const StringPrototypeTrim = uncurry(String.prototype.trim);

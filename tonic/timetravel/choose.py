@@ -104,8 +104,9 @@ class Chooser:
         self._around: Surroundings | None = None
         self.ignored: list[str] = []  # a note on each damaged record ignored
         self.damaged: list[str] = []  # the snapshots whose records are damaged
+        self.blob = sha256(self.nb.data)  # this version's id in the store
         # The snapshots this run takes name this version: the next run judges them.
-        _remember(self._key(sha256(self.nb.data)), self.nb)
+        _remember(self._key(self.blob), self.nb)
 
     @property
     def around(self) -> Surroundings:
@@ -188,7 +189,7 @@ class Chooser:
         cells = tuple(cell_from_meta(self.nb, c) for c in record.cells)
         lineage = list(record.lineage)
         if continues(command):
-            lineage.append(sha256(self.nb.data))  # the blob's id in the store
+            lineage.append(self.blob)
         saved = sum(c.ms or 0.0 for c in cells) / 1000.0
         notes = [f"restored cells 1-{k} from a snapshot"]
         return Choice(info.id, record, k, cells, command, lineage, saved, notes)
