@@ -120,7 +120,7 @@ def precommit_rows(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]
     (repo / ".pre-commit-config.yaml").write_text(
         "repos:\n- repo: local\n  hooks:\n  - id: tonic-check\n    name: tonic check\n"
         f"    entry: {tonic_bin} check\n    language: system\n"
-        "    files: \\.(js|cjs|mjs)$\n"
+        "    files: \\.(js|cjs|mjs|ts|cts|mts)$\n"
     )
     env = dict(env, PRE_COMMIT_HOME=str(work / "pre-commit-home"))
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]

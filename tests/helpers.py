@@ -79,6 +79,15 @@ def node_major() -> int:
     return int(node_version().lstrip("v").split(".")[0])
 
 
+def node_strips_types() -> bool:
+    """The tests' node runs TypeScript files (type stripping: node 22.18, 23.6 and later)."""
+    try:
+        major, minor = (int(p) for p in node_version().lstrip("v").split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= ((23, 6) if major == 23 else (22, 18))
+
+
 def node(
     path: Path,
     *args: str,

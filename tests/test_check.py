@@ -69,7 +69,8 @@ CASES = [
     ),
     ("comments.js", "// only a comment\n/* and another */\n", "skip", ["no code cells"]),
     ("empty.js", "", "skip", ["no code cells"]),
-    ("notes.md", "# not a notebook\n", "skip", ["not a .js, .cjs or .mjs file"]),
+    ("types.d.ts", "declare const x: number;\n", "skip", ["a TypeScript declaration file"]),
+    ("notes.md", "# not a notebook\n", "skip", ["not a .js, .cjs, .mjs, .ts, .cts or .mts file"]),
 ]
 
 
@@ -278,8 +279,12 @@ def test_hooks_manifest_is_valid_for_pre_commit() -> None:
     assert hook["entry"] == "tonic check"
     assert hook["language"] == "python"
     files = re.compile(hook["files"])
-    assert [bool(files.search(n)) for n in ("a.js", "b.cjs", "c.mjs", "d.json", "e.ts")] == [
+    names = ("a.js", "b.cjs", "c.mjs", "d.json", "e.ts", "f.mts", "g.d.tsx", "h.js.map")
+    assert [bool(files.search(n)) for n in names] == [
         True,
+        True,
+        True,
+        False,
         True,
         True,
         False,

@@ -15,10 +15,13 @@ from tonic import __version__, cli_groups
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.error_handler import handled
 
+NOTEBOOK_HELP = "The notebook: a .js, .cjs or .mjs file (or .ts, .cts, .mts)."
+
 app = typer.Typer(
     name="tonic",
     help=(
-        "Plain Node.js modules as notebooks. A notebook is any .js/.cjs/.mjs file: "
+        "Plain Node.js modules as notebooks. A notebook is any .js/.cjs/.mjs file (or "
+        ".ts/.cts/.mts, on a node that strips types: 22.18 and later): "
         "`node FILE` and `require()` keep working on it. tonic splits it into cells "
         "(`// %%` markers, or groups of statements separated by blank lines), runs them "
         "in one node process, and shows each cell's output, value, error and time."
@@ -91,7 +94,7 @@ def _root(
 )
 @handled
 def run(
-    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    file: Annotated[Path, typer.Argument(help=NOTEBOOK_HELP)],
     args: ArgsArgument = None,
     plain: Annotated[
         bool,
@@ -148,7 +151,7 @@ def run(
 )
 @handled
 def watch(
-    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    file: Annotated[Path, typer.Argument(help=NOTEBOOK_HELP)],
     args: ArgsArgument = None,
     engine: EngineOption = None,
     timeout: TimeoutOption = None,
@@ -171,7 +174,7 @@ PortOption = Annotated[
     int, typer.Option("--port", "-p", help="The port on 127.0.0.1 (0: a free one).", min=0)
 ]
 FilesArgument = Annotated[
-    list[Path], typer.Argument(help="The notebooks: .js, .cjs or .mjs files.")
+    list[Path], typer.Argument(help="The notebooks: .js, .cjs or .mjs files (or .ts, .cts, .mts).")
 ]
 
 
@@ -215,7 +218,7 @@ def open_(
 @app.command()
 @handled
 def cells(
-    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    file: Annotated[Path, typer.Argument(help=NOTEBOOK_HELP)],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print cells, declarations and requires as JSON.")
     ] = False,
@@ -241,7 +244,7 @@ def doctor() -> int:
 @app.command()
 @handled
 def why(
-    file: Annotated[Path, typer.Argument(help="The notebook: a .js, .cjs or .mjs file.")],
+    file: Annotated[Path, typer.Argument(help=NOTEBOOK_HELP)],
     engine: Annotated[
         str | None, typer.Option("--engine", "-e", help=ENGINE_HELP, show_default=False)
     ] = None,
@@ -286,7 +289,7 @@ def export(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="Notebooks (.js/.cjs/.mjs). The first is the package's main entry; "
+            help="Notebooks (.js/.cjs/.mjs, .ts/.cts/.mts). The first is the package's main entry; "
             "each is also exported on its own path."
         ),
     ],
@@ -353,8 +356,8 @@ def export(
         "throws or the exit code is not 0 (the `tonic-check` pre-commit hook).\n\n"
         "Notebooks run from their own folder and resume from their snapshots, so checking "
         "an unchanged notebook again replays it. Skipped (they pass): files that are not "
-        ".js/.cjs/.mjs, files with no code cells, and files whose first line (after a #! "
-        "line) is the comment `// tonic: skip`.\n\n"
+        ".js/.cjs/.mjs/.ts/.cts/.mts, files with no code cells, and files whose first line "
+        "(after a #! line) is the comment `// tonic: skip`.\n\n"
         "The recorded-outputs file NOTEBOOK.outputs.json, committed beside the notebook, "
         "holds each code cell's stdout, stderr, value and error, the exit code and the "
         "output after the last cell, as deterministic JSON (no timings; the notebook's "
@@ -375,7 +378,7 @@ def check(
     ] = None,
     staged: Annotated[
         bool,
-        typer.Option("--staged", help="Also check git's staged .js/.cjs/.mjs files."),
+        typer.Option("--staged", help="Also check git's staged notebooks (.js ... .mts)."),
     ] = False,
     outputs: Annotated[
         bool,

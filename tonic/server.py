@@ -396,6 +396,7 @@ def warm_up() -> None:
 
     tonic.cli.command()
     tonic.notebook.syntax.language()
+    tonic.notebook.syntax.language(typescript=True)
     tonic.export.page.lexer()
 
 

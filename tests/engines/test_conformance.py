@@ -15,7 +15,7 @@ from tonic.notebook.cells import KERNEL_NAME_RE
 # The criu engine runs each case twice: fresh, then unchanged (shown from the store); the
 # node matrix (Makefile) runs it once under each other node version.
 CRIU_RUNS = int(os.environ.get("TONIC_CONFORMANCE_CRIU_RUNS", "2"))
-CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs)$")
+CASE_RE = re.compile(r"^\d{2,3}_.*\.(js|cjs|mjs|ts|cts|mts)$")
 
 
 def cases() -> list[Path]:
@@ -45,7 +45,7 @@ def _engines(path: Path) -> list[str]:
 
 def test_enough_cases() -> None:
     assert len(cases()) >= 40
-    assert {p.suffix for p in cases()} == {".js", ".cjs", ".mjs"}
+    assert {p.suffix for p in cases()} == {".js", ".cjs", ".mjs", ".ts", ".cts", ".mts"}
 
 
 @pytest.mark.parametrize(

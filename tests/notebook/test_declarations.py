@@ -9,15 +9,16 @@ from tonic.notebook.declarations import Binding, declared
 from tonic.notebook.syntax import parse_tree, text
 
 
-def bindings(source: str, **options: bool) -> list[Binding]:
-    root = parse_tree(source.encode()).root_node
+def bindings(source: str, typescript: bool = False, **options: bool) -> list[Binding]:
+    root = parse_tree(source.encode(), typescript).root_node
     assert not root.has_error, source
     return [b for stmt in root.named_children for b in declared(stmt, **options)]
 
 
-def show(source: str, **options: bool) -> str:
+def show(source: str, typescript: bool = False, **options: bool) -> str:
     """`name:kind` for each binding, in order; a `*` marks a function in a block."""
-    return " ".join(f"{text(b.name)}:{b.kind}{'*' * b.block}" for b in bindings(source, **options))
+    found = bindings(source, typescript, **options)
+    return " ".join(f"{text(b.name)}:{b.kind}{'*' * b.block}" for b in found)
 
 
 # (source, its bindings, with block_functions=True where that differs)
@@ -131,3 +132,30 @@ def test_declaring_nodes(source: str) -> None:
         else:
             assert b.declaration is None
             assert b.name.type in ("identifier", "shorthand_property_identifier_pattern")
+
+
+# TypeScript (tree-sitter's TypeScript grammar): what node runs once the types are gone.
+TYPESCRIPT_ROWS: list[tuple[str, str]] = [
+    ("abstract class A { abstract m(): void }", "A:class"),
+    ("class C<T> implements I { private x: T; constructor(x: T) { this.x = x } }", "C:class"),
+    ("interface I { a: number }", ""),
+    ("type T = { a: number };", ""),
+    ("declare const d: number;", ""),
+    ("declare var v: number;", ""),
+    ("declare function f(a: string): void;", ""),
+    ("function f(a: string): void;", ""),  # an overload's signature
+    ("function g<T>(a: T): T { var inner: T = a; return inner }", "g:function"),
+    ("let a: number = 1, b: string;", "a:let b:let"),
+    ("const { x, y }: { x: number; y: number } = o;", "x:const y:const"),
+    ("var n = o as unknown as number;", "n:var"),
+    ("export type E = string;", ""),
+    ("export interface J {}", ""),
+    ("import type { K } from 'm';", "K:import"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"), TYPESCRIPT_ROWS, ids=[r[0] for r in TYPESCRIPT_ROWS]
+)
+def test_declared_in_typescript(source: str, expected: str) -> None:
+    assert show(source, typescript=True) == expected

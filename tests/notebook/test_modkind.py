@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import node
+from tests.helpers import node, node_strips_types
 from tonic.notebook.loader import load
 
 ROWS = [
@@ -26,6 +26,21 @@ ROWS = [
     ("a.cjs", "module", "console.log(typeof require)\n", "cjs"),
     ("a", None, "console.log(typeof require)\n", "cjs"),
 ]
+if node_strips_types():  # TypeScript, where this node runs it
+    ROWS += [
+        ("a.ts", None, "const n: number = 1;\nconsole.log(typeof require)\n", "cjs"),
+        ("a.ts", None, "import type { A } from './none';\nconsole.log(typeof require)\n", "cjs"),
+        (
+            "a.ts",
+            None,
+            "export type T = 1;\nexport interface I {}\nconsole.log(typeof require)\n",
+            "cjs",
+        ),
+        ("a.ts", None, "await 1;\nconsole.log(typeof require)\n", "esm"),
+        ("a.ts", "module", "console.log(typeof require)\n", "esm"),
+        ("a.mts", "commonjs", "console.log(typeof require)\n", "esm"),
+        ("a.cts", "module", "const n: number = 1;\nconsole.log(typeof require)\n", "cjs"),
+    ]
 
 
 @pytest.mark.parametrize(("name", "ptype", "source", "kind"), ROWS)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import node_strips_types
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
@@ -405,6 +406,14 @@ def test_suffix_keeps_positions() -> None:
     assert "return}" not in out
 
 
+def test_suffix_of_typescript_finds_a_site_before_a_comment() -> None:
+    """TypeScript's grammar takes a comment after a pause site on its line into the site's
+    statement: the site is still found, and the comment stays in the suffix."""
+    src = "// %% one\nlet n: number = 1;\n// %% two\nconsole.log(n as number);\n"
+    out = suffix_source(nb(src, "nb.ts"), 1, file="/x/nb.ts", values=False)
+    assert out.split("\n")[2:4] == ["// %% two", "console.log(n as number);"]
+
+
 def test_suffix_rejects_a_missing_pause() -> None:
     with pytest.raises(ValueError):
         suffix_source(nb("let a = 1;\n"), 2, file="/x/nb.js", values=False)
@@ -420,6 +429,7 @@ class Edit:
     versions: tuple[str, ...]
     ks: tuple[int, ...]
     values: bool = False
+    filename: str = "nb.js"
 
 
 EDITS: dict[str, Edit] = {
@@ -715,7 +725,7 @@ def _joined(result: RunResult) -> Output:
 def continued(edit: Edit, path: Path) -> Output:
     """Start node on versions[0] (as the file at `path`), continue at each k with the next
     version's suffix; `path` holds the newest version, as after the user's last edit."""
-    books = [nb(v) for v in edit.versions]
+    books = [nb(v, edit.filename) for v in edit.versions]
     newest = books[-1]
     path.write_text(edit.versions[-1])
     answers: dict[int, Command] = {}
@@ -761,9 +771,57 @@ def _assert_same(got: Output, want: Output) -> None:
 
 @pytest.mark.parametrize("edit", list(EDITS.values()), ids=list(EDITS))
 def test_continued_run_equals_node(edit: Edit, tmp_path: Path) -> None:
-    path = tmp_path / "nb.js"
+    path = tmp_path / edit.filename
     got = continued(edit, path)
     _assert_same(got, plain_node(path))
+
+
+TYPESCRIPT_EDITS: dict[str, Edit] = {
+    "types in the suffix": Edit(
+        (
+            "interface P { x: number }\nconst p: P = { x: 1 };\n\nconsole.log(p.x as number);\n",
+            "interface P { x: number }\nconst p: P = { x: 1 };\n\n"
+            "const same = <T,>(v: T): T => v;\ntype N = number;\n"
+            "console.log(same<N>(p.x + 1)!, p satisfies P);\n",
+        ),
+        (1,),
+        filename="nb.ts",
+    ),
+    "a comment after the pause site": Edit(
+        (
+            "// %% one\nlet n: number = 1;\n// %% two\nconsole.log(n);\n",
+            "// %% one\nlet n: number = 1;\n// %% two\nconsole.log((n as number) + 1);\n",
+        ),
+        (1,),
+        filename="nb.ts",
+    ),
+    "a stack in the suffix (node names a stripped file)": Edit(
+        (
+            "const a: number = 1;\n\nconsole.log(a);\n",
+            "const a: number = 1;\n\nconsole.log(new Error('e').stack!.split('\\n')[1]);\n",
+        ),
+        (1,),
+        filename="nb.cts",
+    ),
+    "an uncaught error in typed code": Edit(
+        (
+            "const a: number = 1;\n\nconsole.log(a);\n",
+            "const a: number = 1;\n\n"
+            "function boom(why: string): never {\n  throw new TypeError(why);\n}\n"
+            "boom(`bad ${a as number}`);\n",
+        ),
+        (1,),
+        filename="nb.ts",
+    ),
+}
+
+
+@pytest.mark.skipif(not node_strips_types(), reason="this node does not run TypeScript")
+@pytest.mark.parametrize("edit", list(TYPESCRIPT_EDITS.values()), ids=list(TYPESCRIPT_EDITS))
+def test_continued_typescript_equals_node(edit: Edit, tmp_path: Path) -> None:
+    """node strips the types of the file it compiles; the kernel those of the suffix."""
+    path = tmp_path / edit.filename
+    _assert_same(continued(edit, path), plain_node(path))
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from tests.helpers import (
     kernels_running,
     no_kernel_left,
     node,
+    node_strips_types,
     require_engine,
     set_files,
     tonic,
@@ -27,6 +28,8 @@ TIMETRAVEL = FIXTURES / "timetravel"
 EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
 DOCKER_EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_DOCKER_EDITS", "10"))
 NOTEBOOKS = ["analysis.js", "strict.js", "uses_lib.js", "errors.js", "files.js"]
+if node_strips_types():  # a TypeScript notebook where node runs one (the node matrix)
+    NOTEBOOKS.append("typed.ts")
 EDITS_RUN: Counter[str] = Counter()  # reported at the end of the test session
 
 

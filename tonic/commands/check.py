@@ -13,11 +13,11 @@ from pathlib import Path
 from tonic.errors import TonicError
 from tonic.notebook.cells import parse
 from tonic.notebook.modkind import package_type
-from tonic.notebook.source import read_source
+from tonic.notebook.source import NOTEBOOK_KINDS, NOTEBOOK_SUFFIXES, read_source
 from tonic.outputs import difference, outputs_of, outputs_path, read, write
 from tonic.recorded import failure, record
 
-NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")
+DECLARATIONS_RE = re.compile(r"\.d\.[cm]?ts$")  # types only: nothing to run
 SKIP_RE = re.compile(r"^\s*//\s*tonic:\s*skip\b")
 SKIP_MARKER = "// tonic: skip"
 
@@ -45,7 +45,9 @@ def check_file(
 ) -> Verdict:
     shown = str(path)
     if path.suffix not in NOTEBOOK_SUFFIXES:
-        return Verdict("skip", "not a .js, .cjs or .mjs file")
+        return Verdict("skip", f"not {NOTEBOOK_KINDS} file")
+    if DECLARATIONS_RE.search(path.name):
+        return Verdict("skip", "a TypeScript declaration file")
     source = read_source(path, allow_empty=True)
     if skip_marked(source.text):
         return Verdict("skip", f"marked {SKIP_MARKER!r}")
@@ -81,7 +83,7 @@ def check_file(
 
 
 def staged_files() -> list[Path]:
-    """The staged (added, copied, modified, renamed) .js/.cjs/.mjs files of this repo."""
+    """The staged (added, copied, modified, renamed) notebooks of this repo."""
 
     def git(*args: str) -> str:
         proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)

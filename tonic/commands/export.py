@@ -33,10 +33,10 @@ from tonic.export.render import (
 from tonic.export.secrets import dotenv_files, leaks, secrets
 from tonic.export.write import check_output, npm_pack, publish
 from tonic.notebook.loader import load
+from tonic.notebook.source import NOTEBOOK_KINDS, NOTEBOOK_SUFFIXES
+from tonic.notebook.syntax import is_typescript
 from tonic.recorded import failure, record, record_environment
 from tonic.settings import node_binary
-
-NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs")
 
 
 def node_range() -> str:
@@ -51,7 +51,7 @@ def _notebooks(files: list[Path]) -> list[Path]:
     for file in files:
         source, _ = load(file)
         if source.path.suffix not in NOTEBOOK_SUFFIXES:
-            raise ExportError(f"{file}: not a .js, .cjs or .mjs notebook")
+            raise ExportError(f"{file}: not {NOTEBOOK_KINDS} notebook")
         if source.path not in notebooks:
             notebooks.append(source.path)
     return notebooks
@@ -106,6 +106,12 @@ def _report(
         print(f"  {rel}  ({why})")
     for dep in dependencies:
         print(f"  dependency {dep['name']} {dep['version']} (from {dep['source']})")
+    if any(is_typescript(path.name) for path in notebooks):
+        print(
+            "note: node strips no types under node_modules: the TypeScript notebooks run "
+            "from the package's folder (`node FILE`), not as a dependency's code",
+            file=sys.stderr,
+        )
 
 
 def export(

@@ -19,7 +19,7 @@ def hook_script(*, outputs: bool) -> str:
     return (
         "#!/bin/sh\n"
         f"{MARKER} (`tonic hook install --force` rewrites it).\n"
-        "# Runs `tonic check` on the staged .js, .cjs and .mjs files, as they are on disk.\n"
+        "# Runs `tonic check` on the staged notebooks (.js, .cjs, .mjs, .ts, .cts, .mts).\n"
         "# `git commit --no-verify` commits without it; delete this file to remove it.\n"
         f"if [ -x {python} ]; then\n"
         f"  exec {python} -m tonic check --staged{flags}\n"

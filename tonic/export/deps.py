@@ -33,7 +33,7 @@ from tonic.notebook.modkind import package_type
 from tonic.notebook.source import read_source
 from tonic.settings import node_binary
 
-SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs")
+SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs", ".ts", ".cts", ".mts")  # whose requires count
 FILE_SUFFIXES = (".js", ".json", ".node", ".cjs", ".mjs")
 DEPENDENCY_FIELDS = (
     "dependencies",

@@ -157,6 +157,7 @@ def write_plan(
     plan = {
         "file": str(program.path),
         "kind": program.notebook.kind.kind,
+        "typescript": program.notebook.typescript,  # continuations strip types as node does
         "source": program.instrumented.source.decode("utf-8"),
         "values": list(program.instrumented.values),
         "sites": bool(program.instrumented.pauses),  # the kernel binds `__tonic__`

@@ -43,6 +43,7 @@
   const StringPrototypeIndexOf = uncurry(String.prototype.indexOf);
   const StringPrototypeLastIndexOf = uncurry(String.prototype.lastIndexOf);
   const StringPrototypeSlice = uncurry(String.prototype.slice);
+  const StringPrototypeReplaceAll = uncurry(String.prototype.replaceAll);
   const StringPrototypeStartsWith = uncurry(String.prototype.startsWith);
   const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
   const StringPrototypeTrim = uncurry(String.prototype.trim);
@@ -120,7 +121,8 @@
   // notebook (see tonic/timetravel/continuation/).
   const events = {
     __proto__: null,
-    hello: (pid, kind) => ({ __proto__: null, ev: 'hello', pid, kind }),
+    // `typescript` (a TypeScript notebook): how node runs its types, '' where it cannot
+    hello: (pid, kind, typescript) => ({ __proto__: null, ev: 'hello', pid, kind, typescript }),
     // After cell `cell`: its time, the files its require() loaded and what it used of
     // its surroundings (snapshot runs: `seen`), and its completion value (when
     // inspected), each left out when undefined.
@@ -810,11 +812,16 @@
     const frames = trace(tonic.t);
     if (frames !== null && frames.length > 1) append(sites, [frames[0], frames[1]]);
   }
-  const escaped = plan.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`
-  const evalFrame = new RegExp(
-    `^(    at (?:async )?(new )?)(?:(\\S+)\\.)?eval(?: \\[as (\\S+)\\])? \\((${escaped}:\\d+:\\d+)\\)$`,
-  );
+  // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`, FILE as node names the
+  // notebook in stacks (a TypeScript file's name is known once node compiled it, before
+  // any cell ran).
+  function evalFrames(name) {
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return new RegExp(
+      `^(    at (?:async )?(new )?)(?:(\\S+)\\.)?eval(?: \\[as (\\S+)\\])? \\((${escaped}:\\d+:\\d+)\\)$`,
+    );
+  }
+  let evalFrame = evalFrames(plan.file);
   const isEvalFrame = (line) => RegExpPrototypeExec(evalFrame, line) !== null;
   // node's frames below the module's own (its loader), for the frames a continued run's
   // pause sites pushed out of Error.stackTraceLimit.
@@ -920,11 +927,89 @@
     watched.forget();
   }
 
+  // A TypeScript notebook's edited file and rest, as node's loader hands them to V8: types
+  // stripped (node 22.18 and later; the same stripper, so every character stays where it
+  // was). The public stripper warns once that it is experimental, where node's loader
+  // strips without a word: that warning is not shown.
+  const typescript = plan.typescript ? proc.features.typescript : undefined;
+  const stripTypes = Module.stripTypeScriptTypes;
+  function stripped(source, sourceUrl) {
+    if (typeof typescript !== 'string' || typeof stripTypes !== 'function') return source;
+    const warn = ReflectGetOwnPropertyDescriptor(proc, 'emitWarning');
+    ReflectDefineProperty(proc, 'emitWarning', {
+      __proto__: null, value: () => {}, writable: true, configurable: true,
+    });
+    try {
+      const options = { __proto__: null, mode: 'strip', sourceUrl };
+      return ReflectApply(stripTypes, Module, [source, options]);
+    } finally {
+      if (warn === undefined) ReflectDeleteProperty(proc, 'emitWarning');
+      else ReflectDefineProperty(proc, 'emitWarning', warn);
+    }
+  }
+  // node's stripper takes no top-level `return` (TypeScript has none), which a CommonJS
+  // pause site needs: the kernel strips the file with a `void 0` of the same length in
+  // each site, puts the `return`s back and has node's own Module#_compile compile that
+  // as CommonJS (bound, so no frame of the kernel's is on the stack), as node would with
+  // what its stripper made, `sourceURL` and all. `compiled`: it did.
+  const SITE_RETURN = '__tonic__.t()))();return}';
+  const SITE_VOID = '__tonic__.t()))();void 0}';
+  const SOURCE_URL = '//# sourceURL=';
+  let compiled = false;
+  let scriptName; // what node names the file in stacks (set with `compiled`)
+  function compileStripped(source) {
+    const proto = Module.prototype;
+    const own = ReflectGetOwnPropertyDescriptor(proto, '_compile');
+    if (own === undefined || typeof own.value !== 'function') return false;
+    let js;
+    try {
+      const placed = StringPrototypeReplaceAll(source, SITE_RETURN, SITE_VOID);
+      scriptName = strippedName(own.value);
+      evalFrame = evalFrames(scriptName);
+      js = stripped(placed, scriptName);
+    } catch (err) {
+      return false; // node's own stripper reports it, from the file itself
+    }
+    js = StringPrototypeReplaceAll(js, SITE_VOID, SITE_RETURN);
+    ReflectDefineProperty(proto, '_compile', {
+      __proto__: null,
+      configurable: true,
+      get() {
+        ReflectDefineProperty(proto, '_compile', own);
+        if (this === proto || this.filename !== file) return own.value;
+        compiled = true;
+        return ReflectApply(bind, own.value, [this, js, file, 'commonjs']);
+      },
+      set(value) {
+        ReflectDefineProperty(proto, '_compile', { __proto__: null, ...own, value });
+      },
+    });
+    return true;
+  }
+
+  // The name node's loader gives the file it strips (its path; from node 24 on, its file:
+  // URL), asked of node: a one-line module of that name, compiled as the notebook would be.
+  function strippedName(compile) {
+    const probe = new Module(file, null);
+    ReflectApply(compile, probe, ['module.exports = new Error().stack', file, 'commonjs-typescript']);
+    const frame = lines(probe.exports)[1];
+    const at = StringPrototypeIndexOf(frame, '(') + 1;
+    const end = StringPrototypeLastIndexOf(frame, ':1:');
+    if (at === 0 || end < at) throw new NativeError('no stack');
+    return StringPrototypeSlice(frame, at, end);
+  }
+
   // The edited file's early errors (node reports them before running anything): compiled
   // as node's CommonJS loader compiles a module, then thrown away.
   function check(source, k) {
+    if (typescript !== undefined && !compiled) {
+      // node transforms TypeScript (enums, namespaces: code moves), or compiled the file
+      // itself: no continuation is exact
+      send(events.error(k, 'unfit', `TypeScript (${typescript})`, 0));
+      die();
+    }
     try {
-      compileFunction(source, WRAPPER_PARAMS, { __proto__: null, filename: plan.file });
+      compileFunction(stripped(source), WRAPPER_PARAMS, { __proto__: null, filename: plan.file });
     } catch (err) {
       send(events.error(k, 'early', describe(err), 0));
       die();
@@ -990,8 +1075,13 @@
     },
     // The edited rest of the notebook a resumed run continues with (see tonic/timetravel/continuation/).
     t() {
-      const source = continuation;
+      let source = continuation;
       continuation = null;
+      if (compiled) {
+        // its //# sourceURL: the name node's loader gave the file
+        const end = StringPrototypeLastIndexOf(source, SOURCE_URL) + SOURCE_URL.length;
+        source = stripped(StringPrototypeSlice(source, 0, end) + scriptName);
+      }
       guarded(callerSite);
       if (sites.length === 1) guarded(mendStacks);
       return source;
@@ -1051,13 +1141,14 @@
     fs.readFileSync = function (p, ...rest) {
       if (p === file) {
         fs.readFileSync = readFileSync;
+        const ours = typescript !== 'strip' || !plan.sites || compileStripped(plan.source);
         mark = now();
-        return plan.source;
+        return ours ? plan.source : ReflectApply(readFileSync, this, [p, ...rest]);
       }
       return readFileSync.call(this, p, ...rest);
     };
   }
-  send(events.hello(process.pid, plan.kind));
+  send(events.hello(process.pid, plan.kind, plan.typescript ? typescript || '' : undefined));
   // Snapshot runs: tonic answers once it has taken in what node's start-up did, so that
   // what the first cell does is told apart from it.
   if (plan.snapshots) receive();

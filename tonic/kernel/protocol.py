@@ -28,6 +28,9 @@ class Hello:
 
     pid: int
     kind: str  # the module kind node runs the notebook as: commonjs | esm
+    # a TypeScript notebook's: how node runs its types (strip | transform), "" where it
+    # cannot (before node 22.18: as JavaScript); None for JavaScript
+    typescript: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def _number(value: object) -> float | None:
 
 
 def _hello(msg: dict[str, object]) -> Hello:
-    return Hello(int(str(msg["pid"])), str(msg["kind"]))
+    ts = msg.get("typescript")
+    return Hello(int(str(msg["pid"])), str(msg["kind"]), ts if isinstance(ts, str) else None)
 
 
 def _strings(value: object) -> tuple[str, ...]:

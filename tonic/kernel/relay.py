@@ -177,6 +177,7 @@ class Relay:
             self.on_save(event.path)
             write_all(self.ours.cmd, SAVED)
         elif isinstance(event, Hello):
+            self.state.hello(event)
             self.on_hello()
             if self.snapshots:  # the kernel waits for it before the first cell
                 write_all(self.ours.cmd, encode(GO))

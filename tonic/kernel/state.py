@@ -7,7 +7,7 @@ import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tonic.kernel.protocol import Command, Error, Eval, Pause, Setup
+from tonic.kernel.protocol import Command, Error, Eval, Hello, Pause, Setup
 from tonic.notebook.uncapture import Uncapture
 from tonic.results import CellResult, RunResult, Sink, Tail, show_finished, uncaptured
 
@@ -99,6 +99,13 @@ class RunState:
         target += data
         if not shown:
             self.sink.output(stream, data)
+
+    def hello(self, event: Hello) -> None:
+        if event.typescript == "":
+            self.result.notes.append(
+                "this node runs TypeScript files as JavaScript; node 22.18 and later strip "
+                "their types"
+            )
 
     def paused(self, event: Pause) -> None:
         res = self.results[event.cell - 1]

@@ -22,7 +22,7 @@ from tree_sitter import Node
 
 from tonic.notebook.declarations import declared
 from tonic.notebook.modkind import ModuleKind, detect_syntax
-from tonic.notebook.syntax import parse_tree, string_value, text, walk
+from tonic.notebook.syntax import is_typescript, parse_tree, string_value, text, walk
 
 MARKER_RE = re.compile(r"^//\s*%%(?:\s(?P<rest>.*))?$")
 CELL_TYPE_RE = re.compile(r"\[(?P<type>[A-Za-z]+)\]")
@@ -120,6 +120,7 @@ class Notebook:
     statement_ranges: tuple[tuple[int, int], ...]
     parse_errors: tuple[Span, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    typescript: bool = False  # parsed with tree-sitter's TypeScript grammar (syntax.py)
 
     @property
     def code_cells(self) -> tuple[Cell, ...]:
@@ -275,7 +276,8 @@ def parse(
     data: bytes, *, filename: str = "<notebook>", package_type: str | None = None
 ) -> Notebook:
     """Split `data` (the notebook's bytes) into cells and analyse each one."""
-    tree = parse_tree(data)
+    typescript = is_typescript(filename)
+    tree = parse_tree(data, typescript)
     root = tree.root_node
     positions = _Positions(data)
     top = list(root.children)
@@ -318,6 +320,7 @@ def parse(
         statement_ranges=statement_ranges,
         parse_errors=errors,
         warnings=tuple(warnings),
+        typescript=typescript,
     )
 
 

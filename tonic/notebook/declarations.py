@@ -2,7 +2,8 @@
 
 Each is a `Binding`: the name's identifier node, its kind (function, var, let, const,
 class or import) and, for a function or a class, the node declaring it. It covers
-function and generator declarations (async too), classes, `let`/`const`/`var` with
+function and generator declarations (async too), classes (TypeScript's abstract ones
+too; its types and `declare` statements bind nothing node runs), `let`/`const`/`var` with
 destructuring patterns, import clauses and `export` of any of them; a `var` anywhere
 outside functions and classes (in blocks, loops, `for (var x in/of ...)`, `try`,
 `switch`, labels) is module scope too.
@@ -29,6 +30,9 @@ from tree_sitter import Node
 from tonic.notebook.syntax import pattern_names, text, walk
 
 FUNCTION_DECLARATIONS = frozenset({"function_declaration", "generator_function_declaration"})
+CLASS_DECLARATIONS = frozenset({"class_declaration", "abstract_class_declaration"})
+# TypeScript statements node strips whole: `declare ...`, interfaces, type aliases.
+TYPE_ONLY = frozenset({"ambient_declaration", "interface_declaration", "type_alias_declaration"})
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,12 @@ def declared(
                 decl, block_functions=block_functions, import_identifiers=import_identifiers
             )
         return
-    if t in FUNCTION_DECLARATIONS or t == "class_declaration":
+    if t in FUNCTION_DECLARATIONS or t in CLASS_DECLARATIONS:
         name = stmt.child_by_field_name("name")
         if name is not None:
-            yield Binding(name, "class" if t == "class_declaration" else "function", stmt)
+            yield Binding(name, "class" if t in CLASS_DECLARATIONS else "function", stmt)
+        return
+    if t in TYPE_ONLY:
         return
     if t == "lexical_declaration":
         kind_node = stmt.child_by_field_name("kind")

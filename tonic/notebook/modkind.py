@@ -1,10 +1,11 @@
 """Decides CommonJS or ES module the way node does: extension, package.json "type", syntax.
 
-node 20 treats `.mjs` as ESM and `.cjs` as CommonJS. Any other file follows the nearest
-package.json: "module" or "commonjs" decide. With no "type" (or no package.json) node
-detects: a file that only parses as a module (import/export statements, `import.meta`,
-top-level `await`, or a top-level `let`/`const`/`class` named like a CommonJS wrapper
-variable) runs as ESM.
+node treats `.mjs` (and `.mts`) as ESM and `.cjs` (and `.cts`) as CommonJS. Any other
+file (`.js`, `.ts`) follows the nearest package.json: "module" or "commonjs" decide.
+With no "type" (or no package.json) node detects: a file that only parses as a module
+(import/export statements, `import.meta`, top-level `await`, or a top-level
+`let`/`const`/`class` named like a CommonJS wrapper variable) runs as ESM; TypeScript's
+`import type` and exported types are stripped before node looks.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from pathlib import Path
 
 from tree_sitter import Node
 
+from tonic.notebook.declarations import TYPE_ONLY
 from tonic.notebook.syntax import FUNCTION_SCOPES
 from tonic.settings import nearest_package
 
+# What node decides by the extension alone; any other file (.js, .ts) as described above.
+EXTENSION_KINDS = {".mjs": "esm", ".cjs": "cjs", ".mts": "esm", ".cts": "cjs"}
 CJS_WRAPPER_NAMES = frozenset({"require", "module", "exports", "__filename", "__dirname"})
 
 
@@ -46,7 +50,7 @@ def package_type(path: Path) -> tuple[str | None, Path | None]:
 def _esm_syntax(root: Node) -> str | None:
     """Why node's detection would call this program an ES module, or None."""
     for child in root.named_children:
-        if child.type in ("import_statement", "export_statement"):
+        if child.type in ("import_statement", "export_statement") and not _type_only(child):
             return f"{child.type.split('_')[0]} statement on line {child.start_point[0] + 1}"
         if child.type in ("lexical_declaration", "class_declaration"):
             for node in _iter(child, into_scopes=False):
@@ -70,6 +74,15 @@ def _esm_syntax(root: Node) -> str | None:
     return None
 
 
+def _type_only(stmt: Node) -> bool:
+    """`import type ...`, `export type {...}`, or an exported type or `declare`: TypeScript
+    node strips whole, so it makes no ES module."""
+    if any(c.type == "type" for c in stmt.children):
+        return True
+    decl = stmt.child_by_field_name("declaration")
+    return decl is not None and decl.type in TYPE_ONLY
+
+
 def _iter(node: Node, *, into_scopes: bool) -> list[Node]:
     out: list[Node] = []
     stack = [node]
@@ -83,10 +96,9 @@ def _iter(node: Node, *, into_scopes: bool) -> list[Node]:
 
 
 def detect_syntax(root: Node, *, filename: str, package_type: str | None) -> ModuleKind:
-    if filename.endswith(".mjs"):
-        return ModuleKind("esm", ".mjs extension")
-    if filename.endswith(".cjs"):
-        return ModuleKind("cjs", ".cjs extension")
+    for suffix, kind in EXTENSION_KINDS.items():
+        if filename.endswith(suffix):
+            return ModuleKind(kind, f"{suffix} extension")
     if package_type == "module":
         return ModuleKind("esm", 'package.json "type": "module"')
     if package_type == "commonjs":

@@ -9,6 +9,10 @@ from tonic import settings
 from tonic.errors import InputError
 
 MAX_BYTES_ENV = settings.MAX_BYTES.variable
+# What `tonic check`, the hook and `tonic export` take for notebooks (`tonic run` runs any
+# file, as node does); TypeScript's where node strips types (syntax.py).
+NOTEBOOK_SUFFIXES = (".js", ".cjs", ".mjs", ".ts", ".cts", ".mts")
+NOTEBOOK_KINDS = "a .js, .cjs, .mjs, .ts, .cts or .mts"
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def _analyse(lineage: Sequence[Notebook], new: Notebook, k: int) -> _Analysis:
     if any(is_strict(nb) != strict for nb in lineage):
         return _Analysis("the 'use strict' directive changed")
     for nb in (*lineage, new):
-        unfit = unfit_in(nb.data)
+        unfit = unfit_in(nb.data, nb.typescript)
         if unfit is not None:
             what = "deletes a variable" if text(unfit).startswith("delete") else "rebinds eval"
             line = unfit.start_point[0] + 1

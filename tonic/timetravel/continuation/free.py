@@ -29,6 +29,7 @@ NAMED = frozenset(
         "function_expression",
         "generator_function",
         "class_declaration",
+        "abstract_class_declaration",
         "class",
         "import_specifier",
         "namespace_import",

@@ -44,9 +44,13 @@ def _blank(data: bytes) -> bytes:
 
 
 def _site(node: Node) -> int | None:
-    """The cell index of a pause site `instrument` inserted (without its leading `;`)."""
+    """The cell index of a pause site `instrument` inserted (without its leading `;`; a
+    comment after it on its line may be part of the node: TypeScript's grammar)."""
     m = SITE_RE.match(node.text or b"") if node.type == "if_statement" else None
-    if m is None or b";" + (node.text or b"") != pause_site(int(m.group(1)), esm=False):
+    if m is None:
+        return None
+    site = pause_site(int(m.group(1)), esm=False)
+    if not (b";" + (node.text or b"")).startswith(site):
         return None
     return int(m.group(1))
 
@@ -94,15 +98,15 @@ def suffix_source(
     name = label(k).encode()
     brk = b"break " + name
     source = instrument(new, values=values).source
-    root = parse_tree(source).root_node
+    root = parse_tree(source, new.typescript).root_node
     sites = {j: node for node in root.children if (j := _site(node)) is not None}
     if k not in sites:
         raise ValueError(f"cell {k} is not a code cell of the new file")
     site = sites[k]
-    cut = site.end_byte
+    cut = site.start_byte + len(pause_site(k, esm=False)) - 1
     edits: list[tuple[int, int, bytes]] = []
     for node in root.children:
-        if node.end_byte <= cut:
+        if node.start_byte < cut:
             continue
         if _site(node) is not None:
             edits.extend((r.start_byte, r.end_byte, brk) for r in _top_returns(node))

@@ -50,11 +50,11 @@ class Part:
 
 
 def statements(nb: Notebook) -> list[Node]:
-    return _statements(nb.data)
+    return _statements(nb.data, nb.typescript)
 
 
-def _statements(data: bytes) -> list[Node]:
-    root = parse_tree(data).root_node
+def _statements(data: bytes, typescript: bool) -> list[Node]:
+    root = parse_tree(data, typescript).root_node
     return [n for n in root.children if n.type not in NOT_STATEMENTS]
 
 
@@ -147,6 +147,7 @@ BINDERS = frozenset(
         "function_declaration",
         "generator_function_declaration",
         "class_declaration",
+        "abstract_class_declaration",
         "import_specifier",
         "namespace_import",
         "import_clause",
@@ -190,10 +191,10 @@ def unfit_names(nodes: Sequence[Node]) -> Node | None:
 
 
 @lru_cache(maxsize=8)
-def unfit_in(data: bytes) -> Node | None:
+def unfit_in(data: bytes, typescript: bool) -> Node | None:
     """unfit_names of a whole file version (the versions of a snapshot's lineage are
     judged again at every edit)."""
-    return unfit_names(_statements(data))
+    return unfit_names(_statements(data, typescript))
 
 
 def is_strict(nb: Notebook) -> bool:
