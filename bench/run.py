@@ -2,8 +2,10 @@
 
 1. Edit-the-last-cell latency on a 20-cell notebook whose cells take 0.5 s each:
    plain `node FILE`, the replay engine, and the criu engine resuming.
-2. Checkpoint and restore time with about 50 MB and 500 MB of JS heap.
+2. Checkpoint and restore time with about 50 MB and 500 MB of JS heap, and restore time
+   against memory size from 50 MB to 2 GB (memory.py).
 3. Bytes stored per snapshot, against the process tree's resident memory.
+4. The edit of the last cell under each node version of the matrix (versions.py).
 
 Prints a Markdown table (README shows one).
 """
@@ -20,7 +22,9 @@ import time
 from pathlib import Path
 
 import live  # bench/live.py, beside this file
-import observed  # bench/observed.py, beside this file
+import memory  # bench/memory.py
+import observed  # bench/observed.py
+import versions  # bench/versions.py
 
 from tonic.store.ingest import settled
 
@@ -378,6 +382,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
     )
 
     # -- 2. checkpoint and restore at 50 and 500 MB (medians of 3) ------------------
+    every = dict(env, TONIC_SNAPSHOT_MIN_MS="0")  # a snapshot whatever the restore costs
     for mb in (50, 500):
         heap = work / f"heap{mb}.js"
         dumps: list[float] = []
@@ -389,7 +394,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
             heap.write_text(heap_notebook(mb, 1, rep))
             before = cache_bytes(env)
             print(f"bench: {mb} MB heap: checkpoint {rep + 1} of 3 ...", file=sys.stderr)
-            _, rec = run_json(heap, env, "criu")
+            _, rec = run_json(heap, every, "criu")
             st = rec["stats"]
             assert isinstance(st, dict)
             if rep == 0:
@@ -399,7 +404,7 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
             dumps.append(float(st["dump_seconds"][0]))  # type: ignore[index]
             heap.write_text(heap_notebook(mb, 2, rep))
             print(f"bench: {mb} MB heap: restore {rep + 1} of 3 ...", file=sys.stderr)
-            _, rec2 = run_json(heap, env, "criu")
+            _, rec2 = run_json(heap, every, "criu")
             st2 = rec2["stats"]
             assert isinstance(st2, dict)
             restores_mb.append(float(str(st2["restore_seconds"])))
@@ -434,6 +439,10 @@ def measure(work: Path, env: dict[str, str]) -> list[tuple[str, str, str]]:
                 f"{share:.0%} of RSS (target <= 20%)",
             )
         )
+    rows.extend(memory.memory_rows(work, env))
+    rows.extend(
+        versions.version_rows(work, env, lambda n: slow_notebook(cells, per_cell, n), per_cell)
+    )
     rows.extend(observed.observe_rows(stats, first_seconds))
     rows.extend(observed.hit_rows(work, env))
     rows.extend(observed.crowd_rows(work, env))

@@ -1,5 +1,6 @@
 """Process helpers: a child that dies with its parent, a subreaper (prctl); a process's
-ids, descendants and the processes holding files of a folder (/proc)."""
+ids, descendants, a tree's resident memory and the processes holding files of a folder
+(/proc)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ctypes
 import os
 import signal
 from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -104,3 +106,19 @@ def holders(folders: Collection[str]) -> set[int]:
                 found.add(int(name))
                 break
     return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of the process tree rooted at `pid`."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total

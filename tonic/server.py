@@ -395,8 +395,7 @@ def warm_up() -> None:
     import tonic.view
 
     tonic.cli.command()
-    tonic.notebook.syntax.language()
-    tonic.notebook.syntax.language(typescript=True)
+    tonic.notebook.syntax.warm()
     tonic.export.page.lexer()
 
 

@@ -37,6 +37,7 @@ from typing import Protocol
 from tonic.engines import natives, standby
 from tonic.engines.base import Availability
 from tonic.engines.images import DamagedImages, Images, images, staging
+from tonic.engines.policy import Policy
 from tonic.engines.replay import ReplayEngine
 from tonic.engines.standby import Standby
 from tonic.engines.watcher import Watcher
@@ -45,6 +46,7 @@ from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.pipes import KernelProcess, Pipes
 from tonic.kernel.protocol import GO, Command, Setup
 from tonic.kernel.state import Resume
+from tonic.procs import tree_rss
 from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
 from tonic.store import Store, StoreError
@@ -118,25 +120,6 @@ class Backend(Protocol):
     def availability(self) -> Availability: ...
 
     def open(self, program: Program, store: Store) -> AbstractContextManager[Session]: ...
-
-
-class Policy:
-    """Says at each pause whether to take a snapshot there. A snapshot costs about
-    40-80 ms (CRIU) or 250 ms (docker). After cells that together ran for less than
-    `min_ms` ($TONIC_SNAPSHOT_MIN_MS), the pause is not dumped: resuming from the
-    snapshot before them and running them again costs no more."""
-
-    def __init__(self, recorder: Recorder, min_ms: float) -> None:
-        self.recorder = recorder
-        self.min_ms = min_ms
-        self.unsaved_ms = 0.0  # cell time since the last snapshot (or the restored one)
-
-    def due(self, k: int) -> bool:
-        self.unsaved_ms += self.recorder.cell_ms(k)
-        if self.unsaved_ms < self.min_ms:
-            return False
-        self.unsaved_ms = 0.0
-        return True
 
 
 def full_disk(stopped_at: int | None) -> str:
@@ -368,7 +351,8 @@ class _Steps:
         self.kernel = held.kernel if held else run.session.kernel()
         self.recorder = recorder
         self.choice = choice
-        self.policy = Policy(recorder, run.engine.settings.snapshot_min_ms)
+        settings = run.engine.settings
+        self.policy = Policy(recorder, settings.snapshot_min_ms, self._rss, settings.hot_cache)
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
@@ -406,6 +390,10 @@ class _Steps:
         self.watcher.attach(self.kernel.tree_pid())
         self.restore_seconds = time.monotonic() - started
         return proc
+
+    def _rss(self) -> int:
+        pid = self.kernel.tree_pid()
+        return tree_rss(pid) if pid is not None else 0
 
     def observed(self) -> Observed | None:
         started = time.monotonic()

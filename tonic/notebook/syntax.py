@@ -41,6 +41,12 @@ def language(typescript: bool = False) -> Language:
     return Language(tree_sitter_javascript.language())
 
 
+def warm() -> None:
+    """Load both grammars (the warm server does, before it forks its workers)."""
+    language(False)
+    language(True)
+
+
 @cache
 def _parser(typescript: bool) -> Parser:
     return Parser(language(typescript))

@@ -179,7 +179,8 @@ SNAPSHOT_MIN_MS: Setting[float] = Setting(
     "TONIC_SNAPSHOT_MIN_MS",
     "milliseconds",
     "50",
-    "No snapshot after cells that together ran for less than this.",
+    "No snapshot after cells that together ran for less than this, or than restoring "
+    "the snapshot would take (0: one at every pause).",
     _milliseconds,
     lambda _env: 50.0,
     error=EngineError,

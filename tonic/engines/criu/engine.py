@@ -26,7 +26,7 @@ from tonic.engines.snapshots import Session
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program
 from tonic.kernel.pipes import KernelProcess, Pipes
-from tonic.procs import become_subreaper
+from tonic.procs import become_subreaper, tree_rss
 from tonic.store import Store
 from tonic.store.layout import default_root, disk_full
 from tonic.timetravel.choose import Choice
@@ -105,7 +105,7 @@ class CriuKernel:
         folder.mkdir(mode=0o700)
         root = self.tree.init_pid()
         record.pipes = trees.pipe_names(root)
-        self.rss.append(trees.tree_rss(root))
+        self.rss.append(tree_rss(root))
         external = trees.external_ttys(record.pipes)
         with self.watchdogs[-1].dumping(folder):
             seconds = criu_tool.dump(self.criu, root, folder, external, self.rss[-1])

@@ -121,22 +121,6 @@ def resume(pid: int) -> None:
             os.kill(each, signal.SIGCONT)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of the process tree rooted at `pid`."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return total
-
-
 ROLES = ((1, "stdout"), (2, "stderr"), (3, "cmd"), (4, "events"), (STATUS_FD, "status"))
 
 

@@ -90,14 +90,21 @@ class Docker(Daemon):
         container = self.create(image, command, kind="probe")
         try:
             self.start(container)
-            try:
-                self.checkpoint_create(container, "probe", leave_running=False)
-            except DockerCriuError:
-                raise
-            except DockerError as err:
-                raise DockerCriuError(
-                    f"checkpoints fail on the Docker daemon's side ({err}); {CRIU_HINT}"
-                ) from None
+            for attempt in range(3):
+                try:
+                    self.checkpoint_create(container, "probe", leave_running=False)
+                    break
+                except DockerCriuError:
+                    raise
+                except DockerError as err:
+                    # runc's freezer can fail on a container that has just started (two
+                    # probes at once on a fresh daemon did): that is no missing CRIU
+                    if "unable to freeze" in str(err) and attempt < 2:
+                        time.sleep(0.5)
+                        continue
+                    raise DockerCriuError(
+                        f"checkpoints fail on the Docker daemon's side ({err}); {CRIU_HINT}"
+                    ) from None
         finally:
             self.remove_container(container)
         with contextlib.suppress(OSError):
