@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,15 @@ def test_the_token_guards_every_route(tmp_path: Path) -> None:
     try:
         for path in ("/", "/n/0", "/n/0/events"):
             assert s.get(path)[0] == 403, path
-        status, page = s.get(f"/n/0?token={s.token}")
-        assert status == 200 and "nb.js" in page
-        version = page.split('data-version="', 1)[1].split('"', 1)[0]
+        # The page a browser loads before the first run began has no version yet (its
+        # event stream sends one): wait for a page that has it.
+        deadline = time.monotonic() + 30
+        version = ""
+        while not version and time.monotonic() < deadline:
+            status, page = s.get(f"/n/0?token={s.token}")
+            assert status == 200 and "nb.js" in page
+            version = page.split('data-version="', 1)[1].split('"', 1)[0]
+            time.sleep(0.05 if not version else 0)
         body = json.dumps({"cell": 2, "code": "1", "version": version}).encode()
         url = f"{s.base}/n/0/edit"
         # a cookie is not enough to edit (another site's form would send it): the header is
