@@ -13,10 +13,12 @@ NODE_VERSIONS := 22.22.0 24.22.3 26.12.1
 EDITS_TESTS := tests/timetravel/test_edits.py
 MATRIX_TESTS := tests/engines/test_conformance.py::test_plain_equals_node tests/notebook \
 	tests/kernel tests/timetravel/test_continuation.py $(EDITS_TESTS)::test_edit_sequence \
+	$(EDITS_TESTS)::test_es_module_edit_sequence \
 	$(EDITS_TESTS)::test_files_travel_with_the_snapshots \
 	$(EDITS_TESTS)::test_a_file_that_existed_before_the_notebook \
 	$(EDITS_TESTS)::test_child_process_and_worker_travel_too
 MATRIX_EDITS ?= 8
+MATRIX_ESM_EDITS ?= 10
 # What the matrix leaves to the system node's run: the docker engine and the warm server
 # (and, by MATRIX_TESTS, the fault tests and the corpus's --json accounting).
 MATRIX_SKIP := not docker and not served
@@ -96,7 +98,7 @@ test-nodes: setup nodes
 		fi; \
 		PATH="$(NODES_HOME)/$$v/bin:$$PATH" node --test --test-reporter=dot tests/kernel/*.test.js \
 			&& echo "kernel tests under node $$v: passed" || failed="$$failed $$v"; \
-		PATH="$(NODES_HOME)/$$v/bin:$$PATH" TONIC_EDITS=$(MATRIX_EDITS) \
+		PATH="$(NODES_HOME)/$$v/bin:$$PATH" TONIC_EDITS=$(MATRIX_EDITS) TONIC_ESM_EDITS=$(MATRIX_ESM_EDITS) \
 			TONIC_CONFORMANCE_CRIU_RUNS=1 $(BIN)/python -m pytest -q -n $(PYTEST_JOBS) \
 			-k "$(MATRIX_SKIP)" $(MATRIX_TESTS) $(PYTEST_ARGS) || failed="$$failed $$v"; \
 	done; \

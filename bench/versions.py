@@ -1,6 +1,7 @@
 """`make bench` rows per node version of the matrix (`make nodes`): the edit of the last
-cell of the 20 x 0.5 s notebook under that node, first on PATH, against its own plain
-`node FILE` (medians of two edits), and tonic's resume overhead beyond the cell."""
+cell of the 20 x 0.5 s notebook under that node, first on PATH, as CommonJS and as an ES
+module, against its own plain `node FILE` (medians of two edits), and tonic's resume
+overhead beyond the cell."""
 
 from __future__ import annotations
 
@@ -40,32 +41,39 @@ def version_rows(
             rows.append((f"node {version}: edit last cell", "not installed", "`make nodes`"))
             continue
         venv = dict(env, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
-        nb = work / f"slow-{version}.js"
+        for suffix, kind in ((".js", ""), (".mjs", " (ES module)")):
+            nb = work / f"slow-{version}{suffix}"
+            what = f"node {version}: edit last cell{kind}"
+            rows += _edit_rows(nb, what, venv, version, notebook)
+    return [_overhead(r, per_cell) for r in rows]
 
-        # The last cell prints its node's version: the run is proved to be under it.
-        def text(n: int) -> str:
-            return notebook(n) + "console.log(process.version);\n"
 
-        print(f"bench: node {version}: a fresh run, then two edits ...", file=sys.stderr)
-        nb.write_text(text(0))
-        want = f"v{version}".encode()
-        _timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], venv, want)
-        nodes, resumes = [], []
-        for edit in (1, 2):
-            nb.write_text(text(edit))
-            nodes.append(_timed(["node", str(nb)], venv, want))
-            resumes.append(
-                _timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], venv, want)
-            )
-        t_node, t_criu = statistics.median(nodes), statistics.median(resumes)
-        rows.append(
-            (f"node {version}: edit last cell, plain `node FILE`", f"{t_node:.2f} s", "1.00x")
-        )
-        rows.append(
-            (
-                f"node {version}: edit last cell, tonic (criu, warm server)",
-                f"{t_criu:.2f} s",
-                f"{t_criu / t_node:.3f}x; resume overhead {(t_criu - per_cell) * 1000:.0f} ms",
-            )
-        )
-    return rows
+def _edit_rows(
+    nb: Path, what: str, venv: dict[str, str], version: str, notebook: Callable[[int], str]
+) -> list[tuple[str, str, str]]:
+    # The last cell prints its node's version: the run is proved to be under it.
+    def text(n: int) -> str:
+        return notebook(n) + "console.log(process.version);\n"
+
+    print(f"bench: {nb.name}: a fresh run, then two edits ...", file=sys.stderr)
+    nb.write_text(text(0))
+    want = f"v{version}".encode()
+    _timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], venv, want)
+    nodes, resumes = [], []
+    for edit in (1, 2):
+        nb.write_text(text(edit))
+        nodes.append(_timed(["node", str(nb)], venv, want))
+        resumes.append(_timed([*TONIC, "run", "--plain", "--engine", "criu", str(nb)], venv, want))
+    t_node, t_criu = statistics.median(nodes), statistics.median(resumes)
+    return [
+        (f"{what}, plain `node FILE`", f"{t_node:.2f} s", "1.00x"),
+        (f"{what}, tonic (criu, warm server)", f"{t_criu:.2f} s", f"{t_criu / t_node:.3f}x"),
+    ]
+
+
+def _overhead(row: tuple[str, str, str], per_cell: float) -> tuple[str, str, str]:
+    """A tonic row gets its resume overhead beyond the edited cell's own time."""
+    if "tonic" not in row[0] or not row[1].endswith(" s"):
+        return row
+    overhead = (float(row[1][:-2]) - per_cell) * 1000
+    return (row[0], row[1], f"{row[2]}; resume overhead {overhead:.0f} ms")

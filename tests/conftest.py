@@ -126,7 +126,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
     for engine in ("criu", "docker"):
-        counts = {k.split(":", 1)[1]: n for k, n in EDITS_RUN.items() if k.startswith(engine)}
+        counts = {k.split(":", 1)[1]: n for k, n in EDITS_RUN.items() if k.startswith(engine + ":")}
         if counts:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
             terminalreporter.write_line(
@@ -134,6 +134,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"{sum(counts.values())} edits, each resumed `tonic run --plain` equal to a "
                 f"fresh `node FILE` ({kinds})"
             )
+    modules = {k.split(":", 1)[1]: n for k, n in EDITS_RUN.items() if k.startswith("esm:")}
+    if modules:
+        total = sum(modules.values())
+        resumed = EDITS_RUN["esm-resumed"]
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(modules.items()))
+        terminalreporter.write_line(
+            f"ES module edit sequence, criu engine, {under}: {total} edits, each resumed "
+            f"`tonic run --plain` equal to a fresh `node FILE`; {resumed} of {total} "
+            f"({100 * resumed // total}%) resumed from a snapshot ({kinds})"
+        )
 
 
 @pytest.fixture(scope="session")

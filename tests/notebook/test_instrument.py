@@ -16,7 +16,8 @@ from tonic.notebook.uncapture import Uncapture
 
 SITE_RE = re.compile(
     rb";if\(__tonic__\.p\(\d+\)\)\{\(\(\)=>eval\(__tonic__\.t\(\)\)\)\(\);return\}|"
-    rb";__tonic__\.p\(\d+\);"
+    rb";if\(__tonic__\.p\(\d+\)\)\{__tonic__\.m=import\.meta;"
+    rb"await __tonic__\.e\(\(\(\)=>eval\(__tonic__\.t\(\)\)\)\(\)\)\}"
 )
 
 

@@ -41,23 +41,29 @@ def change_literal(rng: random.Random, text: str) -> str | None:
     return None
 
 
-def add_cell(rng: random.Random, text: str) -> str | None:
+def _insert(rng: random.Random, text: str, label: str, bodies: Callable[[int], list[str]]) -> str:
+    """A new cell `// %% LABEL N` (after the head), one of `bodies(N)`."""
     head, cells = split(text)
     n = rng.randint(1, 999)
-    body = rng.choice(
-        [
-            f"console.log('added {n}');\n",
-            f"var added{n} = {n};\nconsole.log('var', added{n});\n",
-            f"const c{n} = [{n}, {n + 1}].map((x) => x * 2);\nconsole.log(c{n}.join('-'));\n",
-            f"console.log('rand', Math.random() < 2, {n});\n",
-            # The same delay as the fixtures' timers (see the README: time spent at
-            # pauses moves timers of different delays against each other).
-            f"setTimeout(() => console.log('late {n}'), 5);\n",
-        ]
-    )
-    at = rng.randint(1, len(cells))
-    cells.insert(at, f"{MARK} added {n}\n{body}\n")
+    body = rng.choice(bodies(n))
+    cells.insert(rng.randint(1, len(cells)), f"{MARK} {label} {n}\n{body}\n")
     return join(head, cells)
+
+
+def add_cell(rng: random.Random, text: str) -> str | None:
+    return _insert(rng, text, "added", _added)
+
+
+def _added(n: int) -> list[str]:
+    return [
+        f"console.log('added {n}');\n",
+        f"var added{n} = {n};\nconsole.log('var', added{n});\n",
+        f"const c{n} = [{n}, {n + 1}].map((x) => x * 2);\nconsole.log(c{n}.join('-'));\n",
+        f"console.log('rand', Math.random() < 2, {n});\n",
+        # The same delay as the fixtures' timers (see the README: time spent at
+        # pauses moves timers of different delays against each other).
+        f"setTimeout(() => console.log('late {n}'), 5);\n",
+    ]
 
 
 def remove_cell(rng: random.Random, text: str) -> str | None:
@@ -125,11 +131,36 @@ EDITS: dict[str, Callable[[random.Random, str], str | None]] = {
 WEIGHTS = {"throw": 2, "literal": 5, "add": 3, "remove": 2, "swap": 2, "function": 2, "strict": 1}
 
 
-def random_edit(rng: random.Random, text: str) -> tuple[str, str]:
-    names = list(WEIGHTS)
+def add_module_cell(rng: random.Random, text: str) -> str | None:
+    """An ES module's own kinds of cell: awaits, dynamic imports, import.meta; a static
+    import (which node links before the first cell: that edit runs afresh)."""
+    return _insert(rng, text, "module", _module_added)
+
+
+def _module_added(n: int) -> list[str]:
+    return [
+        f"const w{n} = await new Promise((r) => setTimeout(() => r({n}), 2));\n"
+        f"console.log('awaited', w{n});\n",
+        f"const {{ greet: g{n} }} = await import('./esm_helper.mjs');\nconsole.log(g{n}('{n}'));\n",
+        f"console.log('meta', import.meta.url.endsWith('.mjs'), {n});\n",
+        f"for await (const x of [Promise.resolve({n})]) console.log('for await', x);\n",
+        f"import {{ greet as s{n} }} from './esm_helper.mjs';\nconsole.log(s{n}('{n}'));\n",
+    ]
+
+
+MODULE_EDITS: dict[str, Callable[[random.Random, str], str | None]] = {
+    **EDITS,
+    "module-add": add_module_cell,
+}
+MODULE_WEIGHTS = {**WEIGHTS, "module-add": 3}
+
+
+def random_edit(rng: random.Random, text: str, *, module: bool = False) -> tuple[str, str]:
+    edits, weights = (MODULE_EDITS, MODULE_WEIGHTS) if module else (EDITS, WEIGHTS)
+    names = list(weights)
     for _ in range(20):
-        name = rng.choices(names, weights=[WEIGHTS[n] for n in names])[0]
-        new = EDITS[name](rng, text)
+        name = rng.choices(names, weights=[weights[n] for n in names])[0]
+        new = edits[name](rng, text)
         if new is not None and new != text:
             return name, new
     return "literal", text + f"\n{MARK}\nconsole.log({rng.randint(1, 99)});\n"

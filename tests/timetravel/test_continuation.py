@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import node_strips_types
+from tests.helpers import node_major, node_strips_types
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
@@ -288,14 +288,42 @@ CHECKS: list[tuple[str, str, str, int, str | None]] = [
         "import fs from 'fs';\n\nconsole.log(1);\n",
         "import fs from 'fs';\n\nconsole.log(2);\n",
         1,
-        "ES module",
+        None,
     ),
     (
         "becomes an ES module",
         "console.log(1);\n\nconsole.log(2);\n",
         "console.log(1);\n\nawait 1;\n",
         1,
-        "ES module",
+        "module kind changed to esm",
+    ),
+    (
+        "an ES module's imports changed",
+        "import fs from 'fs';\n\nconsole.log(1);\n",
+        "import fs from 'fs';\n\nimport os from 'os';\nconsole.log(2);\n",
+        1,
+        "the imports changed",
+    ),
+    (
+        "an ES module imports the same in another cell",
+        "import fs from 'fs';\n\nconsole.log(1);\n\nimport os from 'os';\n",
+        "import fs from 'fs';\n\nconsole.log(os.EOL);\n\nimport os from 'os';\n",
+        1,
+        None,
+    ),
+    (
+        "an ES module exports from an edited cell",
+        "export const a = 1;\n\nconsole.log(a);\n",
+        "export const a = 1;\n\nexport const b = a;\n",
+        1,
+        "line 3 exports from a cell after cell 1",
+    ),
+    (
+        "an ES module's later cell reads an import",
+        "import { sep } from 'path';\nconst s = () => sep;\n\nconsole.log(1);\n",
+        "import { sep } from 'path';\nconst s = () => sep;\n\nconsole.log(s(), sep);\n",
+        1,
+        None,
     ),
     (
         "deletes a var of the suffix",
@@ -361,8 +389,7 @@ def test_check_esm_by_extension() -> None:
         nb("console.log(1);\n\nconsole.log(2);\n", "nb.mjs"),
         nb("console.log(1);\n\nconsole.log(3);\n", "nb.mjs"),
     )
-    reason = check([old], new, 1)
-    assert reason is not None and "ES module" in reason
+    assert check([old], new, 1) is None
 
 
 def test_keep_functions() -> None:
@@ -803,6 +830,17 @@ TYPESCRIPT_EDITS: dict[str, Edit] = {
         (1,),
         filename="nb.cts",
     ),
+    "an ES module with types, awaits and import.meta": Edit(
+        (
+            "import type { Stats } from 'node:fs';\nconst n: number = 1;\n\nconsole.log(n);\n",
+            "import type { Stats } from 'node:fs';\nconst n: number = 1;\n\n"
+            "const s: Stats | null = null;\nawait new Promise<void>((r) => setTimeout(r, 1));\n"
+            "console.log(n + 1, s, import.meta.url.endsWith('nb.mts'));\n"
+            "throw new Error(`typed ${n as number}`);\n",
+        ),
+        (1,),
+        filename="nb.mts",
+    ),
     "an uncaught error in typed code": Edit(
         (
             "const a: number = 1;\n\nconsole.log(a);\n",
@@ -814,6 +852,119 @@ TYPESCRIPT_EDITS: dict[str, Edit] = {
         filename="nb.ts",
     ),
 }
+
+
+MODULE_EDITS: dict[str, Edit] = {
+    "a later literal": Edit(
+        ("let n = 1;\n\nconsole.log('n', n);\n", "let n = 1;\n\nconsole.log('n+1', n + 1);\n"),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "top-level await, timers and microtasks": Edit(
+        (
+            "setTimeout(() => console.log('timer'), 0);\n"
+            "Promise.resolve().then(() => console.log('micro'));\n\nconsole.log('a');\n",
+            "setTimeout(() => console.log('timer'), 0);\n"
+            "Promise.resolve().then(() => console.log('micro'));\n\n"
+            "console.log(await Promise.resolve('b'));\n"
+            "await new Promise((r) => setTimeout(r, 2));\nconsole.log('after');\n"
+            "process.nextTick(() => console.log('tick'));\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "live bindings, a dynamic import and import.meta": Edit(
+        (
+            "import { EventEmitter } from 'node:events';\nconst e = new EventEmitter();\n\n"
+            "console.log(1);\n",
+            "import { EventEmitter } from 'node:events';\nconst e = new EventEmitter();\n\n"
+            "const { EventEmitter: E2 } = await import('node:events');\n"
+            "console.log(E2 === EventEmitter, import.meta.url.endsWith('nb.mjs'));\n"
+            "console.log(typeof import.meta.resolve, this);\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "an uncaught error before and after an await": Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n",
+            "const a = 1;\n\nfunction boom() {\n  throw new TypeError('bad ' + a);\n}\n"
+            "console.log(new Error('here').stack);\nawait 0;\nboom();\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "an error thrown before any await": Edit(
+        ("const a = 1;\n\nconsole.log(a);\n", "const a = 1;\n\nnull.x;\n"),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "an unhandled rejection and an exit code": Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n",
+            "const a = 1;\n\nprocess.exitCode = 3;\nPromise.reject(new RangeError('r'));\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "a hoisted function kept, a class and a loop with await": Edit(
+        (
+            "console.log(f());\n\nfunction f() { return 1; }\nconsole.log(2);\n",
+            "console.log(f());\n\nfunction f() { return 1; }\nclass K { m() { return f(); } }\n"
+            "for await (const x of [1, 2]) console.log(x, new K().m());\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "continued twice": Edit(
+        (
+            "let n = 1;\n\nconsole.log(n);\n\nconsole.log('end');\n",
+            "let n = 1;\n\nconsole.log(n + 1);\nawait 0;\n\nconsole.log('end');\n",
+            "let n = 1;\n\nconsole.log(n + 1);\nawait 0;\n\n"
+            "console.log('end', new Error('x').stack);\n",
+        ),
+        (1, 2),
+        filename="nb.mjs",
+    ),
+    "process.exit in an edited cell": Edit(
+        (
+            "setTimeout(() => console.log('never'), 50);\n\nconsole.log(1);\n",
+            "setTimeout(() => console.log('never'), 50);\n\n"
+            "process.on('exit', (c) => console.log('exit', c));\nprocess.exit(4);\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(MODULE_EDITS.values()), ids=list(MODULE_EDITS))
+def test_continued_module_equals_node(edit: Edit, tmp_path: Path) -> None:
+    """An ES module goes on in an async arrow function the pause site awaits."""
+    path = tmp_path / edit.filename
+    _assert_same(continued(edit, path), plain_node(path))
+
+
+@pytest.mark.xfail(
+    node_major() >= 22,
+    reason="node >= 22 warns of an unsettled top-level await at the module's pending await; "
+    "a continued module's is the pause site's (its text): the kernel sets the exit code "
+    "(13) first, so node does not look, and the warning is left out",
+    strict=True,
+)
+def test_a_continued_module_left_awaiting(tmp_path: Path) -> None:
+    edit = Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n",
+            "const a = 1;\n\nconsole.log('waits');\nawait new Promise(() => {});\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    )
+    path = tmp_path / edit.filename
+    got, want = continued(edit, path), plain_node(path)
+    assert (got.stdout, got.code) == (want.stdout, want.code) == (b"waits\n", 13)
+    assert got.stderr == want.stderr
 
 
 @pytest.mark.skipif(not node_strips_types(), reason="this node does not run TypeScript")

@@ -95,6 +95,37 @@ def test_edit_sequence(project: Path, name: str, engine: str) -> None:
     print(f"\n{name}: {sum(counts.values())} edits, each resumed run equal to node: {dict(counts)}")
 
 
+ESM_NOTEBOOKS = ["esm_analysis.mjs", "esm_await.mjs"]
+ESM_EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_ESM_EDITS", "50"))
+
+
+@pytest.mark.parametrize("name", ESM_NOTEBOOKS)
+def test_es_module_edit_sequence(project: Path, name: str) -> None:
+    """Random edits of ES module notebooks (static and dynamic imports, top-level await,
+    import.meta); after each, a resumed `tonic run --plain` equals `node FILE`, and
+    `tonic why` told beforehand whether it would resume (the share is reported)."""
+    rng = random.Random(f"tonic-esm-{name}")
+    path = project / name
+    original = path.read_text()
+    counts: Counter[str] = Counter()
+    resumed = 0
+    _same_as_fresh(project, name)
+    text = original
+    for step in range(ESM_EDITS_PER_NOTEBOOK):
+        if step % 12 == 11:
+            kind, text = "reset", original
+        else:
+            kind, text = random_edit(rng, text, module=True)
+        counts[kind] += 1
+        path.write_text(text)
+        why = tonic("why", str(path), "--plain", cwd=project).stdout.decode()
+        resumed += "the next run starts afresh" not in why
+        _same_as_fresh(project, name)
+    EDITS_RUN.update({f"esm:{kind}": n for kind, n in counts.items()})
+    EDITS_RUN["esm-resumed"] += resumed
+    print(f"\n{name}: {sum(counts.values())} edits, {resumed} resumed: {dict(counts)}")
+
+
 def _same_as_fresh(project: Path, name: str, engine: str = "criu") -> None:
     """tonic resumes in `project`; node runs at the same path in the pristine project
     (with the edited sources); then the project gets tonic's files back."""
@@ -358,7 +389,7 @@ def test_es_module_reruns_when_an_imported_module_changes(project: Path) -> None
     helper.write_text(helper.read_text().replace("hello", "goodbye"))
     _same(path)
     path.write_text(path.read_text().replace("21", "22"))
-    _same(path)  # an edited ES module runs afresh
+    _same(path)  # an edited ES module resumes
 
 
 def test_short_cells_are_not_snapshotted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,6 +48,7 @@
   const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
   const StringPrototypeTrim = uncurry(String.prototype.trim);
   const RegExpPrototypeExec = uncurry(RegExp.prototype.exec);
+  const PromisePrototypeThen = uncurry(Promise.prototype.then);
   const { stringify: JSONStringify, parse: JSONParse } = JSON;
   const MathMax = Math.max;
   const BufferFrom = Buffer.from;
@@ -64,6 +65,7 @@
   const reallyExit = process.reallyExit;
   const PID = process.pid;
   const on = uncurry(require('events').prototype.on);
+  const off = uncurry(require('events').prototype.removeListener);
 
   const fs = require('fs');
   const util = require('util');
@@ -810,7 +812,76 @@
   }
   function callerSite() {
     const frames = trace(tonic.t);
-    if (frames !== null && frames.length > 1) append(sites, [frames[0], frames[1]]);
+    if (frames === null || frames.length <= 1) return;
+    append(sites, [frames[0], frames[1]]);
+    if (esm && sites.length === 1) {
+      below = [];
+      for (let i = 2; i < frames.length; i++) append(below, '    at ' + frames[i]);
+    }
+  }
+  // A continued ES module's pause sites push frames: the eval's top level calling the
+  // async arrow, the site's arrow calling eval and the module's frame at the site (or,
+  // once the arrow awaited, the module's `async` frame at the site's `await`), at fixed
+  // columns of the site's text before its call of tonic.t(). `below`: node's frames
+  // under the first site.
+  let below = [];
+  const EVAL_BEFORE_T = 15;
+  const AWAIT_BEFORE_T = 38;
+  function shifted(place, columns) {
+    const colon = StringPrototypeLastIndexOf(place, ':');
+    return StringPrototypeSlice(place, 0, colon + 1) +
+      (NumberCtor(StringPrototypeSlice(place, colon + 1)) - columns);
+  }
+  const placeOf = (frame) => {
+    const place = where(frame);
+    return StringPrototypeStartsWith(place, 'async ') ? StringPrototypeSlice(place, 6) : place;
+  };
+  // The level whose site's arrow is at `place`, -2 - the level whose site awaits there,
+  // else -1.
+  function moduleSiteAt(place) {
+    for (let level = 0; level < sites.length; level++) {
+      const t = where(sites[level][0]);
+      if (place === shifted(t, EVAL_BEFORE_T)) return level;
+      if (place === shifted(t, AWAIT_BEFORE_T)) return -2 - level;
+    }
+    return -1;
+  }
+  function mendedModule(all) {
+    const out = [];
+    let dropped = 0;
+    for (let i = 0; i < all.length; i++) {
+      const level = StringPrototypeStartsWith(all[i], '    at ') ? moduleSiteAt(placeOf(all[i])) : -1;
+      if (level === -1) {
+        append(out, all[i]);
+        continue;
+      }
+      dropped++;
+      if (level < -1) continue; // a module's await at the site
+      if (out.length > 0 && isEvalFrame(out[out.length - 1])) {
+        out.length--;
+        dropped++;
+      }
+      if (i + 1 < all.length && where(all[i + 1]) === where(sites[level][1])) {
+        i++;
+        dropped++;
+      }
+    }
+    // The frames the sites pushed out of Error.stackTraceLimit: node's below the first.
+    const limit = NativeError.stackTraceLimit;
+    let frames = 0;
+    for (let i = 0; i < all.length; i++) if (StringPrototypeStartsWith(all[i], '    at ')) frames++;
+    if (dropped > 0 && typeof limit === 'number' && frames >= limit) {
+      let have = 0;
+      for (let j = below.length; j > 0 && have === 0; j--) {
+        let match = out.length >= j;
+        for (let x = 0; match && x < j; x++) match = out[out.length - j + x] === below[x];
+        if (match) have = j;
+      }
+      for (let x = have; x < below.length && frames - dropped + x - have < limit; x++) {
+        append(out, below[x]);
+      }
+    }
+    return renamed(out);
   }
   // `    at [async ][new ][RECEIVER.]eval[ [as NAME]] (FILE:L:C)`, FILE as node names the
   // notebook in stacks (a TypeScript file's name is known once node compiled it, before
@@ -821,7 +892,8 @@
       `^(    at (?:async )?(new )?)(?:(\\S+)\\.)?eval(?: \\[as (\\S+)\\])? \\((${escaped}:\\d+:\\d+)\\)$`,
     );
   }
-  let evalFrame = evalFrames(plan.file);
+  const esm = plan.kind === 'esm';
+  let evalFrame = evalFrames(esm ? url.pathToFileURL(plan.file).href : plan.file);
   const isEvalFrame = (line) => RegExpPrototypeExec(evalFrame, line) !== null;
   // node's frames below the module's own (its loader), for the frames a continued run's
   // pause sites pushed out of Error.stackTraceLimit.
@@ -843,6 +915,7 @@
   function mended(stack) {
     if (typeof stack !== 'string' || sites.length === 0) return stack;
     const all = lines(stack);
+    if (esm) return mendedModule(all);
     // The top level of the newest eval on the stack: an eval frame above a pause site's
     // arrow, above the previous eval's top level (or the module's frame), and so on.
     let top = -1;
@@ -873,6 +946,10 @@
       if (room > 0) append(out, '    at Object.<anonymous> (' + where(all[top]) + ')');
       for (let i = 0; i + 1 < room && i < loader.length; i++) append(out, loader[i]);
     }
+    return renamed(out);
+  }
+  // The frames of the edited cells' code as node names them: `eval` is no name.
+  function renamed(out) {
     for (let i = 0; i < out.length; i++) {
       const m = RegExpPrototypeExec(evalFrame, out[i]);
       if (m === null) continue;
@@ -956,7 +1033,8 @@
   const SITE_VOID = '__tonic__.t()))();void 0}';
   const SOURCE_URL = '//# sourceURL=';
   let compiled = false;
-  let scriptName; // what node names the file in stacks (set with `compiled`)
+  // what node names the file in stacks (set with `compiled`; an ES module's file: URL)
+  let scriptName = esm ? url.pathToFileURL(plan.file).href : undefined;
   function compileStripped(source) {
     const proto = Module.prototype;
     const own = ReflectGetOwnPropertyDescriptor(proto, '_compile');
@@ -1002,12 +1080,13 @@
   // The edited file's early errors (node reports them before running anything): compiled
   // as node's CommonJS loader compiles a module, then thrown away.
   function check(source, k) {
-    if (typescript !== undefined && !compiled) {
+    if (typescript !== undefined && !compiled && !(esm && typescript === 'strip')) {
       // node transforms TypeScript (enums, namespaces: code moves), or compiled the file
       // itself: no continuation is exact
       send(events.error(k, 'unfit', `TypeScript (${typescript})`, 0));
       die();
     }
+    if (esm) return; // tonic had node check it (no module compiles here)
     try {
       compileFunction(stripped(source), WRAPPER_PARAMS, { __proto__: null, filename: plan.file });
     } catch (err) {
@@ -1047,9 +1126,73 @@
     return true;
   }
 
+  // An ES module's continuation (instrument.py's pause site): the edited rest ran as an
+  // async arrow function; once it settled, the module must end as node's would. Its
+  // error goes on as the module's own (node reports it as its loader would); at its
+  // end, the module's stale rest is skipped by a throw of SKIP, which node hands to
+  // process._fatalException, looked up at call time: there, and only for SKIP, it is
+  // handled (nothing printed, no exit code) and process._fatalException is node's again.
+  const SKIP = Symbol('skip');
+  let skipping = false;
+  function skip() {
+    if (!skipping) {
+      skipping = true;
+      const fatal = ReflectGetOwnPropertyDescriptor(proc, '_fatalException');
+      if (fatal !== undefined && typeof fatal.value === 'function') {
+        ReflectDefineProperty(proc, '_fatalException', {
+          __proto__: null,
+          ...fatal,
+          value: { _fatalException(err, fromPromise) {
+            if (err !== SKIP) return ReflectApply(fatal.value, this, [err, fromPromise]);
+            ReflectDefineProperty(proc, '_fatalException', fatal);
+            return true;
+          } }._fatalException,
+        });
+      }
+    }
+    throw SKIP;
+  }
+  const skipped = (err) => {
+    settled();
+    if (err === SKIP) skip();
+    throw err;
+  };
+  // While the edited rest awaits, the module awaits at the site: were the event loop to
+  // end then, node would report an unsettled top-level await there, the site's own
+  // text (node >= 22). The exit code it would set (13) is set just before, which keeps
+  // node from looking (it looks only when no exit code is set); the rest settled after
+  // all, it goes again.
+  let awaiting = false;
+  let armed = false;
+  const beforeExit = listener(() => {
+    if (awaiting && proc.exitCode === undefined) {
+      proc.exitCode = 13;
+      armed = true;
+    }
+  });
+  function settled() {
+    if (!awaiting) return;
+    awaiting = false;
+    off(proc, 'beforeExit', beforeExit);
+    if (armed && proc.exitCode === 13) proc.exitCode = undefined;
+    armed = false;
+  }
+
   const tonic = {
     __proto__: null,
     v: NONE,
+    m: undefined, // the module's import.meta, for a continued ES module's eval'd rest
+    // The pause site's await in a continued ES module: the edited rest's promise.
+    e(promise) {
+      if (!awaiting) {
+        awaiting = true;
+        on(proc, 'beforeExit', beforeExit);
+      }
+      return PromisePrototypeThen(promise, () => {
+        settled();
+        skip();
+      }, skipped);
+    },
     // Pause site after cell k: report, then block until tonic says how to go on.
     p(k) {
       if (lost) return false;
@@ -1077,10 +1220,11 @@
     t() {
       let source = continuation;
       continuation = null;
-      if (compiled) {
+      if (compiled || esm) {
         // its //# sourceURL: the name node's loader gave the file
         const end = StringPrototypeLastIndexOf(source, SOURCE_URL) + SOURCE_URL.length;
-        source = stripped(StringPrototypeSlice(source, 0, end) + scriptName);
+        source = StringPrototypeSlice(source, 0, end) + scriptName;
+        if (typescript !== undefined) source = stripped(source);
       }
       guarded(callerSite);
       if (sites.length === 1) guarded(mendStacks);
@@ -1107,34 +1251,29 @@
   }));
 
   const file = plan.file;
-  if (plan.kind === 'esm') {
+  if (esm) {
     // node's ES module loader reads a file: URL, looked up at call time: node 20 with
-    // fs.promises.readFile, node >= 22 (a synchronous loader) with fs.readFileSync. The
-    // real read still happens, so the load takes the same event-loop turns as in plain
-    // node (and error stacks show the same frames).
+    // fs.promises.readFile, node >= 22 (a synchronous loader) with fs.readFileSync. It
+    // gets the instrumented source without a read of the file (as the CommonJS loader
+    // does below): an open of the notebook's file would count as cell 1's.
     const promises = fs.promises;
     const readFile = promises.readFile;
     const readFileSync = fs.readFileSync;
-    const mainUrl = url.pathToFileURL(file).href;
-    const isMain = (p) => p instanceof URL && p.href === mainUrl;
+    const isMain = (p) => p instanceof URL && p.href === scriptName;
     const unhook = () => {
       promises.readFile = readFile;
       fs.readFileSync = readFileSync;
     };
-    promises.readFile = async function (p, ...rest) {
-      const read = readFile.call(this, p, ...rest);
-      if (!isMain(p)) return read;
+    const source = () => {
       unhook();
-      await read;
       mark = now();
       return Buffer.from(plan.source, 'utf8');
     };
+    promises.readFile = async function (p, ...rest) {
+      return isMain(p) ? source() : readFile.call(this, p, ...rest);
+    };
     fs.readFileSync = function (p, ...rest) {
-      const read = readFileSync.call(this, p, ...rest);
-      if (!isMain(p)) return read;
-      unhook();
-      mark = now();
-      return Buffer.from(plan.source, 'utf8');
+      return isMain(p) ? source() : readFileSync.call(this, p, ...rest);
     };
   } else {
     const readFileSync = fs.readFileSync;

@@ -49,7 +49,16 @@ class Instrumented:
 
 def pause_site(index: int, *, esm: bool) -> bytes:
     if esm:
-        return f";__tonic__.p({index});".encode()
+        # An ES module has no top-level `return`: a resumed run evaluates the edited rest
+        # of the module as an async arrow function (its top-level `await`s), hands the
+        # eval its `import.meta` and awaits it; then the stale rest is skipped by a throw
+        # that the kernel takes from node's uncaught-exception handler. The dead `await`
+        # of a fresh run changes nothing node shows (its module is async, as with any
+        # top-level await).
+        return (
+            f";if(__tonic__.p({index})){{__tonic__.m=import.meta;"
+            "await __tonic__.e((()=>eval(__tonic__.t()))())}"
+        ).encode()
     # CommonJS: a resumed run can continue here with an edited suffix (see semantics §4C).
     # The direct eval sits in an arrow function: an eval in the module function itself
     # would make V8 look every free name up dynamically, which moves the column node

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 from tonic.errors import NotebookSyntaxError
@@ -35,6 +36,23 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
         errors="replace",
         check=False,
     )
+
+
+def module_compiles(data: bytes) -> bool:
+    """Whether node compiles `data` as an ES module (its early errors: `node --check`; a
+    module cannot be compiled without running it inside the kernel, as CommonJS can)."""
+    return _module_compiles(data, node_binary())
+
+
+@lru_cache(maxsize=16)
+def _module_compiles(data: bytes, binary: str) -> bool:
+    proc = subprocess.run(
+        [binary, "--check", "--input-type=module"],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
 
 
 def summarize_syntax_error(stderr: str) -> str:

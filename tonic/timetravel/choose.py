@@ -26,6 +26,7 @@ from pathlib import Path
 from tonic.kernel.driver import Program
 from tonic.kernel.protocol import GO, Command, Eval, continues
 from tonic.notebook.cells import Notebook, parse
+from tonic.notebook.loader import module_compiles
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult
 from tonic.store import DamagedRecord, SnapshotInfo, Store, StoreError
@@ -264,6 +265,8 @@ class Chooser:
         reason, keep = continuation.verdict(versions, self.nb, k)
         if reason is not None:
             return reason
+        if self.nb.kind.esm and not module_compiles(self.nb.data):
+            return "the edited file does not compile (node --check): it runs afresh"
         source = continuation.suffix_source(
             self.nb,
             k,

@@ -16,6 +16,11 @@ comparing the declarations of the old and new suffix against the names cells 1..
 the old functions they can call) refer to. Over-approximating those names is safe: it
 only makes tonic fall back to an earlier snapshot, or to a fresh run.
 
+An ES module (no top-level `return`, and eval is no module) runs the new suffix as an
+async arrow function in the module's scope, which its pause site awaits (top-level
+`await` stays); its imports are bound before the first cell runs, so they must be the
+old ones, and the edited cells may export nothing (analysis.py `_module_reason`).
+
 The parts: analysis.py (`check`, `keep_functions`, both at once: `verdict`) reads the
 file versions through versions.py and judges their bindings by the rules of rules.py;
 suffix.py builds the eval'd source (`suffix_source`). Snapshot keys hash all of them (keys.py).

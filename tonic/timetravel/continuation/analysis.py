@@ -31,6 +31,7 @@ from tonic.timetravel.continuation.versions import (
     code_end,
     declarations,
     direct_eval,
+    imports,
     is_strict,
     references,
     shared_end,
@@ -55,8 +56,6 @@ def _prefix_end(lineage: Sequence[Notebook], new: Notebook, k: int) -> int | str
     if not lineage:
         return "no file version is known for the running process"
     running = lineage[-1]
-    if any(nb.kind.esm for nb in (*lineage, new)):
-        return "an ES module cannot continue with an edited suffix (eval is no module)"
     if any(nb.kind.kind != new.kind.kind for nb in lineage):
         return f"the module kind changed to {new.kind.kind} ({new.kind.reason})"
     if new.unsplit is not None:
@@ -68,7 +67,27 @@ def _prefix_end(lineage: Sequence[Notebook], new: Notebook, k: int) -> int | str
         return f"the running version has no code cell {k}"
     if code_end(new, k) != end or running.data[:end] != new.data[:end]:
         return f"{cells_phrase(k)} changed"
+    if new.kind.esm:
+        return _module_reason(lineage, new, k, end) or end
     return end
+
+
+def _module_reason(lineage: Sequence[Notebook], new: Notebook, k: int, end: int) -> str | None:
+    """What an ES module's continuation cannot do as node: other imports (node links them
+    before the first cell runs), or exports of the edited cells (its eval binds nothing
+    of the module, whose importers would see the old bindings)."""
+    if any(imports(nb) != imports(new) for nb in lineage):
+        return "the imports changed: node links them before the first cell runs"
+    for nb in (*lineage, new):
+        part = split(nb, end if nb is new or nb is lineage[-1] else shared_end(nb, new, k))[1]
+        exported = next((n for n in part.nodes if n.type == "export_statement"), None)
+        if exported is not None:
+            line = exported.start_point[0] + 1
+            return (
+                f"line {line} exports from a cell after cell {k}: a continued module "
+                "would still export the old binding"
+            )
+    return None
 
 
 def _compiled(

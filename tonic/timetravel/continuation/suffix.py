@@ -2,8 +2,9 @@
 
 `suffix_source` builds it: the new file after cell k, instrumented as a full run would
 be, wrapped in a labelled block so that a top-level `return` and the pause sites inside
-it can leave the eval (`break`), and padded so that every character keeps its line and
-column (stack traces and node's error report point into the file).
+it can leave the eval (`break`) (an ES module's: in an async arrow function), and
+padded so that every character keeps its line and column (stack traces and node's error
+report point into the file).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ from tonic.notebook.instrument import (
     pause_site,
     utf16_length,
 )
-from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text
+from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text, walk
+from tonic.timetravel.continuation.versions import hoisted
 
 SITE_RE = re.compile(rb"if\(__tonic__\.p\((\d+)\)\)")
+# An ES module's rest runs in an async arrow function (its top-level `await`s), which
+# the eval's value is: the promise the pause site awaits.
+ASYNC_OPEN = "(async()=>{"
+ASYNC_CLOSE = "})()"
+META = b"__tonic__.m"  # as long as `import.meta`: no column moves
 
 
 def label(k: int) -> str:
@@ -43,13 +50,13 @@ def _blank(data: bytes) -> bytes:
     ).encode()
 
 
-def _site(node: Node) -> int | None:
+def _site(node: Node, esm: bool) -> int | None:
     """The cell index of a pause site `instrument` inserted (without its leading `;`; a
     comment after it on its line may be part of the node: TypeScript's grammar)."""
     m = SITE_RE.match(node.text or b"") if node.type == "if_statement" else None
     if m is None:
         return None
-    site = pause_site(int(m.group(1)), esm=False)
+    site = pause_site(int(m.group(1)), esm=esm)
     if not (b";" + (node.text or b"")).startswith(site):
         return None
     return int(m.group(1))
@@ -91,28 +98,31 @@ def suffix_source(
     top-level `return`s leave the labelled block around it instead of the module
     function (a `return` inside eval is a SyntaxError), the functions in `keep` are
     blanked, and padding puts each character at its line and column in the file; the
-    `sourceURL` names the file in stack traces.
+    `sourceURL` names the file in stack traces. An ES module's rest is an async arrow
+    function called at once (its value, a promise, is what the pause site awaits), its
+    imports blanked and `import.meta` the one the site hands over.
     """
-    if new.kind.esm:
-        raise ValueError("an ES module cannot continue with an edited suffix")
+    esm = new.kind.esm
     name = label(k).encode()
     brk = b"break " + name
     source = instrument(new, values=values).source
     root = parse_tree(source, new.typescript).root_node
-    sites = {j: node for node in root.children if (j := _site(node)) is not None}
+    sites = {j: node for node in root.children if (j := _site(node, esm)) is not None}
     if k not in sites:
         raise ValueError(f"cell {k} is not a code cell of the new file")
     site = sites[k]
-    cut = site.start_byte + len(pause_site(k, esm=False)) - 1
+    cut = site.start_byte + len(pause_site(k, esm=esm)) - 1
     edits: list[tuple[int, int, bytes]] = []
     for node in root.children:
         if node.start_byte < cut:
             continue
-        if _site(node) is not None:
-            edits.extend((r.start_byte, r.end_byte, brk) for r in _top_returns(node))
-        elif node.type in FUNCTION_DECLARATIONS and _name(node) in keep:
+        if node.type in FUNCTION_DECLARATIONS and _name(node) in keep:
             blank = _blank(source[node.start_byte : node.end_byte])
             edits.append((node.start_byte, node.end_byte, blank))
+        elif esm:
+            edits.extend(_module_edits(node, source))
+        elif _site(node, esm) is not None:
+            edits.extend((r.start_byte, r.end_byte, brk) for r in _top_returns(node))
         else:
             for ret in _top_returns(node):
                 edits.extend(_return_edits(ret, brk))
@@ -126,9 +136,21 @@ def suffix_source(
     before = source[: site.start_byte - 1].decode("utf-8")  # up to the site's `;`
     terminators = LINE_TERMINATOR_RE.findall(before)
     column = utf16_length(LINE_TERMINATOR_RE.split(before)[-1])
-    header = label(k) + ":{"
+    header, footer = (ASYNC_OPEN, ASYNC_CLOSE) if esm else (label(k) + ":{", "}")
     if terminators:
         padding = header + "".join(terminators) + " " * column
     else:
         padding = header + " " * max(0, column - len(header))
-    return f"{padding}{out.decode('utf-8')}\n}}\n//# sourceURL={file}"
+    return f"{padding}{out.decode('utf-8')}\n{footer}\n//# sourceURL={file}"
+
+
+def _module_edits(node: Node, source: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """An ES module's statement in an eval'd rest: imports (node linked them before the
+    first cell, and the check made sure they are the old ones) become blanks, and
+    `import.meta` (no script may name it) the one the pause site handed over."""
+    if hoisted(node):
+        yield node.start_byte, node.end_byte, _blank(source[node.start_byte : node.end_byte])
+        return
+    for n in walk(node):
+        if n.type == "meta_property" and text(n) == "import.meta":
+            yield n.start_byte, n.end_byte, META

@@ -66,12 +66,28 @@ def code_end(nb: Notebook, k: int) -> int | None:
     return None
 
 
-def split(nb: Notebook, end: int) -> tuple[Part, Part]:
-    nodes = statements(nb)
-    return (
-        Part(nb, tuple(n for n in nodes if n.start_byte < end)),
-        Part(nb, tuple(n for n in nodes if n.start_byte >= end)),
+def hoisted(node: Node) -> bool:
+    """An ES module's import (or `export ... from`): node links it before any cell runs."""
+    return node.type == "import_statement" or (
+        node.type == "export_statement" and node.child_by_field_name("source") is not None
     )
+
+
+def split(nb: Notebook, end: int) -> tuple[Part, Part]:
+    """The statements before `end` and from it on; an ES module's imports count before
+    (they are bound before the first cell runs)."""
+    esm = nb.kind.esm
+    nodes = statements(nb)
+    before = [n.start_byte < end or (esm and hoisted(n)) for n in nodes]
+    return (
+        Part(nb, tuple(n for n, b in zip(nodes, before, strict=True) if b)),
+        Part(nb, tuple(n for n, b in zip(nodes, before, strict=True) if not b)),
+    )
+
+
+def imports(nb: Notebook) -> tuple[str, ...]:
+    """The texts of an ES module's imports, in order."""
+    return tuple(text(n) for n in statements(nb) if hoisted(n))
 
 
 def shared_end(version: Notebook, new: Notebook, k: int) -> int:
