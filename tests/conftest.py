@@ -55,14 +55,20 @@ def _no_servers_left() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_criu_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No CRIU of this session's caches and folders outlives the test that started it
-    (those left are ended by pid, and the test fails)."""
+    (those left are ended by pid, and the test fails). A tonic killed mid-dump leaves
+    CRIU's forked helper to its watchdog, which ends it a moment later: it gets 5 s."""
     yield
     import signal
+    import time
 
     from tests.helpers import criu_left, described_process
 
     roots = [tmp_path_factory.getbasetemp(), os.environ.get("TONIC_CACHE", _RUNTIME)]
     left = criu_left(*map(Path, roots))
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = criu_left(*map(Path, roots))
     described = [described_process(pid) or f"{pid}: gone" for pid in left]
     for pid in left:
         with contextlib.suppress(OSError):

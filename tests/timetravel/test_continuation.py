@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import node_major, node_strips_types
+from tests.helpers import node_strips_types
 from tonic.kernel.driver import KernelOptions, Program, run_kernel
 from tonic.kernel.protocol import GO, Command, Eval
 from tonic.notebook.cells import Notebook, parse
@@ -317,6 +317,13 @@ CHECKS: list[tuple[str, str, str, int, str | None]] = [
         "export const a = 1;\n\nexport const b = a;\n",
         1,
         "line 3 exports from a cell after cell 1",
+    ),
+    (
+        "an ES module's edited cell names arguments",
+        "import 'node:fs';\n\nconsole.log(1);\n",
+        "import 'node:fs';\n\nconsole.log(typeof arguments);\n",
+        1,
+        "line 3 names `arguments`",
     ),
     (
         "an ES module's later cell reads an import",
@@ -761,7 +768,7 @@ def continued(edit: Edit, path: Path) -> Output:
         assert check(lineage, new, k) is None, check(lineage, new, k)
         keep = keep_functions(lineage, new, k)
         source = suffix_source(new, k, file=str(path), values=edit.values, keep=keep)
-        answers[k] = Eval(source)
+        answers[k] = Eval(source, check=edit.versions[i])
     first = instrument(books[0], values=edit.values)
     # Cells are recorded against the newest version, whose pauses every later one hits.
     plan = Instrumented(first.source, instrument(newest).pauses, ())
@@ -945,26 +952,52 @@ def test_continued_module_equals_node(edit: Edit, tmp_path: Path) -> None:
     _assert_same(continued(edit, path), plain_node(path))
 
 
-@pytest.mark.xfail(
-    node_major() >= 22,
-    reason="node >= 22 warns of an unsettled top-level await at the module's pending await; "
-    "a continued module's is the pause site's (its text): the kernel sets the exit code "
-    "(13) first, so node does not look, and the warning is left out",
-    strict=True,
-)
-def test_a_continued_module_left_awaiting(tmp_path: Path) -> None:
-    edit = Edit(
+LEFT_AWAITING: dict[str, Edit] = {
+    "at the top level": Edit(
         (
             "const a = 1;\n\nconsole.log(a);\n",
             "const a = 1;\n\nconsole.log('waits');\nawait new Promise(() => {});\n",
         ),
         (1,),
         filename="nb.mjs",
-    )
+    ),
+    "in a block, after a tab, in a loop": Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n",
+            "const a = 1;\n\nfor (const x of [1]) {\n\tconst y = x + await 0;\n"
+            "\tif (y) { const z =   await new Promise(() => {}); }\n}\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+    "in an awaited function, continued twice": Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n\nconsole.log('b');\n",
+            "const a = 1;\n\nconsole.log(a + 1);\n\nconsole.log('b');\n",
+            "const a = 1;\n\nconsole.log(a + 1);\n\n"
+            "async function never() { await new Promise(() => {}); }\nawait never();\n",
+        ),
+        (1, 2),
+        filename="nb.mjs",
+    ),
+    "until a timer settles it": Edit(
+        (
+            "const a = 1;\n\nconsole.log(a);\n",
+            "const a = 1;\n\n"
+            "process.on('beforeExit', () => console.log('before', process.exitCode));\n"
+            "await new Promise((r) => setTimeout(r, 5));\nconsole.log('settled');\n",
+        ),
+        (1,),
+        filename="nb.mjs",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(LEFT_AWAITING.values()), ids=list(LEFT_AWAITING))
+def test_a_continued_module_left_awaiting(edit: Edit, tmp_path: Path) -> None:
+    """Exit code 13 and node's warning (node >= 22) at the edited cells' pending await."""
     path = tmp_path / edit.filename
-    got, want = continued(edit, path), plain_node(path)
-    assert (got.stdout, got.code) == (want.stdout, want.code) == (b"waits\n", 13)
-    assert got.stderr == want.stderr
+    _assert_same(continued(edit, path), plain_node(path))
 
 
 @pytest.mark.skipif(not node_strips_types(), reason="this node does not run TypeScript")

@@ -66,6 +66,7 @@
   const PID = process.pid;
   const on = uncurry(require('events').prototype.on);
   const off = uncurry(require('events').prototype.removeListener);
+  const prepend = uncurry(require('events').prototype.prependListener);
 
   const fs = require('fs');
   const util = require('util');
@@ -825,6 +826,7 @@
   // columns of the site's text before its call of tonic.t(). `below`: node's frames
   // under the first site.
   let below = [];
+  const GENERATOR_NEXT = '    at AsyncGenerator.next (<anonymous>)';
   const EVAL_BEFORE_T = 15;
   const AWAIT_BEFORE_T = 38;
   function shifted(place, columns) {
@@ -858,8 +860,12 @@
       dropped++;
       if (level < -1) continue; // a module's await at the site
       if (out.length > 0 && isEvalFrame(out[out.length - 1])) {
-        out.length--;
+        out.length--; // the eval's top level, which started the generator
         dropped++;
+        if (out.length > 0 && out[out.length - 1] === GENERATOR_NEXT) {
+          out.length--;
+          dropped++;
+        }
       }
       if (i + 1 < all.length && where(all[i + 1]) === where(sites[level][1])) {
         i++;
@@ -1116,7 +1122,10 @@
         die();
       }
     }
-    if (typeof source === 'string') send(events.continuing());
+    if (typeof source === 'string') {
+      newText = stripped(source);
+      send(events.continuing());
+    }
     continuation = own(cmd, 'source');
     const values = own(cmd, 'values');
     if (ArrayIsArray(values)) {
@@ -1160,16 +1169,56 @@
   // While the edited rest awaits, the module awaits at the site: were the event loop to
   // end then, node would report an unsettled top-level await there, the site's own
   // text (node >= 22). The exit code it would set (13) is set just before, which keeps
-  // node from looking (it looks only when no exit code is set); the rest settled after
-  // all, it goes again.
+  // node from looking (it looks only when no exit code is set), and the kernel warns as
+  // node would of the rest's own await, where V8 says its generator waits; the rest
+  // settled after all, the code goes again.
   let awaiting = false;
   let armed = false;
+  let newText = ''; // the edited file (for the line a warning shows)
   const beforeExit = listener(() => {
-    if (awaiting && proc.exitCode === undefined) {
-      proc.exitCode = 13;
-      armed = true;
-    }
+    if (!awaiting || proc.exitCode !== undefined) return;
+    proc.exitCode = 13;
+    if (!armed) prepend(proc, 'exit', listener(() => guarded(warnUnsettled)));
+    armed = true;
   });
+  const startFlags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${process.env.NODE_OPTIONS || ''}`;
+  const warns = +StringPrototypeSlice(process.versions.node, 0, 2) >= 22 &&
+    !/(^|\s)--no-warnings(\s|$)/.test(startFlags) && process.env.NODE_NO_WARNINGS !== '1';
+  function warnUnsettled() {
+    if (!armed || !warns || proc.exitCode !== 13) return;
+    const at = waitingAt();
+    if (at === null) return;
+    const text = lines(newText)[at.lineNumber] || '';
+    let under = '';
+    for (let i = 0; i < at.columnNumber && i < text.length; i++) under += text[i] === '\t' ? '\t' : ' ';
+    const data = ReflectApply(BufferFrom, BufferCtor, [
+      `Warning: Detected unsettled top-level await at ${scriptName}:${at.lineNumber + 1}\n` +
+      `${text}\n${under}^\n\n\n\n`, 'utf8']);
+    writeSync(2, data, 0, data.length);
+  }
+  // Where the newest edited rest's generator waits ({lineNumber, columnNumber}), asked
+  // of V8's inspector (its [[GeneratorLocation]]), or null.
+  function waitingAt() {
+    const session = new (require('inspector').Session)();
+    session.connect();
+    try {
+      let id = null;
+      let at = null;
+      session.post('Runtime.evaluate', { expression: '__tonic__.g' }, (err, res) => {
+        if (!err && res && res.result) id = res.result.objectId;
+      });
+      if (id === null) return null;
+      session.post('Runtime.getProperties', { objectId: id, ownProperties: true }, (err, res) => {
+        const props = (!err && res && res.internalProperties) || [];
+        for (let i = 0; i < props.length; i++) {
+          if (props[i].name === '[[GeneratorLocation]]') at = props[i].value.value;
+        }
+      });
+      return at;
+    } finally {
+      session.disconnect();
+    }
+  }
   function settled() {
     if (!awaiting) return;
     awaiting = false;
@@ -1182,6 +1231,7 @@
     __proto__: null,
     v: NONE,
     m: undefined, // the module's import.meta, for a continued ES module's eval'd rest
+    g: undefined, // that rest's generator
     // The pause site's await in a continued ES module: the edited rest's promise.
     e(promise) {
       if (!awaiting) {

@@ -15,7 +15,7 @@ from tree_sitter import Node
 
 from tonic.notebook.cells import Notebook
 from tonic.notebook.declarations import FUNCTION_DECLARATIONS
-from tonic.notebook.syntax import text
+from tonic.notebook.syntax import text, walk
 from tonic.timetravel.continuation.rules import (
     annex_b,
     block_conflicts,
@@ -78,6 +78,21 @@ def _module_reason(lineage: Sequence[Notebook], new: Notebook, k: int, end: int)
     of the module, whose importers would see the old bindings)."""
     if any(imports(nb) != imports(new) for nb in lineage):
         return "the imports changed: node links them before the first cell runs"
+    suffix = split(new, end)[1]
+    named = next(
+        (
+            n
+            for root in suffix.nodes
+            for n in walk(root)
+            if n.type == "identifier" and text(n) == "arguments"
+        ),
+        None,
+    )
+    if named is not None:
+        return (
+            f"line {named.start_point[0] + 1} names `arguments`: the continued cells run in "
+            "a function, which binds it"
+        )
     for nb in (*lineage, new):
         part = split(nb, end if nb is new or nb is lineage[-1] else shared_end(nb, new, k))[1]
         exported = next((n for n in part.nodes if n.type == "export_statement"), None)

@@ -2,7 +2,7 @@
 
 `suffix_source` builds it: the new file after cell k, instrumented as a full run would
 be, wrapped in a labelled block so that a top-level `return` and the pause sites inside
-it can leave the eval (`break`) (an ES module's: in an async arrow function), and
+it can leave the eval (`break`) (an ES module's: in an async generator), and
 padded so that every character keeps its line and column (stack traces and node's error
 report point into the file).
 """
@@ -27,10 +27,11 @@ from tonic.notebook.syntax import SCOPE_NODES, parse_tree, text, walk
 from tonic.timetravel.continuation.versions import hoisted
 
 SITE_RE = re.compile(rb"if\(__tonic__\.p\((\d+)\)\)")
-# An ES module's rest runs in an async arrow function (its top-level `await`s), which
-# the eval's value is: the promise the pause site awaits.
-ASYNC_OPEN = "(async()=>{"
-ASYNC_CLOSE = "})()"
+# An ES module's rest runs in an async generator function (its top-level `await`s; a
+# generator, so that the kernel can ask V8 where it waits: its [[GeneratorLocation]]),
+# kept as __tonic__.g; the eval's value is its first step, the promise the site awaits.
+ASYNC_OPEN = "(__tonic__.g=(async function*(){"
+ASYNC_CLOSE = "})()).next()"
 META = b"__tonic__.m"  # as long as `import.meta`: no column moves
 
 
@@ -98,9 +99,9 @@ def suffix_source(
     top-level `return`s leave the labelled block around it instead of the module
     function (a `return` inside eval is a SyntaxError), the functions in `keep` are
     blanked, and padding puts each character at its line and column in the file; the
-    `sourceURL` names the file in stack traces. An ES module's rest is an async arrow
-    function called at once (its value, a promise, is what the pause site awaits), its
-    imports blanked and `import.meta` the one the site hands over.
+    `sourceURL` names the file in stack traces. An ES module's rest is an async generator
+    function's body, run at once (its first step, a promise, is what the pause site
+    awaits), its imports blanked and `import.meta` the one the site hands over.
     """
     esm = new.kind.esm
     name = label(k).encode()
