@@ -25,7 +25,7 @@ from tests.helpers import (
 from tests.timetravel.edits import THROWS, random_edit
 
 TIMETRAVEL = FIXTURES / "timetravel"
-EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "42"))
+EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_EDITS", "36"))
 DOCKER_EDITS_PER_NOTEBOOK = int(os.environ.get("TONIC_DOCKER_EDITS", "10"))
 NOTEBOOKS = ["analysis.js", "strict.js", "uses_lib.js", "errors.js", "files.js"]
 if node_strips_types():  # a TypeScript notebook where node runs one (the node matrix)

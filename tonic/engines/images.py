@@ -1,5 +1,6 @@
 """A snapshot's image files for a restore: the unpacked copy (store/hot.py), checked
-while the backend restores it, else recreated from the store's checked chunks."""
+while the backend restores it, else the dump itself while the ingest worker stores it
+(store/landing.py), else recreated from the store's checked chunks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic.errors import EngineError
-from tonic.store import Store, StoreError, hot
+from tonic.store import Store, StoreError, hot, landing
 from tonic.store.layout import TMP, is_full_error, staging_name
 from tonic.timetravel.choose import Choice
 
@@ -80,6 +81,10 @@ def images(store: Store, choice: Choice, unpacked: bool = True) -> Iterator[Imag
                 if pending.result() is not None:  # once nothing reads it any more
                     hot.drop(store.root, choice.snapshot_id)
             return
+        with landing.using(store.root, choice.snapshot_id) as landed:
+            if landed is not None:  # not stored yet: the dump itself
+                yield Images(landed, work)
+                return
         found = work / "images"
         try:
             store.materialize(choice.snapshot_id, found)

@@ -49,7 +49,7 @@ from tonic.kernel.state import Resume
 from tonic.procs import tree_rss
 from tonic.results import RunResult, Sink
 from tonic.settings import Settings, node_binary
-from tonic.store import Store, StoreError
+from tonic.store import Store, StoreError, landing
 from tonic.store.ingest import Worker
 from tonic.store.layout import disk_full, is_full_error
 from tonic.timetravel.choose import Choice, Chooser
@@ -425,7 +425,10 @@ class _Steps:
             if late is None:
                 shutil.rmtree(folder, ignore_errors=True)
                 return GO
-            self.worker.submit(late.snapshot_id, late.key, folder, late.meta())
+            meta = late.meta()
+            with contextlib.suppress(OSError):  # (else the next run waits for the store)
+                landing.land(folder, late.snapshot_id, late.key, meta)
+            self.worker.submit(late.snapshot_id, late.key, folder, meta)
         except (EngineError, OSError) as err:
             if is_full_error(err) or disk_full(self.store.root):
                 self.store.filled = True  # (before the dump's part is removed)

@@ -4,8 +4,10 @@ Taking images into the store (hashing, compressing, writing chunks) can take lon
 the dump itself; a user who edited the last cell should not wait for it. The run starts
 one worker at its first snapshot and hands it each dump; the worker outlives the run,
 holding the notebook's ingest lock (inherited, already taken, from the run) until it has
-published everything. The next run of the notebook takes that lock before it looks for
-snapshots, so it never misses one that is still being stored.
+published everything (shared: the workers of several runs may be at work at once).
+`tonic cache` commands wait for every worker (`settled`); the next run of the notebook
+does not: the run names each dump it hands over as a landed snapshot (landing.py), which
+a restore uses as it is until the worker has stored it.
 
 The worker owns the dumps it is given: the run names each dump's folder for the worker
 (layout.staging_name), so the folders of a worker that was killed go at the next run
@@ -27,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tonic.store import Store, hot
+from tonic.store import Store, hot, landing
 from tonic.store.layout import INGEST_LOCK, LOCKS, Owner, staging_name
 
 
@@ -53,7 +55,7 @@ def settled(root: Path, notebook: Path | None = None) -> Iterator[None]:
         for path in paths:
             fd = _open_lock(path)
             fds.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # (workers hold it shared)
         yield
     finally:
         for fd in fds:
@@ -70,12 +72,13 @@ class Worker:
         self.owner: Owner | None = None  # the worker, as staging names carry it
 
     def start(self) -> None:
-        """Start the worker (once), with the notebook's ingest lock."""
+        """Start the worker (once), with the notebook's ingest lock, shared: an earlier
+        run's worker may still be at work (their stores are content-addressed)."""
         if self.proc is not None:
             return
         fd = _open_lock(lock_path(self.root, self.notebook))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH)
             os.set_inheritable(fd, True)
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tonic.store.ingest", str(self.root)],
@@ -117,10 +120,12 @@ def main() -> None:
         images = Path(job["images"])
         try:
             store.ingest(job["id"], job["tag"], images, job["meta"])
+            landing.lift(images)  # stored: the store's record is the one from now on
             hot.keep(root, job["id"], images)  # the next restore skips unpacking
         except Exception:
             pass
         finally:
+            landing.lift(images)
             shutil.rmtree(images, ignore_errors=True)
 
 

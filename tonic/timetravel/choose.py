@@ -29,8 +29,7 @@ from tonic.notebook.cells import Notebook, parse
 from tonic.notebook.loader import module_compiles
 from tonic.notebook.modkind import package_type
 from tonic.results import CellResult
-from tonic.store import DamagedRecord, SnapshotInfo, Store, StoreError
-from tonic.store.ingest import settled
+from tonic.store import DamagedRecord, SnapshotInfo, Store, StoreError, landing
 from tonic.timetravel import continuation, fstravel
 from tonic.timetravel.deps import Digests, Surroundings, stale
 from tonic.timetravel.keys import NotebookKeys, modules_still_valid, sha256
@@ -161,15 +160,14 @@ class Chooser:
 
     def verdicts(self) -> list[Verdict]:
         """Every prefix's verdict, longest first (stops at the first reusable one)."""
-        with settled(self.store.root, self.program.path):
-            verdicts: list[Verdict] = []
-            for k, reasons, found in self._prefixes():
-                if found is not None:
-                    verdicts.append(Verdict(k, True, "reusable"))
-                    return verdicts
-                reason = reasons[0] if reasons else NO_SNAPSHOT
-                verdicts.append(Verdict(k, False, reason))
-            return verdicts
+        verdicts: list[Verdict] = []
+        for k, reasons, found in self._prefixes():
+            if found is not None:
+                verdicts.append(Verdict(k, True, "reusable"))
+                return verdicts
+            reason = reasons[0] if reasons else NO_SNAPSHOT
+            verdicts.append(Verdict(k, False, reason))
+        return verdicts
 
     def choose(self) -> tuple[Choice | None, list[Verdict]]:
         """The longest prefix's usable snapshot (None: run afresh), and why each longer
@@ -177,11 +175,10 @@ class Chooser:
         verdicts: list[Verdict] = []
         if not self.nb.clean or not self.program.instrumented.pauses:
             return None, verdicts
-        with settled(self.store.root, self.program.path):
-            for k, reasons, found in self._prefixes():
-                verdicts.extend(Verdict(k, False, r) for r in reasons)
-                if found is not None:
-                    return self._choice(k, *found), verdicts
+        for k, reasons, found in self._prefixes():
+            verdicts.extend(Verdict(k, False, r) for r in reasons)
+            if found is not None:
+                return self._choice(k, *found), verdicts
         return None, verdicts
 
     def _choice(
@@ -197,11 +194,19 @@ class Chooser:
 
     def _prefixes(self) -> Iterator[_Prefix]:
         """Longest prefix first: (cell, why each snapshot of it cannot be used, the first
-        that can: info, record and the command answering its pause). Stops at that one."""
+        that can: info, record and the command answering its pause). Stops at that one.
+
+        The snapshots that the ingest worker is still storing count (landed: the run that
+        made them named them first), so nothing waits for the store; they are looked at
+        before the store's (a worker takes the record away once it has stored one)."""
         prefixes = self.keys.prefixes
+        every_landed = landing.landed(self.store.root)
         for k in sorted(prefixes, reverse=True):
             reasons: list[str] = []
-            for info in self.store.find(prefixes[k]):
+            landed = every_landed.get(prefixes[k], [])
+            ids = {i.id for i in landed}
+            found = landed + [i for i in self.store.find(prefixes[k]) if i.id not in ids]
+            for info in found:
                 try:
                     record = SnapshotRecord.from_meta(info.meta, self.places)
                     fstravel.kept(self.store, record.files)
