@@ -4,6 +4,7 @@ yet (store/landing.py): it waits for no worker, even one that never goes on."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -51,3 +52,22 @@ def test_an_edit_resumes_while_the_worker_is_stopped(tmp_path: Path) -> None:
         with settled(cache):  # the worker stores what it has and lets go
             pass
     assert not any(p.name.startswith("landed.") for p in (cache / TMP).iterdir())
+
+
+def test_a_restore_from_a_copy_since_removed_keeps_the_files_snapshots(tmp_path: Path) -> None:
+    """The restore reads the images from a scratch copy (no hot cache) that is gone when
+    the run next reads what the tree did: that read is taken in before, and the run still
+    snapshots its files (it said it could not, and lost them)."""
+    require_engine("criu")
+    cache = tmp_path / "cache"
+    env = _env(cache, TONIC_SNAPSHOT_MIN_MS="0", TONIC_HOT_CACHE="0")
+    path = tmp_path / "nb.js"
+    path.write_text("// %% one\nconsole.log('one');\n\n// %% two\nconsole.log('two', 1);\n")
+    assert tonic("run", "--plain", "--engine", "criu", str(path), env=env).code == 0
+    with settled(cache):  # stored: the next restore recreates the images from chunks
+        pass
+    path.write_text(path.read_text().replace("'two', 1", "'two', 2"))
+    got = tonic("run", "--json", "--engine", "criu", str(path), env=env)
+    run = json.loads(got.stdout)
+    assert run["restored"] == 1, got.describe()
+    assert not [n for n in run["notes"] if "no snapshots" in n], run["notes"]

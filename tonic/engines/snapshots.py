@@ -378,6 +378,7 @@ class _Steps:
                 with images(self.store, choice) as found:
                     proc = self.kernel.restore(choice, found, pipes, env)
                     self.verify_seconds = found.waited
+                    self._attach_restored()
             except DamagedImages as err:
                 self.recorder.notes.append(
                     f"the unpacked images of the snapshot after cell {choice.pause} were "
@@ -385,11 +386,19 @@ class _Steps:
                 )
                 with images(self.store, choice, unpacked=False) as found:
                     proc = self.kernel.restore(choice, found, pipes, env)
+                    self._attach_restored()
         except (EngineError, KeyError, StoreError, OSError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
-        self.watcher.attach(self.kernel.tree_pid())
         self.restore_seconds = time.monotonic() - started
         return proc
+
+    def _attach_restored(self) -> None:
+        """Observe the restored tree; what the restore itself read (the image files, in
+        the cache) is taken in and dropped while those folders are still there: read
+        after a scratch copy or a landed dump is gone, it could not be named, and the
+        run would lose its files' snapshots. (The tree waits at its pause meanwhile.)"""
+        self.watcher.attach(self.kernel.tree_pid())
+        self.observed()
 
     def _rss(self) -> int:
         pid = self.kernel.tree_pid()
