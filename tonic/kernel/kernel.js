@@ -899,7 +899,8 @@
     );
   }
   const esm = plan.kind === 'esm';
-  let evalFrame = evalFrames(esm ? url.pathToFileURL(plan.file).href : plan.file);
+  const moduleUrl = esm ? url.pathToFileURL(plan.file).href : undefined; // its name in stacks
+  let evalFrame = evalFrames(esm ? moduleUrl : plan.file);
   const isEvalFrame = (line) => RegExpPrototypeExec(evalFrame, line) !== null;
   // node's frames below the module's own (its loader), for the frames a continued run's
   // pause sites pushed out of Error.stackTraceLimit.
@@ -1040,7 +1041,7 @@
   const SOURCE_URL = '//# sourceURL=';
   let compiled = false;
   // what node names the file in stacks (set with `compiled`; an ES module's file: URL)
-  let scriptName = esm ? url.pathToFileURL(plan.file).href : undefined;
+  let scriptName = moduleUrl;
   function compileStripped(source) {
     const proto = Module.prototype;
     const own = ReflectGetOwnPropertyDescriptor(proto, '_compile');
@@ -1136,7 +1137,7 @@
   }
 
   // An ES module's continuation (instrument.py's pause site): the edited rest ran as an
-  // async arrow function; once it settled, the module must end as node's would. Its
+  // async generator's body; once it settled, the module must end as node's would. Its
   // error goes on as the module's own (node reports it as its loader would); at its
   // end, the module's stale rest is skipped by a throw of SKIP, which node hands to
   // process._fatalException, looked up at call time: there, and only for SKIP, it is

@@ -74,8 +74,9 @@ def _prefix_end(lineage: Sequence[Notebook], new: Notebook, k: int) -> int | str
 
 def _module_reason(lineage: Sequence[Notebook], new: Notebook, k: int, end: int) -> str | None:
     """What an ES module's continuation cannot do as node: other imports (node links them
-    before the first cell runs), or exports of the edited cells (its eval binds nothing
-    of the module, whose importers would see the old bindings)."""
+    before the first cell runs), `arguments` in the edited cells (their generator
+    function binds it, a module does not), or exports of the edited cells (the eval binds
+    nothing of the module, whose importers would see the old bindings)."""
     if any(imports(nb) != imports(new) for nb in lineage):
         return "the imports changed: node links them before the first cell runs"
     suffix = split(new, end)[1]
