@@ -28,7 +28,7 @@ from tonic.kernel.protocol import GO
 from tonic.kernel.stdio import open_channels
 from tonic.procs import descendants
 from tonic.results import RunResult
-from tonic.store import Store, StoreError
+from tonic.store import Store, StoreError, landing
 from tonic.store.records import DamagedRecord
 from tonic.timetravel.choose import Choice
 from tonic.timetravel.places import Places
@@ -147,8 +147,10 @@ def _guess(
         return None
     edited = ran[0] if result.restored and ran else code[-1]
     places = Places.of(program.path, store.root)
+    landed = landing.landed(store.root)  # (the run's own dumps are still being stored)
     for k in sorted((k for k in keys.prefixes if k < edited), reverse=True):
-        for info in store.find(keys.prefixes[k]):
+        tag = keys.prefixes[k]
+        for info in landing.before(landed, tag, store.find(tag)):
             if info.logical_bytes > limit:
                 return None
             try:

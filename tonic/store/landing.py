@@ -105,6 +105,16 @@ def landed(root: Path) -> dict[str, list[SnapshotInfo]]:
     return found
 
 
+def before(
+    landed: dict[str, list[SnapshotInfo]], tag: str, stored: list[SnapshotInfo]
+) -> list[SnapshotInfo]:
+    """The snapshots of `tag` to try, in order: the landed ones (the newest), then the
+    store's others (a landed one may be stored already)."""
+    first = landed.get(tag, [])
+    ids = {i.id for i in first}
+    return first + [i for i in stored if i.id not in ids]
+
+
 @contextlib.contextmanager
 def _locked(record: Path, mode: int) -> Iterator[bool]:
     """The record flock'ed (`mode`); False when it is gone (taken away meanwhile)."""

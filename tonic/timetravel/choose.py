@@ -203,10 +203,8 @@ class Chooser:
         every_landed = landing.landed(self.store.root)
         for k in sorted(prefixes, reverse=True):
             reasons: list[str] = []
-            landed = every_landed.get(prefixes[k], [])
-            ids = {i.id for i in landed}
-            found = landed + [i for i in self.store.find(prefixes[k]) if i.id not in ids]
-            for info in found:
+            tag = prefixes[k]
+            for info in landing.before(every_landed, tag, self.store.find(tag)):
                 try:
                     record = SnapshotRecord.from_meta(info.meta, self.places)
                     fstravel.kept(self.store, record.files)
