@@ -393,12 +393,13 @@ class _Steps:
         return proc
 
     def _attach_restored(self) -> None:
-        """Observe the restored tree; what the restore itself read (the image files, in
-        the cache) is taken in and dropped while those folders are still there: read
-        after a scratch copy or a landed dump is gone, it could not be named, and the
-        run would lose its files' snapshots. (The tree waits at its pause meanwhile.)"""
+        """Observe the restored tree, and take in at once what it did so far (the
+        restore's reads of the image files, in the cache, and what its workers and
+        children did since), while those folders are still there: read after a scratch
+        copy or a landed dump is gone, it could not be named, and the run would lose its
+        files' snapshots. The next pause gets it all, as before."""
         self.watcher.attach(self.kernel.tree_pid())
-        self.observed()
+        self.watcher.read_now()
 
     def _rss(self) -> int:
         pid = self.kernel.tree_pid()

@@ -31,6 +31,14 @@ def as_observed(activity: Activity) -> Observed:
     return Observed(tuple(opened), tuple(listed), tuple(changed.items()), lost)
 
 
+def _joined(first: Activity | None, then: Activity) -> Activity:
+    if first is None:
+        return then
+    return Activity(
+        first.events + then.events, first.lost or then.lost, first.uncertain | then.uncertain
+    )
+
+
 class Watcher:
     """One kernel run's observer, when the engine's session observes (else nothing)."""
 
@@ -38,6 +46,7 @@ class Watcher:
         self.observer: Observer | None = None
         self.why: str | None = None
         self.attached = False
+        self.early: Activity | None = None  # taken in ahead (`read_now`), not yet handed on
         if not enabled:
             return
         self.why = unavailable()
@@ -61,7 +70,16 @@ class Watcher:
             return Observed(lost=f"the notebook's processes cannot be observed: {self.why}")
         if not self.attached:
             return Observed(lost="the notebook's processes cannot be observed")
-        return as_observed(self.observer.take())
+        activity = _joined(self.early, self.observer.take())
+        self.early = None
+        return as_observed(activity)
+
+    def read_now(self) -> None:
+        """Take in what the processes did so far, named while the paths are there (the
+        next `observed` hands it on): a restore's reads of image files that are removed
+        right after, and what the restored workers and children did meanwhile."""
+        if self.observer is not None and self.attached:
+            self.early = _joined(self.early, self.observer.take())
 
     def close(self) -> None:
         if self.observer is not None:
