@@ -496,6 +496,10 @@
     return fresh;
   }
 
+  // node's major version, and its flags (command line and NODE_OPTIONS) as it started.
+  const nodeMajor = +StringPrototypeSlice(process.versions.node, 0, 2);
+  const startFlags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${process.env.NODE_OPTIONS || ''}`;
+
   // What the cells use of their surroundings, for the keys of their snapshots (see
   // tonic/timetravel/deps.py): the environment variables they read (all of them when
   // they list process.env, start a child process that inherits it, or a worker), whether
@@ -643,7 +647,7 @@
     // paths given (PATHS: name -> the indices of the paths it looks at, and of those it
     // changes). A wrapper is a frame of ours: the stack of an error the call throws is
     // captured again without it. (process.binding('fs'), deprecated, shows them.)
-    const bypassed = +StringPrototypeSlice(process.versions.node, 0, 2) >= 22;
+    const bypassed = nodeMajor >= 22;
     const PATHS = {
       __proto__: null,
       access: [[0], []], existsSync: [[0], []], stat: [[0], []], lstat: [[0], []],
@@ -680,10 +684,9 @@
       } }[name];
       holder[name] = wrapper;
     }
-    const flags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${realEnv.NODE_OPTIONS || ''}`;
     // process.binding() would warn: the children's working directory cannot be seen, nor
     // files kept before the main thread changes them.
-    const blind = /--(pending|throw|trace)-deprecation/.test(flags);
+    const blind = /--(pending|throw|trace)-deprecation/.test(startFlags);
     if (!blind) {
       const fsb = process.binding('fs');
       for (const name of Object.keys(fsb)) {
@@ -1182,8 +1185,7 @@
     if (!armed) prepend(proc, 'exit', listener(() => guarded(warnUnsettled)));
     armed = true;
   });
-  const startFlags = `${ArrayPrototypeJoin(process.execArgv, ' ')} ${process.env.NODE_OPTIONS || ''}`;
-  const warns = +StringPrototypeSlice(process.versions.node, 0, 2) >= 22 &&
+  const warns = nodeMajor >= 22 &&
     !/(^|\s)--no-warnings(\s|$)/.test(startFlags) && process.env.NODE_NO_WARNINGS !== '1';
   function warnUnsettled() {
     if (!armed || !warns || proc.exitCode !== 13) return;

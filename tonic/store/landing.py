@@ -44,6 +44,11 @@ def record_path(images: Path) -> Path | None:
     return images.with_name(f"{KIND}.{rest}")
 
 
+def _images_of(record: Path) -> Path:
+    """The dump folder beside a record (the inverse of `record_path`)."""
+    return record.with_name(DUMP + record.name[len(KIND) :])
+
+
 def land(images: Path, snapshot_id: str, tag: str, meta: dict[str, object]) -> None:
     """Name the dump in `images` as the snapshot the worker will store (best effort)."""
     record = record_path(images)
@@ -76,7 +81,7 @@ def _records(root: Path) -> Iterator[tuple[Path, dict[str, object]]]:
     for name in names:
         owner = owner_of(name)
         path = root / TMP / name
-        images = path.with_name(DUMP + name[len(KIND) :])
+        images = _images_of(path)
         if owner is None or not owner.alive() or not images.is_dir():
             continue
         try:
@@ -139,7 +144,7 @@ def using(root: Path, snapshot_id: str) -> Iterator[Path | None]:
             continue
         with _locked(path, fcntl.LOCK_SH) as there:
             if there:
-                yield path.with_name(DUMP + path.name[len(KIND) :])
+                yield _images_of(path)
                 return
     yield None
 
