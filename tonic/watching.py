@@ -1,87 +1,103 @@
-"""Waiting for files to change: the notebook and what its cells read (`tonic watch`).
+"""Waiting for files to change: the notebook and what its cells read (`tonic watch`,
+`tonic serve`).
 
-A kept library, watchfiles (inotify through Rust's notify), watches the folders of the
-files, not the files: an editor that saves by writing a new file and renaming it over
-the old one replaces the inode a watch on the file would follow. A thread collects the
-changes from before a run starts to after it ends, so a save made while a run goes on
-is not lost; changes arriving within a few milliseconds of each other (an editor's
-truncate and write) come as one.
+inotify, through a kept wrapper of its three calls (inotify_simple), watches the folders
+of the files, not the files: an editor that saves by writing a new file and renaming it
+over the old one replaces the inode a watch on the file would follow. The kernel queues
+the events from the moment a folder is watched, so a save made while a run goes on waits
+in that queue (no thread, no polling: an idle watch costs nothing).
+
+A save ends with the file closed after writing or renamed into place: that file has
+changed at once, as soon as the event is read (a debounce or a polling step would add its
+milliseconds to every save's answer). A file created, deleted or written but still open
+(a writer that keeps it open, or an editor that deletes before it writes) has changed
+once QUIET_MS have passed without a further event for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
-import threading
+import time
 from collections.abc import Iterable
 
-import watchfiles
+from inotify_simple import INotify, flags
 
-# Milliseconds without a further change before the changes are handed on (watchfiles
-# polls its queue at this step: a save is seen ~1.5 steps later; measured idle, a step
-# of 3 ms costs 2% of a core, 5 ms 0.9%, 10 ms 0.6%), and the longest a stream of
-# changes is held back.
-STEP_MS = 5
-DEBOUNCE_MS = 400
+# A save is over at these; the others wait for quiet.
+_AT_ONCE = flags.CLOSE_WRITE | flags.MOVED_TO
+_LATER = flags.MODIFY | flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.ATTRIB
+# The folder itself went away (its watch ends): every followed file in it changed.
+_GONE = flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED
+MASK = _AT_ONCE | _LATER | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR
+QUIET_MS = 50
+WAKE_MS = 200  # the longest wait in one read, so that Ctrl-C is heard
 
 
 class Watcher:
-    """The changes to a set of files, gathered in the background."""
+    """The changes to a set of files, queued by the kernel between calls."""
 
     def __init__(self) -> None:
+        self._inotify = INotify(inheritable=False)
         self._files: frozenset[str] = frozenset()
-        self._folders: frozenset[str] = frozenset()
-        self._stop: threading.Event | None = None
-        self._changes: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._folders: dict[int, str] = {}  # watch descriptor -> folder
+        self._pending: dict[str, float] = {}  # path -> time of its last event, unsettled
 
     def follow(self, files: Iterable[str]) -> None:
         """Watch these files (absolute paths) from now on, instead of the earlier ones."""
-        wanted = frozenset(os.path.abspath(f) for f in files)
-        folders = frozenset(d for d in map(os.path.dirname, wanted) if os.path.isdir(d))
-        self._files = wanted
-        if folders == self._folders:
-            return
-        stop, before = threading.Event(), self._stop
-        thread = threading.Thread(
-            target=self._watch, args=(folders, stop), name="tonic-watch", daemon=True
-        )
-        thread.start()  # before the old one stops: no change falls between the two
-        self._folders, self._stop = folders, stop
-        if before is not None:
-            before.set()
-
-    def _watch(self, folders: frozenset[str], stop: threading.Event) -> None:
-        if not folders:
-            return
-        for changes in watchfiles.watch(
-            *folders,
-            watch_filter=lambda _change, path: os.path.abspath(path) in self._files,
-            debounce=DEBOUNCE_MS,
-            step=STEP_MS,
-            stop_event=stop,
-            recursive=False,
-            ignore_permission_denied=True,
-            raise_interrupt=False,
-        ):
-            for _change, path in changes:
-                self._changes.put(os.path.abspath(path))
+        self._files = frozenset(os.path.abspath(f) for f in files)
+        wanted = {os.path.dirname(f) for f in self._files}
+        for wd, folder in list(self._folders.items()):
+            if folder not in wanted:
+                del self._folders[wd]
+                with contextlib.suppress(OSError):  # (its folder went away meanwhile)
+                    self._inotify.rm_watch(wd)
+        for folder in wanted - set(self._folders.values()):
+            # (not a folder, or not readable: nothing there can change)
+            with contextlib.suppress(OSError):
+                self._folders[self._inotify.add_watch(folder, MASK)] = folder
+        self._pending = {p: t for p, t in self._pending.items() if p in self._files}
 
     def changed(self) -> set[str]:
-        """The followed files changed since the last call, waiting for one if none has
-        (in short waits, so that Ctrl-C is heard)."""
+        """The followed files changed since the last call, waiting for one if none has."""
         while True:
-            got: set[str] = set()
-            try:
-                got.add(self._changes.get(timeout=0.2))
-                while True:
-                    got.add(self._changes.get_nowait())
-            except queue.Empty:
-                pass
-            if got & self._files:
-                return got & self._files
+            now = time.monotonic()
+            wait = WAKE_MS
+            if self._pending:
+                first = min(self._pending.values()) + QUIET_MS / 1000
+                wait = max(0, min(wait, int((first - now) * 1000) + 1))
+            got = self._read(self._inotify.read(timeout=wait))
+            now = time.monotonic()
+            settled = {p for p, t in self._pending.items() if now - t >= QUIET_MS / 1000}
+            for path in settled:
+                del self._pending[path]
+            if got | settled:
+                return got | settled
+
+    def _read(self, events: Iterable[tuple[int, int, int, str]]) -> set[str]:
+        """The followed files these events finish; the others they touch are pending."""
+        now, done = time.monotonic(), set[str]()
+        for wd, mask, _cookie, name in events:
+            if mask & flags.Q_OVERFLOW:  # events were lost: anything may have changed
+                done.update(self._files)
+                continue
+            folder = self._folders.get(wd)
+            if folder is None:
+                continue  # a folder no longer followed
+            if mask & _GONE:
+                if mask & flags.IGNORED:
+                    del self._folders[wd]
+                done.update(f for f in self._files if os.path.dirname(f) == folder)
+                continue
+            path = os.path.join(folder, name)
+            if path not in self._files:
+                continue
+            if mask & _AT_ONCE:
+                done.add(path)
+                self._pending.pop(path, None)
+            else:
+                self._pending[path] = now
+        return done
 
     def close(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-            self._stop = None
-        self._folders = frozenset()
+        self._inotify.close()
+        self._folders = {}
