@@ -402,7 +402,8 @@ def test_record_changes_nothing_of_this_process(
     reaches neither the notebook's process.env nor the snapshot key."""
     from tonic import recorded
     from tonic.engines import Engine
-    from tonic.engines.snapshots import Session, keys_for
+    from tonic.engines.backend import Session
+    from tonic.engines.snapshots import keys_for
     from tonic.kernel.program import Program
     from tonic.results import RunResult, Sink
 

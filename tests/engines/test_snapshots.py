@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tonic import settings
+from tonic.engines.backend import Session
 from tonic.engines.base import Availability
 from tonic.engines.images import Images
-from tonic.engines.snapshots import Session, SnapshotEngine
+from tonic.engines.snapshots import SnapshotEngine
 from tonic.errors import EngineError
 from tonic.kernel import driver
 from tonic.kernel.driver import Program

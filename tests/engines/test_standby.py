@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,45 @@ def test_the_standby_ends_with_the_command(project: Path) -> None:
     assert kernels_running(path), "no standby waits after the run"
     standby.discard_all()
     assert no_kernel_left(path)
+
+
+WORKER_NOTEBOOK = """\
+// %% cell 1: a worker that reads a file as it starts
+const { Worker } = require('worker_threads');
+const w = new Worker(__dirname + '/w.js');
+// %% cell 2
+w.once('message', (m) => console.log('the worker read', m));
+"""
+WORKER = """\
+const fs = require('fs');
+let spun = 0;
+for (let i = 0; i < 4e8; i++) spun += i & 1;  // (still under way when cell 1's pause is dumped)
+require('worker_threads').parentPort.postMessage(fs.readFileSync(__dirname + '/data.txt', 'utf8'));
+"""
+
+
+def test_a_standby_waits_stopped(tmp_path: Path) -> None:
+    """The worker, dumped while it spins, reads data.txt once it goes on. data.txt
+    changes while the standby waits: its worker must read it at the run's time, as after
+    a restore done then (not before, with the old content, unobserved)."""
+    require_engine("criu")
+    nb = tmp_path / "nb.js"
+    set_files(tmp_path, {"nb.js": WORKER_NOTEBOOK.encode(), "w.js": WORKER.encode()})
+    (tmp_path / "data.txt").write_text("one")
+    standby.enable()
+    try:
+        taken = 0
+        for edit in range(3):
+            nb.write_text(WORKER_NOTEBOOK + f"// edit {edit} of the last cell\n")
+            got, result = run_here(nb)
+            assert got == node(nb), f"edit {edit}"
+            taken += bool(result.stats.get("standby"))
+            assert kernels_running(nb), "no standby waits after the run"
+            time.sleep(1.5)  # (a user's while before the next save)
+            (tmp_path / "data.txt").write_text(f"changed {edit}")
+        got, _ = run_here(nb)
+        assert got == node(nb), "the standby's worker read data.txt before the run"
+        assert taken == 2, f"{taken} of the edited runs took the standby"
+    finally:
+        standby.discard_all()
+        standby._Held.enabled = False

@@ -69,6 +69,25 @@ def test_a_data_file_a_cell_read_reruns_that_cell(project: Path) -> None:
     assert _run(path)["restored"] == 1, why
 
 
+AFTER_THE_LAST_CELL = """\
+// %% the last cell: its timer reads data.json once the cell is over
+setTimeout(() => console.log(require('fs').readFileSync(__dirname + '/data.json', 'utf8')), 20);
+"""
+
+
+def test_what_the_event_loop_reads_after_the_last_cell_keys_the_stored_run(
+    project: Path,
+) -> None:
+    """An unchanged notebook replays its stored run only while what it read holds, the
+    event loop's reads after its last cell too (they were dropped: a stale replay)."""
+    nb = project / "nb.js"
+    nb.write_text(AFTER_THE_LAST_CELL)
+    _plain(nb)
+    (project / "data.json").write_text('{"v": 2}')
+    _plain(nb)
+    _plain(nb)  # (unchanged again: the stored run of the run before)
+
+
 def test_variables_read_and_not_read(project: Path) -> None:
     path = project / "nb.js"
     path.write_text(READS)

@@ -16,10 +16,9 @@ and writes nothing to the cache: it runs as the replay engine does, or, when the
 fills up midway, goes on without snapshots; either way with one line on stderr
 (RunResult.problems).
 
-What differs between engines is behind two small protocols: a `Backend` opens a
-`Session` for one `tonic run` (criu: find CRIU; docker: connect, resolve the image), and
-the session makes a `Kernel` for each kernel run: launch, restore a choice, checkpoint
-at a pause, close.
+What differs between engines is behind two small protocols (backend.py): a `Backend`
+opens a `Session` for one `tonic run`, and the session makes a `Kernel` for each kernel
+run.
 """
 
 from __future__ import annotations
@@ -29,14 +28,11 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 from tonic.engines import natives, standby
+from tonic.engines.backend import Backend, RestoreError, Session
 from tonic.engines.base import Availability
-from tonic.engines.images import DamagedImages, Images, images, staging
+from tonic.engines.images import DamagedImages, images, staging
 from tonic.engines.policy import Policy
 from tonic.engines.replay import ReplayEngine
 from tonic.engines.standby import Standby
@@ -55,71 +51,6 @@ from tonic.store.layout import disk_full, is_full_error
 from tonic.timetravel.choose import Choice, Chooser
 from tonic.timetravel.keys import Environment, NotebookKeys
 from tonic.timetravel.recorder import Observed, Recorder, show_stored
-from tonic.timetravel.records import SnapshotRecord
-
-
-class RestoreError(EngineError):
-    """A snapshot could not be restored (the run falls back to a fresh one)."""
-
-
-class Kernel(Protocol):
-    """A snapshot engine's part of one kernel run, fresh or restored."""
-
-    def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
-        """Start a fresh kernel with the given pipes (fds in tonic's process) and env."""
-        ...
-
-    def restore(
-        self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]
-    ) -> KernelProcess:
-        """Restore the chosen snapshot from its images."""
-        ...
-
-    def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
-        """Checkpoint the paused kernel into `folder`, a new name under the cache's
-        staging folder (the kernel makes it, 0700), which the store takes over; fill
-        in the engine's part of `record`."""
-        ...
-
-    def tree_pid(self) -> int | None:
-        """A pid in the PID namespace that holds every process of the notebook, for
-        tonic to observe them (None: they cannot be observed)."""
-        ...
-
-    def channels(self, proc: KernelProcess) -> Pipes:
-        """tonic's ends of the kernel's channels, when the launch made them itself
-        (Session.channels)."""
-        ...
-
-    def close(self) -> dict[str, object]:
-        """The kernel run is over (its process is gone): clean up; its measurements."""
-        ...
-
-
-@dataclass
-class Session:
-    """What a snapshot engine set up for one `tonic run`."""
-
-    kernel: Callable[[], Kernel]  # one for each kernel run
-    key: dict[str, str] = field(default_factory=dict)  # what else snapshots depend on
-    # tonic observes the notebook's processes (tonic/observe/): it follows the files they
-    # write and what the cells read (else the engine keeps the files itself, and the
-    # environment and working directory are in its key)
-    files: bool = True
-    shim: bool = True  # the clock shim fits the kernel's C library
-    channels: bool = False  # the kernel makes its own channels (Kernel.channels)
-    # the kernel's stdout and stderr may be a terminal or a file (else pipes: docker's
-    # FIFOs, kernel/stdio.py's Stdio.pipes_only)
-    terminals: bool = True
-
-
-class Backend(Protocol):
-    name: str
-    description: str
-
-    def availability(self) -> Availability: ...
-
-    def open(self, program: Program, store: Store) -> AbstractContextManager[Session]: ...
 
 
 def full_disk(stopped_at: int | None) -> str:
@@ -357,7 +288,7 @@ class _Steps:
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run
         self.stopped_at: int | None = None  # the pause where the cache's disk was full
-        self.watcher = Watcher(run.store.root, enabled=run.session.files)
+        self.watcher = held.watcher if held else Watcher(run.store.root, enabled=run.session.files)
         self.observe_seconds = 0.0  # observing, and recording the files and uses
         self.verify_seconds = 0.0  # the restore's wait for the images' check
 
@@ -368,9 +299,8 @@ class _Steps:
             self.watcher.attach(self.kernel.tree_pid())
             return proc
         started = time.monotonic()
-        if self.held is not None:
+        if self.held is not None:  # (observed since its restore)
             proc = self.held.launched(program, pipes, env)
-            self.watcher.attach(self.kernel.tree_pid())
             self.restore_seconds = time.monotonic() - started
             return proc
         try:

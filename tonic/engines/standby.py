@@ -5,10 +5,12 @@ The guess: the next edit is where the last one was, so the snapshot is the one b
 the first cell the last run executed (before the last code cell, after a fresh run). A
 run whose choice (made as always, with every check) is exactly that snapshot, with the
 same kind of stdout and stderr, takes the waiting kernel instead of restoring one: the
-same restore, done earlier. Its clocks stood still while it waited, as at every pause
-(the clock shim), and nothing of it ran. A kernel with a regular file open is not kept
-(a restore made after the run's files are put back could differ), nor one whose images
-are over `TONIC_STANDBY` bytes; a run that chooses anything else ends the standby first.
+same restore, done earlier. Its processes wait stopped (as CRIU restored them) until the
+run lets them go on, so its workers and children too do all they do at the run's time,
+observed from the restore on as after a run's own restore; its clocks stand still
+meanwhile, as at every pause (the clock shim). A kernel with a regular file open is not
+kept (a restore made after the run's files are put back could differ), nor one whose
+images are over `TONIC_STANDBY` bytes; a run that chooses anything else ends the standby first.
 One standby a notebook, in this process only: `tonic run` keeps none.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tonic.engines.images import images
+from tonic.engines.watcher import Watcher
 from tonic.errors import EngineError
 from tonic.kernel.pipes import KernelProcess, Pipes, close_all, end
 from tonic.kernel.protocol import GO
@@ -35,7 +38,7 @@ from tonic.timetravel.places import Places
 from tonic.timetravel.records import SnapshotRecord
 
 if TYPE_CHECKING:
-    from tonic.engines.snapshots import Kernel, Session
+    from tonic.engines.backend import Kernel, Session
     from tonic.kernel.driver import Program
     from tonic.timetravel.keys import NotebookKeys
 
@@ -48,11 +51,13 @@ class Standby:
     proc: KernelProcess
     ours: Pipes  # tonic's ends of its channels
     ptys: dict[int, int]  # its pseudo-terminals' masters, with the terminals they copy
+    watcher: Watcher  # what its processes do from their restore on (workers run on)
 
     def channels(self, _proc: KernelProcess) -> Pipes:
         return self.ours
 
     def launched(self, _program: Program, _pipes: Pipes, _env: dict[str, str]) -> KernelProcess:
+        self.kernel.resume()
         return self.proc  # (the run's own channels go unused)
 
     def discard(self) -> None:
@@ -60,6 +65,7 @@ class Standby:
             end(self.proc)
         close_all(self.ours)
         self.kernel.close()
+        self.watcher.close()
 
 
 class _Held:
@@ -116,10 +122,13 @@ def prepare(
         return
     channels = open_channels(program.stdio)
     kernel = session.kernel()
+    watcher = Watcher(store.root, enabled=session.files)
     proc: KernelProcess | None = None
     try:
         with images(store, choice) as found:
-            proc = kernel.restore(choice, found, channels.theirs, {})
+            proc = kernel.restore(choice, found, channels.theirs, {}, held=True)
+            watcher.attach(kernel.tree_pid())  # as a run's restore: snapshots.py
+            watcher.read_now()
         if _opens_files(proc.pid):
             raise EngineError("the restored kernel has a regular file open")
     except (EngineError, OSError, StoreError, KeyError):
@@ -128,11 +137,18 @@ def prepare(
                 end(proc)
         close_all(channels.ours)
         kernel.close()
+        watcher.close()
         return
     finally:
         close_all(channels.theirs)
     _Held.by_notebook[program.path] = Standby(
-        choice.snapshot_id, program.stdio.key(), kernel, proc, channels.ours, channels.ptys
+        choice.snapshot_id,
+        program.stdio.key(),
+        kernel,
+        proc,
+        channels.ours,
+        channels.ptys,
+        watcher,
     )
 
 

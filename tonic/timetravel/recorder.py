@@ -223,6 +223,8 @@ class Recorder:
             held = self._watch.held if self._watch is not None else []
             if k is None and held and held[-1].origin != "restored":
                 cell = held[-1]  # it ended the run (an error, an exit)
+            elif k is None and self.live:  # the event loop after the last cell: the
+                cell = self.live[max(self.live)]  # run's record depends on what it read
             if cell is not None:
                 self._fill_uses(cell, observed, keep=k is None)
             else:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines import natives
+from tonic.engines.backend import Session
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu import tree as trees
 from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.images import Images
-from tonic.engines.snapshots import Session
 from tonic.errors import EngineError
 from tonic.kernel.driver import Program
 from tonic.kernel.pipes import KernelProcess, Pipes
@@ -49,6 +49,7 @@ class CriuKernel:
         self.watchdogs: list[Watchdog] = []
         self.dump_seconds: list[float] = []
         self.rss: list[int] = []
+        self.held: tuple[int, ...] = ()  # the processes of a tree restored held
 
     def launch(self, program: Program, pipes: Pipes, env: dict[str, str]) -> KernelProcess:
         tree = trees.fresh(program, pipes, env, self.init)
@@ -57,7 +58,13 @@ class CriuKernel:
         return tree
 
     def restore(
-        self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]
+        self,
+        choice: Choice,
+        images: Images,
+        pipes: Pipes,
+        env: dict[str, str],
+        *,
+        held: bool = False,
     ) -> KernelProcess:
         names = choice.record.pipes
         ours = {"stdout": pipes.stdout, "stderr": pipes.stderr}
@@ -66,7 +73,7 @@ class CriuKernel:
         inherit = {fd: names[role] for role, fd in ours.items() if fd >= 0}
         read, write = trees.status_pipe()
         inherit[write] = names["status"]
-        stopped = images.pending is not None  # until the images' check has passed
+        stopped = held or images.pending is not None  # (until the images' check passed)
         pidfile = criu_tool.restored_pidfile(images.scratch)
         watchdog = Watchdog(None, _leftovers(env), restoring=(images.scratch, pidfile, self.init))
         try:
@@ -97,8 +104,15 @@ class CriuKernel:
                 self.tree.status.close()
                 self.tree = None
                 raise
-            trees.resume(pid)
+            if held:  # (stopped, they cannot fork: the list stays whole)
+                self.held = trees.processes(pid)
+            else:
+                trees.resume(trees.processes(pid))
         return self.tree
+
+    def resume(self) -> None:
+        trees.resume(self.held)
+        self.held = ()
 
     def checkpoint(self, record: SnapshotRecord, folder: Path) -> None:
         assert self.tree is not None

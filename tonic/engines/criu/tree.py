@@ -114,9 +114,14 @@ def restored(pid: int, status: int) -> Tree:
     return Tree(pid, InitStatus(status))
 
 
-def resume(pid: int) -> None:
-    """Let a tree CRIU left stopped run (SIGCONT to each of its processes)."""
-    for each in (pid, *descendants(pid)):
+def processes(pid: int) -> tuple[int, ...]:
+    """The tree at `pid`: itself and its descendants."""
+    return (pid, *descendants(pid))
+
+
+def resume(processes: tuple[int, ...]) -> None:
+    """Let a tree CRIU left stopped run (SIGCONT to each of its `processes`)."""
+    for each in processes:
         with contextlib.suppress(ProcessLookupError):
             os.kill(each, signal.SIGCONT)
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines import natives
+from tonic.engines.backend import Session
 from tonic.engines.base import Availability
 from tonic.engines.docker.labels import OWNER_LABEL, labels, owner
 from tonic.engines.images import Images
-from tonic.engines.snapshots import Session
 from tonic.errors import DockerError, TonicError
 from tonic.kernel.driver import Program, kernel_argv, kernel_file
 from tonic.kernel.pipes import KernelProcess, Pipes
@@ -220,10 +220,18 @@ class DockerKernel:
         return self.kernel
 
     def restore(
-        self, choice: Choice, images: Images, pipes: Pipes, env: dict[str, str]
+        self,
+        choice: Choice,
+        images: Images,
+        pipes: Pipes,
+        env: dict[str, str],
+        *,
+        held: bool = False,
     ) -> KernelProcess:
         from tonic.engines.docker import tree as dockertree
 
+        if held:  # (its session makes its own channels: it keeps no standby)
+            raise DockerError("a docker kernel is not restored to be held")
         images.check()  # the daemon copies the images: a damaged copy must not reach it
         record = choice.record
         snapshot = dockertree.Snapshot(
@@ -240,6 +248,9 @@ class DockerKernel:
         snap = self.kernel.checkpoint(folder.parent, folder.name, labels=self.labels)
         self.dump_seconds.append(snap.seconds.get("total", 0.0))
         record.engine = {"image": snap.image, "hostname": snap.hostname}
+
+    def resume(self) -> None:
+        pass  # (never held)
 
     def tree_pid(self) -> int | None:
         return None  # in the container's namespaces: its key covers what it may use
