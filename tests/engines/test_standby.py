@@ -155,3 +155,24 @@ def test_a_standby_waits_stopped(tmp_path: Path) -> None:
     finally:
         standby.discard_all()
         standby._Held.enabled = False
+
+
+def test_a_kernel_that_would_see_the_sigcont_is_not_held(tmp_path: Path) -> None:
+    """The held standby goes on at a SIGCONT: a notebook listening for one would see it
+    (node's own `node FILE` gets none), so such a kernel waits in no standby."""
+    require_engine("criu")
+    nb = tmp_path / "nb.js"
+    text = (
+        "// %% a\nprocess.on('SIGCONT', () => console.log('SIGCONT!'));\n// %% b\nconsole.log(1);\n"
+    )
+    nb.write_text(text)
+    standby.enable()
+    try:
+        assert run_here(nb)[0] == node(nb)
+        assert not kernels_running(nb), "a standby that would see its SIGCONT waits"
+        nb.write_text(text.replace("log(1)", "log(2)"))
+        got, result = run_here(nb)
+        assert got == node(nb) and not result.stats.get("standby")
+    finally:
+        standby.discard_all()
+        standby._Held.enabled = False

@@ -8,16 +8,18 @@ same kind of stdout and stderr, takes the waiting kernel instead of restoring on
 same restore, done earlier. Its processes wait stopped (as CRIU restored them) until the
 run lets them go on, so its workers and children too do all they do at the run's time,
 observed from the restore on as after a run's own restore; its clocks stand still
-meanwhile, as at every pause (the clock shim). A kernel with a regular file open is not
-kept (a restore made after the run's files are put back could differ), nor one whose
-images are over `TONIC_STANDBY` bytes; a run that chooses anything else ends the standby first.
-One standby a notebook, in this process only: `tonic run` keeps none.
+meanwhile, as at every pause (the clock shim). Not kept: a kernel with a regular file
+open (a restore made after the run's files are put back could differ), one that would
+see the SIGCONT that lets it go on (a listener of it), one whose images are over
+`TONIC_STANDBY` bytes; a run that chooses anything else ends the standby first. One
+standby a notebook, in this process only: `tonic run` keeps none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +131,8 @@ def prepare(
             proc = kernel.restore(choice, found, channels.theirs, {}, held=True)
             watcher.attach(kernel.tree_pid())  # as a run's restore: snapshots.py
             watcher.read_now()
-        if _opens_files(proc.pid):
-            raise EngineError("the restored kernel has a regular file open")
+        if _opens_files(proc.pid) or _catches(proc.pid, signal.SIGCONT):
+            raise EngineError("the restored kernel has a file open, or would see its SIGCONT")
     except (EngineError, OSError, StoreError, KeyError):
         if proc is not None:
             with contextlib.suppress(OSError, EngineError):
@@ -175,6 +177,17 @@ def _guess(
                 continue
             return Choice(info.id, record, k, (), GO, [], 0.0, [])
     return None
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether a process of the tree at `pid` has a handler of `signum` (node: a listener
+    of process.on('SIGCONT'), which the held standby's resume would call)."""
+    for each in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{each}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:") and int(line.split()[1], 16) >> (signum - 1) & 1:
+                    return True
+    return False
 
 
 def _opens_files(pid: int) -> bool:
