@@ -241,3 +241,23 @@ def test_marker_inside_a_statement_is_a_warning(source: str, warnings: list[str]
     nb = parse(source.encode(), filename="nb.js")
     assert [w.partition(", so")[0] for w in nb.warnings] == warnings
     assert all(w.endswith("so it starts no cell") for w in nb.warnings)
+
+
+@pytest.mark.parametrize(
+    "name", ["analysis.js", "strict.js", "errors.js", "esm_analysis.mjs", "esm_await.mjs"]
+)
+def test_cells_kept_from_an_earlier_parse_are_the_cells_made_anew(name: str) -> None:
+    """An edit leaves most cells where they were, and parse takes those from the one
+    before; every notebook of a random edit sequence equals one parsed from nothing."""
+    import random
+
+    from tests.timetravel.edits import random_edit
+    from tonic.notebook import cells
+
+    rng = random.Random(f"cells-kept-{name}")
+    text = (FIXTURES / "timetravel" / name).read_text()
+    for _ in range(40):
+        _, text = random_edit(rng, text, module=name.endswith(".mjs"))
+        kept = parse(text.encode(), filename=name)
+        cells._MADE.clear()
+        assert kept == parse(text.encode(), filename=name)

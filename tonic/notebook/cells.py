@@ -281,13 +281,15 @@ def parse(
     root = tree.root_node
     positions = _Positions(data)
     top = list(root.children)
-    errors = tuple(
-        positions.span(n.start_byte, n.end_byte)
-        for n in walk(root)
-        if n.type == "ERROR" or n.is_missing
-    )
+    wrong, remarks = [], []  # (one walk for both)
+    for n in walk(root):
+        if n.type in NOT_STATEMENTS:
+            remarks.append(n)
+        elif n.type == "ERROR" or n.is_missing:
+            wrong.append(n)
+    errors = tuple(positions.span(n.start_byte, n.end_byte) for n in wrong)
     kind = detect_syntax(root, filename=filename, package_type=package_type)
-    comments = tuple((n.start_byte, n.end_byte) for n in walk(root) if n.type in NOT_STATEMENTS)
+    comments = tuple((n.start_byte, n.end_byte) for n in remarks)
     statement_ranges = tuple(
         (n.start_byte, n.end_byte) for n in top if n.type not in NOT_STATEMENTS
     )
@@ -298,11 +300,11 @@ def parse(
         fmt = "blank-lines"
         groups = _blank_line_groups(top, data)
 
-    warnings = _buried_markers(top, root, positions)
+    warnings = _buried_markers(top, remarks, positions)
     prologue = _prologue_end(top, len(data))
     cells: list[Cell] = []
     for group in groups:
-        cell = _make_cell(len(cells) + 1, group, data, positions, prologue)
+        cell = _cell(len(cells) + 1, group, data, positions, prologue, typescript)
         if cell is None:
             continue
         if group.type == "markdown" and cell.statements:
@@ -324,12 +326,13 @@ def parse(
     )
 
 
-def _buried_markers(top: list[Node], root: Node, positions: _Positions) -> list[str]:
-    """A warning for each `// %%` marker inside a statement: it starts no cell, so the
-    code around it runs as one (an ASI join, a multi-line call or literal)."""
+def _buried_markers(top: list[Node], remarks: list[Node], positions: _Positions) -> list[str]:
+    """A warning for each `// %%` marker inside a statement (`remarks`: the comments
+    anywhere): it starts no cell, so the code around it runs as one (an ASI join, a
+    multi-line call or literal)."""
     tops = {n.id for n in top}
     warnings = []
-    for node in walk(root):
+    for node in remarks:
         if node.type != "comment" or node.id in tops or _marker(node, positions) is None:
             continue
         outer = [n for n in top if n.start_byte <= node.start_byte < n.end_byte]
@@ -359,19 +362,53 @@ def _is_string_statement(node: Node) -> bool:
     ]
 
 
-def _make_cell(
-    index: int, group: _Group, data: bytes, positions: _Positions, prologue: int
+# Cells made by the latest parses, by all that makes one (`_cell`): an edit leaves most
+# cells as they were, at the same place (`tonic watch` parses at every save).
+_MADE: dict[tuple[object, ...], Cell] = {}
+_MADE_MAX = 4096
+
+
+def _cell(
+    index: int,
+    group: _Group,
+    data: bytes,
+    positions: _Positions,
+    prologue: int,
+    typescript: bool,
 ) -> Cell | None:
-    stmts = [n for n in group.nodes if n.type not in NOT_STATEMENTS]
+    """The cell of `group`: made anew unless the same bytes made one at the same place,
+    with the same top-level nodes, line and prologue."""
     starts = [n.start_byte for n in group.nodes]
     ends = [n.end_byte for n in group.nodes]
     if group.start is not None:
         starts.append(group.start)
-        # a marker line alone still spans that line
-        ends.append(data.find(b"\n", group.start) if b"\n" in data[group.start :] else len(data))
+        eol = data.find(b"\n", group.start)  # a marker line alone still spans that line
+        ends.append(eol if eol >= 0 else len(data))
     if not starts:
         return None
-    span = positions.span(min(starts), max(ends))
+    lo, hi = min(starts), max(ends)
+    line = positions.line_of(lo)
+    tops = tuple((n.type, n.start_byte, n.end_byte) for n in group.nodes)
+    where = (lo, hi, line, positions.line_starts[line - 1], min(max(prologue, lo), hi))
+    key = (typescript, index, group.title, group.type, group.start, where, tops, data[lo:hi])
+    cell = _MADE.get(key)
+    if cell is None:
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()
+        cell = _MADE[key] = _make_cell(index, group, data, positions, prologue, (lo, hi))
+    return cell
+
+
+def _make_cell(
+    index: int,
+    group: _Group,
+    data: bytes,
+    positions: _Positions,
+    prologue: int,
+    extent: tuple[int, int],
+) -> Cell:
+    stmts = [n for n in group.nodes if n.type not in NOT_STATEMENTS]
+    span = positions.span(*extent)
     bindings = [b for s in stmts for b in declared(s)]
     decl_ids = {b.name.id for b in bindings}
     refs = sorted(

@@ -63,14 +63,28 @@ def _esm_syntax(root: Node) -> str | None:
                     and node.text.decode() in CJS_WRAPPER_NAMES
                 ):
                     return f"top-level declaration of {node.text.decode()}"
-    for node in _iter(root, into_scopes=True):
-        if node.type == "meta_property" and node.text == b"import.meta":
+    # One walk for both (the first import.meta anywhere; else the first await outside
+    # functions), in _iter's order.
+    top_await: Node | None = None
+    stack = [(root, False)]
+    while stack:
+        node, inner = stack.pop()
+        kind = node.type
+        if kind == "meta_property" and node.text == b"import.meta":
             return f"import.meta on line {node.start_point[0] + 1}"
-    for node in _iter(root, into_scopes=False):
-        if node.type == "await_expression" or (
-            node.type == "for_in_statement" and any(c.type == "await" for c in node.children)
+        if (
+            top_await is None
+            and not inner
+            and (
+                kind == "await_expression"
+                or (kind == "for_in_statement" and any(c.type == "await" for c in node.children))
+            )
         ):
-            return f"top-level await on line {node.start_point[0] + 1}"
+            top_await = node
+        inside = inner or (node is not root and kind in FUNCTION_SCOPES)
+        stack.extend((child, inside) for child in node.children)
+    if top_await is not None:
+        return f"top-level await on line {top_await.start_point[0] + 1}"
     return None
 
 

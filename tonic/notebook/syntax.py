@@ -110,14 +110,22 @@ SCOPE_NODES = FUNCTION_SCOPES | {"class_declaration", "abstract_class_declaratio
 
 
 def walk(node: Node, *, into_functions: bool = True) -> Iterator[Node]:
-    """`node` and its descendants in source order (optionally not entering functions)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
+    """`node` and its descendants in source order (optionally not entering functions).
+    A tree cursor: a node's children are not made into a list at each step."""
+    cursor = node.walk()  # (it cannot leave `node`: no sibling or parent of it)
+    depth = 0
+    while True:
+        current = cursor.node
+        assert current is not None
         yield current
-        if not into_functions and current is not node and current.type in SCOPE_NODES:
+        enter = into_functions or depth == 0 or current.type not in SCOPE_NODES
+        if enter and cursor.goto_first_child():
+            depth += 1
             continue
-        stack.extend(reversed(current.children))
+        while not cursor.goto_next_sibling():
+            depth -= 1
+            if depth < 0 or not cursor.goto_parent() or depth == 0:
+                return
 
 
 def pattern_names(node: Node | None) -> Iterator[Node]:

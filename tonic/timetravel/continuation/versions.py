@@ -201,7 +201,7 @@ def unfit_names(nodes: Sequence[Node]) -> Node | None:
                     arg = arg.named_children[0] if arg.named_children else None
                 if arg is not None and arg.type == "identifier":
                     return n
-            if text(n) == "eval" and _rebinds(n):
+            if n.end_byte - n.start_byte == 4 and text(n) == "eval" and _rebinds(n):
                 return n
     return None
 
