@@ -17,8 +17,8 @@ MATRIX_TESTS := tests/engines/test_conformance.py::test_plain_equals_node tests/
 	$(EDITS_TESTS)::test_files_travel_with_the_snapshots \
 	$(EDITS_TESTS)::test_a_file_that_existed_before_the_notebook \
 	$(EDITS_TESTS)::test_child_process_and_worker_travel_too
-MATRIX_EDITS ?= 6
-MATRIX_ESM_EDITS ?= 5
+MATRIX_EDITS ?= 4
+MATRIX_ESM_EDITS ?= 3
 # What the matrix leaves to the system node's run: the docker engine and the warm server
 # (and, by MATRIX_TESTS, the fault tests and the corpus's --json accounting).
 MATRIX_SKIP := not docker and not served

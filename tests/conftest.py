@@ -76,6 +76,25 @@ def _no_criu_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     assert not left, "a CRIU still runs after the test:\n" + "\n".join(described)
 
 
+# The longest tests (half a minute to a minute each) first: started last, one of them
+# would keep one worker of pytest-xdist busy while the other has nothing left to do.
+LONGEST_FIRST = (
+    "test_observed_edits.py::",
+    "test_edits.py::test_es_module_edit_sequence",
+    "test_fault_campaign.py::",
+    "test_edits.py::test_edit_sequence",
+    "test_edits.py::test_kill_9_during_checkpoints",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        found = (n for n, name in enumerate(LONGEST_FIRST) if name in item.nodeid)
+        return next(found, len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # (stable: the others keep their order)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A worker of pytest-xdist (`-n`) hands its counts to the controller, which prints."""
     from tests.helpers import FAULTS

@@ -56,7 +56,7 @@ def test_format_size_reads_back(n: int, shown: str) -> None:
 VALUES = [
     ("TONIC_HOT_CACHE", "256M", "hot_cache", 256 << 20),
     ("TONIC_HOT_CACHE", "0", "hot_cache", 0),
-    ("TONIC_HOT_CACHE", "", "hot_cache", 512 << 20),
+    ("TONIC_HOT_CACHE", "", "hot_cache", 4 << 30),
     ("TONIC_MAX_BYTES", "4194304", "max_bytes", 4 << 20),
     ("TONIC_MAX_BYTES", "4M", "max_bytes", 4 << 20),
     ("TONIC_MAX_BYTES", "", "max_bytes", 2 << 20),

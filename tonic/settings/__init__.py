@@ -44,6 +44,7 @@ from tonic.settings.table import (
     DOCKER_IMAGE,
     ENGINE,
     HOT_CACHE,
+    LAZY_PAGES,
     MAX_BYTES,
     NODE,
     PROJECT_KEYS,
@@ -143,6 +144,10 @@ class Settings:
     @property
     def standby(self) -> int:
         return self.get(STANDBY)
+
+    @property
+    def lazy_pages(self) -> bool:
+        return self.get(LAZY_PAGES)
 
     @property
     def max_bytes(self) -> int:

@@ -66,6 +66,13 @@ def _hot_cache(text: str) -> int:
     return parse_size(text, "0, 256M, 2G")
 
 
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError("is neither on nor off")
+    return value == "on"
+
+
 def _max_bytes(text: str) -> int:
     try:
         value = int(text)
@@ -168,10 +175,10 @@ HOT_CACHE: Setting[int] = Setting(
     "hot_cache",
     "TONIC_HOT_CACHE",
     "size",
-    "512M",
+    "4G",
     "How much of the newest snapshots' images to keep unpacked (0 turns it off).",
     _hot_cache,
-    lambda _env: 512 << 20,
+    lambda _env: 4 << 30,
     show=format_size,
 )
 SNAPSHOT_MIN_MS: Setting[float] = Setting(
@@ -196,6 +203,18 @@ STANDBY: Setting[int] = Setting(
     _hot_cache,
     lambda _env: 1 << 30,
     show=format_size,
+)
+LAZY_PAGES: Setting[bool] = Setting(
+    "lazy_pages",
+    "TONIC_LAZY_PAGES",
+    "on or off",
+    "on (where the kernel has userfaultfd)",
+    "The criu engine's restores copy the memory in as the restored kernel touches it "
+    "(CRIU's lazy pages), the rest in the background.",
+    _switch,
+    lambda _env: True,
+    error=EngineError,
+    show=lambda on: "on" if on else "off",
 )
 MAX_BYTES: Setting[int] = Setting(
     "max_bytes",
@@ -272,6 +291,7 @@ TABLE: tuple[Setting[Any], ...] = (
     HOT_CACHE,
     SNAPSHOT_MIN_MS,
     STANDBY,
+    LAZY_PAGES,
     MAX_BYTES,
     NODE,
     CRIU,

@@ -3,9 +3,10 @@
 The store keeps every snapshot compressed and deduplicated; recreating its image files
 before a restore takes time (about 100 ms at 50 MB of heap). The ingest worker, after it
 has stored a dump, moves the dump's folder here instead of deleting it, and a restore
-uses it as it is. The folder holds at most $TONIC_HOT_CACHE bytes (default 512M; 0 turns
-it off), least recently used out first. A hot folder is only a copy: the store stays the
-record, and a snapshot gone from the store is never looked up here.
+uses it as it is. The folder holds at most $TONIC_HOT_CACHE bytes (default 4G, so that a
+2 GB heap's images fit; 0 turns it off), least recently used out first. A hot folder is
+only a copy: the store stays the record, and a snapshot gone from the store is never
+looked up here.
 
 A hot folder is checked before each use, as the store checks every chunk it reads: each
 file against the BLAKE3 digest taken when it was kept (about 2 GB/s a core, several

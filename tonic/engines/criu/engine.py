@@ -15,12 +15,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from tonic import settings
 from tonic.engine_catalog import DESCRIPTIONS
 from tonic.engines import natives
 from tonic.engines.backend import Session
 from tonic.engines.base import Availability
 from tonic.engines.criu import tool as criu_tool
 from tonic.engines.criu import tree as trees
+from tonic.engines.criu.lazy import LazyPages
 from tonic.engines.criu.watchdog import Watchdog
 from tonic.engines.images import Images
 from tonic.errors import EngineError
@@ -42,9 +44,12 @@ def _leftovers(env: dict[str, str]) -> Path | None:
 class CriuKernel:
     """One kernel run: a fresh tree, or one CRIU restored; dumped at the pauses."""
 
-    def __init__(self, criu: criu_tool.Criu, init: Path) -> None:
+    def __init__(self, criu: criu_tool.Criu, init: Path, lazy: bool = False) -> None:
         self.criu = criu
         self.init = init
+        self.lazy = lazy  # restores copy the memory in as the tree touches it (lazy.py)
+        self.pages: LazyPages | None = None  # serving the restored tree's memory, till all in
+        self.restored_lazily = False
         self.tree: trees.Tree | None = None
         self.watchdogs: list[Watchdog] = []
         self.dump_seconds: list[float] = []
@@ -77,13 +82,14 @@ class CriuKernel:
         pidfile = criu_tool.restored_pidfile(images.scratch)
         watchdog = Watchdog(None, _leftovers(env), restoring=(images.scratch, pidfile, self.init))
         try:
-            pid, _ = criu_tool.restore(
+            restored = criu_tool.restore(
                 self.criu,
                 images.files,
                 inherit,
                 images.scratch,
                 stopped=stopped,
                 cancel=images.failed,
+                lazy=self.lazy,
             )
         except BaseException:
             watchdog.disarm()  # tonic ended what CRIU made
@@ -92,6 +98,8 @@ class CriuKernel:
             raise
         finally:
             os.close(write)
+        pid, self.pages = restored.pid, restored.pages
+        self.restored_lazily = restored.pages is not None
         watchdog.watch(pid)
         self.watchdogs.append(watchdog)
         self.tree = trees.restored(pid, read)
@@ -103,6 +111,7 @@ class CriuKernel:
                 self.tree.wait()
                 self.tree.status.close()
                 self.tree = None
+                self._pages_ended()
                 raise
             if held:  # (stopped, they cannot fork: the list stays whole)
                 self.held = trees.processes(pid)
@@ -118,6 +127,9 @@ class CriuKernel:
         assert self.tree is not None
         folder.mkdir(mode=0o700)
         root = self.tree.init_pid()
+        if self.pages is not None:  # every page in the tree's memory first
+            pages, self.pages = self.pages, None
+            pages.finish(criu_tool.deadline(tree_rss(root)))
         record.pipes = trees.pipe_names(root)
         self.rss.append(tree_rss(root))
         external = trees.external_ttys(record.pipes)
@@ -131,10 +143,20 @@ class CriuKernel:
     def channels(self, proc: KernelProcess) -> Pipes:
         raise AssertionError("the criu engine's kernels use tonic's own pipes")
 
+    def _pages_ended(self) -> None:
+        if self.pages is not None:
+            self.pages.end()
+            self.pages = None
+
     def close(self) -> dict[str, object]:
         for watchdog in self.watchdogs:  # the kernel has ended: tonic did it
             watchdog.disarm()
-        return {"dump_seconds": self.dump_seconds, "rss_bytes": self.rss}
+        self._pages_ended()
+        return {
+            "dump_seconds": self.dump_seconds,
+            "rss_bytes": self.rss,
+            "lazy_pages": self.restored_lazily,
+        }
 
 
 class CriuBackend:
@@ -158,4 +180,5 @@ class CriuBackend:
         if init is None:
             raise EngineError(f"the criu engine cannot run here: {why}")
         become_subreaper()  # restored trees are detached from criu: they are ours
-        yield Session(kernel=lambda: CriuKernel(criu, init))
+        lazy = settings.current().lazy_pages and criu_tool.lazy_supported(criu)
+        yield Session(kernel=lambda: CriuKernel(criu, init, lazy))

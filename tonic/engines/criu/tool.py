@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic import settings
+from tonic.engines.criu.lazy import LazyPages, serve
 from tonic.errors import EngineError
 from tonic.procs import descendants, forking, holders, parent_death_signal
 from tonic.store import recall, remember
@@ -205,6 +206,18 @@ def _checked(criu: Criu) -> str | None:
     return None
 
 
+def lazy_supported(criu: Criu) -> bool:
+    """Whether CRIU can restore lazily here (userfaultfd, non-cooperative: the tree may
+    fork while its pages come in); remembered per CRIU binary and kernel for a day."""
+    stamp = _stamp(criu.path)
+    known = recall("criu-lazy.txt", stamp, max_age=86400)
+    if known is None:
+        check = criu.run("check", "--feature", "uffd-noncoop", timeout=20)
+        known = "yes" if check.returncode == 0 else "no"
+        remember("criu-lazy.txt", stamp, known)
+    return known == "yes"
+
+
 def require() -> Criu:
     criu, why = availability()
     if criu is None:
@@ -247,17 +260,22 @@ def restore(
     work: Path | None = None,
     stopped: bool = False,
     cancel: Callable[[], bool] | None = None,
-) -> tuple[int, float]:
+    lazy: bool = False,
+) -> Restored:
     """Restore the tree in `images`, detached (`stopped`: left stopped, for SIGCONT);
     `inherit` maps our fds to the names the dumped tree had for them (`pipe:[inode]`,
     `tty[rdev:dev]`, a file's path without its leading slash). CRIU's log and pid file go
     to `work` (default: the images' folder, which is then written to); `cancel`: ends
-    the restore early (Cancelled). Returns the restored root's pid and seconds."""
+    the restore early (Cancelled); `lazy`: the memory's pages come in as the tree
+    touches them (lazy.py), served by the daemon returned."""
     started = time.monotonic()
     work = work or images
     pidfile = restored_pidfile(work)
     args = ["restore", "--images-dir", str(images), "--work-dir", str(work)]
     args += ["--restore-detached", "--file-locks", *(["--leave-stopped"] if stopped else [])]
+    pages = serve(criu.path, images, work) if lazy else None
+    if pages is not None:
+        args.append("--lazy-pages")
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
     for fd, name in inherit.items():
         args += ["--inherit-fd", f"fd[{fd}]:{name}"]
@@ -273,12 +291,19 @@ def restore(
             stdin=subprocess.DEVNULL,
         )
     except BaseException:
-        _kill_restored(pidfile)  # a tree CRIU finished just as it was ended
+        _kill_restored(pidfile, pages)  # a tree CRIU finished just as it was ended
         raise
     if proc.returncode != 0:
-        _kill_restored(pidfile)
+        _kill_restored(pidfile, pages)
         raise EngineError(f"criu restore failed: {_log_error(work / 'restore.log', proc.stderr)}")
-    return int(pidfile.read_text().strip()), time.monotonic() - started
+    return Restored(int(pidfile.read_text().strip()), time.monotonic() - started, pages)
+
+
+@dataclass(frozen=True)
+class Restored:
+    pid: int  # the restored tree's root
+    seconds: float
+    pages: LazyPages | None  # the daemon serving its memory (a lazy restore)
 
 
 def restored_pidfile(work: Path) -> Path:
@@ -286,10 +311,13 @@ def restored_pidfile(work: Path) -> Path:
     return work / "restored.pid"
 
 
-def _kill_restored(pidfile: Path) -> None:
-    """SIGKILL to the init of a tree a failed restore left (it ends its namespace)."""
+def _kill_restored(pidfile: Path, pages: LazyPages | None) -> None:
+    """SIGKILL to the init of a tree a failed restore left (it ends its namespace), then
+    to its lazy pages' daemon."""
     with contextlib.suppress(OSError, ValueError):
         os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    if pages is not None:
+        pages.kill()
 
 
 def _bounded(
