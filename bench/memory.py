@@ -35,7 +35,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, bytes]:
     proc = subprocess.run(cmd, capture_output=True, env=env, check=False)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+        said = (proc.stderr or proc.stdout[-2000:]).decode(errors="replace")
+        sys.exit(f"bench: {' '.join(cmd)} failed (exit code {proc.returncode}):\n{said}")
     return elapsed, proc.stdout
 
 

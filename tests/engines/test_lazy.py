@@ -87,7 +87,7 @@ exec {real} "$@"
 def test_a_daemon_that_fails_runs_the_notebook_afresh(tmp_path: Path) -> None:
     require_engine("criu")
     cache = tmp_path / "cache"
-    env = {**os.environ, "TONIC_CACHE": str(cache)}
+    env = {**os.environ, "TONIC_CACHE": str(cache), "TONIC_LAZY_PAGES": "on"}
     path = tmp_path / "nb.js"
     path.write_text(_notebook(1, 5))
     _run(path, env)

@@ -25,7 +25,7 @@ ROWS: list[tuple[list[float], float, int, list[int]]] = [
     ([500, 10], 50, 1024, []),  # 1 GiB filled in 0.5 s: restoring costs more than that
     ([5000, 10], 50, 1024, [1]),  # ... in 5 s: worth it
     ([500, 10], 0, 1024, [1, 2]),  # min 0: every pause, whatever it costs
-    ([100, 100], 50, 400, [2]),  # 400 MiB fit in the hot cache: about 120 ms, two cells
+    ([300, 300], 50, 400, [2]),  # 400 MiB fit in the hot cache: about 400 ms, two cells
     ([1000, 1000], 50, 600, [2]),  # 600 MiB do not: about 1.5 s
 ]
 

@@ -3,10 +3,10 @@ running them again costs, and longer than restoring the new snapshot would.
 
 A snapshot costs its dump now (about 40-80 ms with CRIU, 250 ms with docker) and, at the
 next edit, its restore, which grows with the process tree's resident memory: measured on
-these machines (`make bench`), about 0.3 ms a MiB from the hot cache, for a tree that
-fits in $TONIC_HOT_CACHE (the restore is lazy, engines/criu/lazy.py, and waits for the
-copy's check: 1 GiB in 0.25-0.29 s), and 2.6 ms a MiB from the store, whose images are
-recreated first (1 GiB: 2.2-2.7 s). After cells that ran for less than `min_ms`
+these machines (`make bench`), about 1 ms a MiB from the hot cache, for a tree that fits
+in $TONIC_HOT_CACHE (with TONIC_LAZY_PAGES=on, engines/criu/lazy.py, about 0.3: 1 GiB in
+0.25-0.29 s, most of it the copy's check), and 2.6 ms a MiB from the store, whose images
+are recreated first (1 GiB: 2.2-2.7 s). After cells that ran for less than `min_ms`
 ($TONIC_SNAPSHOT_MIN_MS), or for less than that restore would take, the pause is not
 dumped: resuming from the snapshot before them and running them again costs no more.
 `min_ms` 0 dumps at every pause (the tests do).
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-HOT_MS_PER_MIB = 0.3
+HOT_MS_PER_MIB = 1.0
 STORE_MS_PER_MIB = 2.6
 
 

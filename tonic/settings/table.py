@@ -208,11 +208,11 @@ LAZY_PAGES: Setting[bool] = Setting(
     "lazy_pages",
     "TONIC_LAZY_PAGES",
     "on or off",
-    "on (where the kernel has userfaultfd)",
-    "The criu engine's restores copy the memory in as the restored kernel touches it "
-    "(CRIU's lazy pages), the rest in the background.",
+    "off",
+    "on: the criu engine's restores copy the memory in as the restored kernel touches it "
+    "(CRIU's lazy pages, where the kernel has userfaultfd), the rest in the background.",
     _switch,
-    lambda _env: True,
+    lambda _env: False,
     error=EngineError,
     show=lambda on: "on" if on else "off",
 )

@@ -1,4 +1,5 @@
-"""CRIU's lazy pages: a restore that copies the tree's memory in as the tree touches it.
+"""CRIU's lazy pages (TONIC_LAZY_PAGES=on; off by default, see below): a restore that
+copies the tree's memory in as the tree touches it.
 
 `criu restore --lazy-pages` restores all but the contents of private memory, which a
 daemon of its own (`criu lazy-pages`, one a restore) serves over userfaultfd: a page the
@@ -12,6 +13,11 @@ miss it: `finish` waits for it first. The daemon never ends before the tree (a p
 touched with no daemon to serve it would read as zeros): it is in a session of its own,
 so that a Ctrl-C meant for node does not reach it, and it is only ended after the tree
 (`end`) or with a restore that failed.
+
+Off by default: a node of 500 MB of heap resumed so, whose last cell ended (and node
+exited) while the daemon was still copying pages in, died of SIGSEGV at its exit, once in
+a few runs (`bench/memory.py`'s default-policy edit, 2026-12-04); with every page in
+before the tree resumed, or with eager restores, it never did.
 """
 
 from __future__ import annotations
