@@ -6,7 +6,7 @@ daemon of its own (`criu lazy-pages`, one a restore) serves over userfaultfd: a 
 restored tree touches is copied in at its first touch, the others in the background,
 and the daemon exits once all are in (or once the tree has ended). A restore's time then
 hardly grows with the tree's memory (a 1 GB heap: 1.7 s eager, 0.03-0.1 s lazy, all of
-it in 0.4 s; measured on these machines, `make bench` has the rows).
+it in 0.4 s; measured on these machines, README.md has the figures).
 
 Until the daemon has exited, a page may not be in the tree's memory yet, and a dump would
 miss it: `finish` waits for it first. The daemon never ends before the tree (a page
@@ -76,14 +76,20 @@ class LazyPages:
         """The last error of the daemon's log."""
         with contextlib.suppress(OSError, ValueError):
             self.log.seek(0)
-            lines = self.log.read().decode(errors="replace").splitlines()
-            errors = [ln for ln in lines if "Error" in ln and "RLIMIT_NOFILE" not in ln]
-            if errors or lines:
-                return (errors or lines)[-1].strip()
+            said = last_error(self.log.read().decode(errors="replace").splitlines())
+            if said is not None:
+                return said
         code = self.proc.poll()
         if code is None:
             return "no answer"
         return f"exit status {code}" if code >= 0 else f"signal {-code}"
+
+
+def last_error(lines: list[str]) -> str | None:
+    """What a CRIU log says went wrong: its last error (but the RLIMIT_NOFILE one CRIU
+    logs where it may not raise the limit, harmless), else its last line."""
+    errors = [ln for ln in lines if "Error" in ln and "RLIMIT_NOFILE" not in ln]
+    return (errors or lines)[-1].strip() if errors or lines else None
 
 
 def serve(criu: str, images: Path, work: Path) -> LazyPages:

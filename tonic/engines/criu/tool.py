@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonic import settings
-from tonic.engines.criu.lazy import LazyPages, serve
+from tonic.engines.criu.lazy import LazyPages, last_error, serve
 from tonic.errors import EngineError
 from tonic.procs import descendants, forking, holders, parent_death_signal
 from tonic.store import recall, remember
@@ -352,5 +352,5 @@ def _log_error(log: Path, stderr: str) -> str:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         lines = stderr.splitlines()
-    errors = [ln for ln in lines if "Error" in ln and "RLIMIT_NOFILE" not in ln]
-    return (errors[-1] if errors else (lines[-1] if lines else "no log")).strip()
+    said = last_error(lines)
+    return "no log" if said is None else said
