@@ -74,6 +74,40 @@ def test_resumed_runs_equal_node(tmp_path: Path, hot: str, lazy: str) -> None:
         assert stats["lazy_pages"] is (restored > 0 and lazy == "on")
 
 
+# The first cell is worth a snapshot under the default policy (it runs for 0.3 s); the
+# second ends at once, so node exits while its pages still come in, and V8 frees its heap
+# (discards, then unmaps it) as CRIU's daemon serves it: without kernel/lazyshim.c the
+# daemon gave up, and node died of SIGSEGV (every run).
+EXITS_AT_ONCE = """// %% fill, then think
+const big = new Float64Array(8 << 20);
+for (let i = 0; i < big.length; i++) big[i] = i * 3 + 1;
+const until = Date.now() + 300;
+while (Date.now() < until);
+console.log('filled', big.length);
+
+// %% one page, and exit
+console.log('one', big[ONE]);
+"""
+
+
+def test_node_exits_while_its_pages_come_in(tmp_path: Path) -> None:
+    require_engine("criu")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TONIC_CACHE": str(cache), "TONIC_LAZY_PAGES": "on"}
+    env["TONIC_SNAPSHOT_MIN_MS"] = "50"  # the default policy: no snapshot after cell 2
+    path = tmp_path / "nb.js"
+    for one in range(4):
+        path.write_text(EXITS_AT_ONCE.replace("ONE", str(one)))
+        view = _run(path, env)
+        want = node(path)
+        got = "".join(str(c["stdout"]) for c in view["cells"])  # type: ignore[attr-defined]
+        assert (got.encode(), view["exit_code"]) == (want.stdout, want.code), view
+        assert view["restored"] == (1 if one else 0), view["notes"]
+        stats = view["stats"]
+        assert isinstance(stats, dict)
+        assert stats["lazy_pages"] is bool(one)
+
+
 # A CRIU whose lazy-pages daemon fails at once.
 NO_DAEMON = """#!/bin/sh
 if [ "$1" = lazy-pages ]; then
@@ -101,3 +135,33 @@ def test_a_daemon_that_fails_runs_the_notebook_afresh(tmp_path: Path) -> None:
     notes = " ".join(map(str, view["notes"]))  # type: ignore[call-overload]
     assert "criu lazy-pages did not start: Error (test): no daemon today" in notes, notes
     assert "ran afresh" in notes, notes
+
+
+# A CRIU whose lazy-pages daemon serves every page, then says it failed.
+FAILS_LATE = """#!/bin/sh
+if [ "$1" = lazy-pages ]; then
+  {real} "$@"
+  echo "Error (test): failed late" >&2
+  exit 1
+fi
+exec {real} "$@"
+"""
+
+
+def test_a_daemon_that_fails_while_node_runs_is_said(tmp_path: Path) -> None:
+    require_engine("criu")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TONIC_CACHE": str(cache), "TONIC_LAZY_PAGES": "on"}
+    env["TONIC_CRIU"] = str(criu_wrapper(tmp_path, FAILS_LATE))
+    path = tmp_path / "nb.js"
+    path.write_text(_notebook(1, 5))
+    _run(path, env)
+    path.write_text(_notebook(2, 5))
+    out = tonic("run", "--json", "--engine", "criu", str(path), env=env, timeout=120)
+    view = json.loads(out.stdout)
+    assert view["restored"] == 1 and view["stats"]["lazy_pages"] is True, view["notes"]
+    said = b"tonic: criu lazy-pages failed: Error (test): failed late; this run's output may"
+    assert said in out.stderr, out.describe()
+    path.write_text(_notebook(3, 5))  # restored again, every page first from now on
+    view = _run(path, env)
+    assert view["restored"] == 1 and view["stats"]["lazy_pages"] is False, view["notes"]

@@ -39,3 +39,10 @@ def test_policy(ms: list[float], min_ms: float, mib: int, dumped: list[int]) -> 
 def test_restore_estimate_grows_with_memory() -> None:
     assert restore_ms(0, HOT) == 0
     assert restore_ms(100 * MIB, HOT) < restore_ms(1024 * MIB, HOT) < restore_ms(2048 * MIB, HOT)
+
+
+def test_lazy_restores_are_cheaper_from_the_hot_copy() -> None:
+    assert restore_ms(400 * MIB, HOT, lazy=True) < restore_ms(400 * MIB, HOT)
+    assert restore_ms(600 * MIB, HOT, lazy=True) == restore_ms(600 * MIB, HOT)  # the store's
+    policy = Policy(_Cells([300, 10]), 50, lambda: 400 * MIB, HOT, lazy=True)
+    assert [k for k in (1, 2) if policy.due(k)] == [1]  # 400 MiB lazily: about 120 ms

@@ -8,6 +8,7 @@ names criu (the engine that needs it): then those tests fail."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -364,3 +365,19 @@ def test_events_in_a_directory_deleted_before_they_are_read(
     expected = [("write", "dir/inner"), ("delete", "dir/inner"), ("rmdir", "dir")]
     assert in_order(under(activity, tmp_path), expected), activity
     assert activity.lost is None
+
+
+def test_signals_for_tonic_reach_its_main_thread(observer: Observer) -> None:
+    """The reader thread blocks SIGINT and SIGTERM: sent to tonic, the kernel gives them
+    to the main thread, whose wait they interrupt (a warm server's worker, whose server
+    was killed, once ran on for good: its SIGTERM had gone to this thread)."""
+    status = Path(f"/proc/self/task/{observer._thread.native_id}/status")
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    deadline = time.monotonic() + 5  # (the thread blocks them as it starts)
+    while True:
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("SigBlk:"))
+        blocked = int(line.split()[1], 16)
+        if blocked & wanted == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert blocked & wanted == wanted, line

@@ -66,7 +66,9 @@ class Kernel(Protocol):
         ...
 
     def close(self) -> dict[str, object]:
-        """The kernel run is over (its process is gone): clean up; its measurements."""
+        """The kernel run is over (its process is gone): clean up; its measurements, and
+        under "problem" what went wrong unseen that makes the run's outcome doubtful (one
+        line on stderr; the run is not kept)."""
         ...
 
 
@@ -85,6 +87,7 @@ class Session:
     # the kernel's stdout and stderr may be a terminal or a file (else pipes: docker's
     # FIFOs, kernel/stdio.py's Stdio.pipes_only)
     terminals: bool = True
+    lazy_restores: bool = False  # a restore's memory comes in as it is touched
 
 
 class Backend(Protocol):

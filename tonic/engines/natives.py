@@ -1,5 +1,6 @@
-"""Building tonic's two C helpers from kernel/: the clock shim (clockshim.c) that keeps
-pauses out of node's clocks, and the init (init.c) of the kernel's PID namespace.
+"""Building tonic's C helpers from kernel/: the clock shim (clockshim.c) that keeps
+pauses out of node's clocks, the init (init.c) of the kernel's PID namespace, and the fix
+(lazyshim.c) that CRIU's lazy-pages daemon needs to serve a tree that frees memory.
 
 Each is compiled on first use with the machine's C compiler into the snapshot cache,
 keyed by its source's hash. Without a compiler the snapshot engines cannot run (they
@@ -86,15 +87,22 @@ def _once(
     return _built[key]
 
 
+def _library(cache_root: Path, source_name: str, what: str) -> tuple[Path | None, str]:
+    return _once(
+        source_name,
+        cache_root,
+        lambda: _build(cache_root, source_name, what, ".so", [["-shared", "-fPIC", "-ldl"]]),
+    )
+
+
 def shim(cache_root: Path) -> tuple[Path | None, str]:
     """(path of the built clock shim, None-reason)."""
-    return _once(
-        "clockshim.c",
-        cache_root,
-        lambda: _build(
-            cache_root, "clockshim.c", "the clock shim", ".so", [["-shared", "-fPIC", "-ldl"]]
-        ),
-    )
+    return _library(cache_root, "clockshim.c", "the clock shim")
+
+
+def lazy_shim(cache_root: Path) -> tuple[Path | None, str]:
+    """(path of the built fix for CRIU's lazy-pages daemon, None-reason)."""
+    return _library(cache_root, "lazyshim.c", "the lazy-pages fix")
 
 
 def init(cache_root: Path) -> tuple[Path | None, str]:

@@ -215,6 +215,10 @@ class _Run:
             finally:
                 recorder.step(None, steps.observed())
                 steps.watcher.close()
+        problem = stats.pop("problem", None)  # what the kernel says went wrong unseen
+        if problem is not None:
+            result.problems.append(str(problem))
+            steps.failed = steps.failed or str(problem)
         result.stats = {
             **stats,
             "restore_seconds": steps.restore_seconds if choice else None,
@@ -283,7 +287,13 @@ class _Steps:
         self.recorder = recorder
         self.choice = choice
         settings = run.engine.settings
-        self.policy = Policy(recorder, settings.snapshot_min_ms, self._rss, settings.hot_cache)
+        self.policy = Policy(
+            recorder,
+            settings.snapshot_min_ms,
+            self._rss,
+            settings.hot_cache,
+            run.session.lazy_restores,
+        )
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
         self.failed: str | None = None  # why snapshots stopped in this run

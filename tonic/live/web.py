@@ -4,6 +4,7 @@ socket of 127.0.0.1 bound first, so that a port in use is a clear error."""
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import threading
 import time
@@ -28,9 +29,12 @@ class WebServer:
             timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name="tonic-web", daemon=True
-        )
+        self.thread = threading.Thread(target=self._serve, name="tonic-web", daemon=True)
+
+    def _serve(self) -> None:
+        # Ctrl-C and SIGTERM are the main thread's (see observe/observer.py's reader).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        self.server.run(sockets=[self.sock])
 
     def start(self) -> None:
         self.thread.start()

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Iterable
@@ -190,6 +191,10 @@ class Observer(Recorder):
     # The reader thread.
 
     def _run(self) -> None:
+        # A Ctrl-C or SIGTERM sent to tonic must reach its main thread: delivered here,
+        # it would only be noted for the main thread, which waits in a system call that
+        # nothing then interrupts (its selector, while a cell spins), and tonic ran on.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         conn = self._tree.connector.fileno()
         while not self._closed:
             watching = self._attached or time.monotonic_ns() - self._born > _DEFER_NS

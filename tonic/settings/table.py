@@ -208,11 +208,12 @@ LAZY_PAGES: Setting[bool] = Setting(
     "lazy_pages",
     "TONIC_LAZY_PAGES",
     "on or off",
-    "off",
+    "on",
     "on: the criu engine's restores copy the memory in as the restored kernel touches it "
-    "(CRIU's lazy pages, where the kernel has userfaultfd), the rest in the background.",
+    "(CRIU's lazy pages, where the kernel has userfaultfd), the rest in the background; "
+    "off: all of it before the kernel goes on.",
     _switch,
-    lambda _env: False,
+    lambda _env: True,
     error=EngineError,
     show=lambda on: "on" if on else "off",
 )

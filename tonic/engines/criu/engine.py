@@ -44,12 +44,15 @@ def _leftovers(env: dict[str, str]) -> Path | None:
 class CriuKernel:
     """One kernel run: a fresh tree, or one CRIU restored; dumped at the pauses."""
 
-    def __init__(self, criu: criu_tool.Criu, init: Path, lazy: bool = False) -> None:
+    def __init__(self, criu: criu_tool.Criu, init: Path, lazy: Path | None = None) -> None:
         self.criu = criu
         self.init = init
-        self.lazy = lazy  # restores copy the memory in as the tree touches it (lazy.py)
+        # restores copy the memory in as the tree touches it (lazy.py), a daemon with this
+        # fix (the built kernel/lazyshim.c) serving it
+        self.lazy = lazy
         self.pages: LazyPages | None = None  # serving the restored tree's memory, till all in
         self.restored_lazily = False
+        self.problem: str | None = None  # the daemon failed while the tree ran
         self.tree: trees.Tree | None = None
         self.watchdogs: list[Watchdog] = []
         self.dump_seconds: list[float] = []
@@ -111,7 +114,9 @@ class CriuKernel:
                 self.tree.wait()
                 self.tree.status.close()
                 self.tree = None
-                self._pages_ended()
+                if self.pages is not None:  # (the tree never ran)
+                    self.pages.kill()
+                    self.pages = None
                 raise
             if held:  # (stopped, they cannot fork: the list stays whole)
                 self.held = trees.processes(pid)
@@ -129,7 +134,11 @@ class CriuKernel:
         root = self.tree.init_pid()
         if self.pages is not None:  # every page in the tree's memory first
             pages, self.pages = self.pages, None
-            pages.finish(criu_tool.deadline(tree_rss(root)))
+            try:
+                pages.finish(criu_tool.deadline(tree_rss(root)))
+            except EngineError as err:
+                self._daemon_failed(str(err))
+                raise
         record.pipes = trees.pipe_names(root)
         self.rss.append(tree_rss(root))
         external = trees.external_ttys(record.pipes)
@@ -145,8 +154,19 @@ class CriuKernel:
 
     def _pages_ended(self) -> None:
         if self.pages is not None:
-            self.pages.end()
+            problem = self.pages.end()
             self.pages = None
+            if problem is not None:
+                self._daemon_failed(f"criu lazy-pages failed: {problem}")
+
+    def _daemon_failed(self, problem: str) -> None:
+        """Some page of the restored tree may have read as zeros: said on stderr, and
+        restores are eager here from now on (for a day)."""
+        self.problem = (
+            f"{problem}; this run's output may differ from node's (its memory came in "
+            "lazily), and restores copy all memory first from now on (TONIC_LAZY_PAGES)"
+        )
+        criu_tool.lazy_failed(self.criu)
 
     def close(self) -> dict[str, object]:
         for watchdog in self.watchdogs:  # the kernel has ended: tonic did it
@@ -156,6 +176,7 @@ class CriuKernel:
             "dump_seconds": self.dump_seconds,
             "rss_bytes": self.rss,
             "lazy_pages": self.restored_lazily,
+            **({"problem": self.problem} if self.problem else {}),
         }
 
 
@@ -180,5 +201,7 @@ class CriuBackend:
         if init is None:
             raise EngineError(f"the criu engine cannot run here: {why}")
         become_subreaper()  # restored trees are detached from criu: they are ours
-        lazy = settings.current().lazy_pages and criu_tool.lazy_supported(criu)
-        yield Session(kernel=lambda: CriuKernel(criu, init, lazy))
+        lazy = None
+        if settings.current().lazy_pages and criu_tool.lazy_supported(criu):
+            lazy, _ = natives.lazy_shim(store.root)  # (without it: eager restores)
+        yield Session(kernel=lambda: CriuKernel(criu, init, lazy), lazy_restores=lazy is not None)

@@ -1,4 +1,4 @@
-"""CRIU's lazy pages (TONIC_LAZY_PAGES=on; off by default, see below): a restore that
+"""CRIU's lazy pages (TONIC_LAZY_PAGES, on where the kernel allows it): a restore that
 copies the tree's memory in as the tree touches it.
 
 `criu restore --lazy-pages` restores all but the contents of private memory, which a
@@ -12,12 +12,11 @@ Until the daemon has exited, a page may not be in the tree's memory yet, and a d
 miss it: `finish` waits for it first. The daemon never ends before the tree (a page
 touched with no daemon to serve it would read as zeros): it is in a session of its own,
 so that a Ctrl-C meant for node does not reach it, and it is only ended after the tree
-(`end`) or with a restore that failed.
-
-Off by default: a node of 500 MB of heap resumed so, whose last cell ended (and node
-exited) while the daemon was still copying pages in, died of SIGSEGV at its exit, once in
-a few runs (`bench/memory.py`'s default-policy edit, 2026-12-04); with every page in
-before the tree resumed, or with eager restores, it never did.
+(`end`) or with a restore that failed. It runs with tonic's fix preloaded
+(kernel/lazyshim.c): without it, CRIU's daemon gave up when the tree unmapped memory
+it had just discarded, as node does at its exit, and node died of SIGSEGV. A daemon that
+fails all the same while the tree runs is reported (`end`): the engine then warns that
+the run may differ from node's, and restores eagerly from then on.
 """
 
 from __future__ import annotations
@@ -58,13 +57,17 @@ class LazyPages:
         finally:
             self.log.close()
 
-    def end(self) -> None:
-        """After the tree has ended: the daemon's own exit awaited, else it is ended."""
+    def end(self) -> str | None:
+        """After the tree has ended: the daemon's own exit awaited, else it is ended;
+        what went wrong if it failed (some page may then have read as zeros)."""
         try:
-            self.proc.wait(END_SECONDS)
+            code = self.proc.wait(END_SECONDS)
         except subprocess.TimeoutExpired:
             self.kill()
+            return None
+        problem = self.error() if code != 0 else None
         self.log.close()
+        return problem
 
     def kill(self) -> None:
         """Ended now (a restore that failed: no tree to serve)."""
@@ -92,10 +95,10 @@ def last_error(lines: list[str]) -> str | None:
     return (errors or lines)[-1].strip() if errors or lines else None
 
 
-def serve(criu: str, images: Path, work: Path) -> LazyPages:
+def serve(criu: str, images: Path, work: Path, fix: Path) -> LazyPages:
     """The daemon for a restore of `images` with the work folder `work` (where its
     socket is, and its working folder: a killed restore's leftovers are found by it),
-    once it listens."""
+    once it listens; `fix`: the built kernel/lazyshim.c, preloaded into it."""
     read, write = os.pipe()
     log = tempfile.TemporaryFile(prefix="tonic-lazy-")  # noqa: SIM115 (the daemon's, kept)
     try:
@@ -105,10 +108,11 @@ def serve(criu: str, images: Path, work: Path) -> LazyPages:
             args,
             pass_fds=(write,),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=log,  # (where CRIU writes a log file of "-")
             stderr=log,
             cwd=work,
             start_new_session=True,
+            env=dict(os.environ, LD_PRELOAD=str(fix)),
         )
     except OSError as err:
         log.close()

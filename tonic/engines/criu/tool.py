@@ -218,6 +218,12 @@ def lazy_supported(criu: Criu) -> bool:
     return known == "yes"
 
 
+def lazy_failed(criu: Criu) -> None:
+    """A lazy restore's daemon failed while the tree ran: restores are eager here for a
+    day (lazy_supported says no)."""
+    remember("criu-lazy.txt", _stamp(criu.path), "no")
+
+
 def require() -> Criu:
     criu, why = availability()
     if criu is None:
@@ -260,20 +266,20 @@ def restore(
     work: Path | None = None,
     stopped: bool = False,
     cancel: Callable[[], bool] | None = None,
-    lazy: bool = False,
+    lazy: Path | None = None,
 ) -> Restored:
     """Restore the tree in `images`, detached (`stopped`: left stopped, for SIGCONT);
     `inherit` maps our fds to the names the dumped tree had for them (`pipe:[inode]`,
     `tty[rdev:dev]`, a file's path without its leading slash). CRIU's log and pid file go
     to `work` (default: the images' folder, which is then written to); `cancel`: ends
-    the restore early (Cancelled); `lazy`: the memory's pages come in as the tree
-    touches them (lazy.py), served by the daemon returned."""
+    the restore early (Cancelled); `lazy` (the built kernel/lazyshim.c): the memory's
+    pages come in as the tree touches them (lazy.py), served by the daemon returned."""
     started = time.monotonic()
     work = work or images
     pidfile = restored_pidfile(work)
     args = ["restore", "--images-dir", str(images), "--work-dir", str(work)]
     args += ["--restore-detached", "--file-locks", *(["--leave-stopped"] if stopped else [])]
-    pages = serve(criu.path, images, work) if lazy else None
+    pages = serve(criu.path, images, work, lazy) if lazy is not None else None
     if pages is not None:
         args.append("--lazy-pages")
     args += ["--pidfile", str(pidfile), "--log-file", "restore.log", "-v2"]
