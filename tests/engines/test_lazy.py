@@ -108,25 +108,35 @@ def test_node_exits_while_its_pages_come_in(tmp_path: Path) -> None:
         assert stats["lazy_pages"] is bool(one)
 
 
-# A CRIU whose lazy-pages daemon fails at once.
-NO_DAEMON = """#!/bin/sh
+# A CRIU whose lazy-pages daemon fails: at once (`serve` ":"), or once it has served
+# every page (`serve` '"$REAL" "$@"').
+FAILING_DAEMON = """#!/bin/sh
+REAL={real}
 if [ "$1" = lazy-pages ]; then
-  echo "Error (test): no daemon today" >&2
+  {serve}
+  echo "Error (test): {said}" >&2
   exit 1
 fi
-exec {real} "$@"
+exec "$REAL" "$@"
 """
 
 
-def test_a_daemon_that_fails_runs_the_notebook_afresh(tmp_path: Path) -> None:
-    require_engine("criu")
+def _edited(tmp_path: Path, serve: str, said: str) -> tuple[Path, dict[str, str]]:
+    """A notebook run once, then edited, and the environment of a CRIU whose daemon
+    fails so (FAILING_DAEMON)."""
     cache = tmp_path / "cache"
     env = {**os.environ, "TONIC_CACHE": str(cache), "TONIC_LAZY_PAGES": "on"}
     path = tmp_path / "nb.js"
     path.write_text(_notebook(1, 5))
     _run(path, env)
     path.write_text(_notebook(2, 5))
-    env["TONIC_CRIU"] = str(criu_wrapper(tmp_path, NO_DAEMON))
+    env["TONIC_CRIU"] = str(criu_wrapper(tmp_path, FAILING_DAEMON, serve=serve, said=said))
+    return path, env
+
+
+def test_a_daemon_that_fails_runs_the_notebook_afresh(tmp_path: Path) -> None:
+    require_engine("criu")
+    path, env = _edited(tmp_path, ":", "no daemon today")
     view = _run(path, env)
     want = node(path)
     got = "".join(str(c["stdout"]) for c in view["cells"])  # type: ignore[attr-defined]
@@ -137,26 +147,9 @@ def test_a_daemon_that_fails_runs_the_notebook_afresh(tmp_path: Path) -> None:
     assert "ran afresh" in notes, notes
 
 
-# A CRIU whose lazy-pages daemon serves every page, then says it failed.
-FAILS_LATE = """#!/bin/sh
-if [ "$1" = lazy-pages ]; then
-  {real} "$@"
-  echo "Error (test): failed late" >&2
-  exit 1
-fi
-exec {real} "$@"
-"""
-
-
 def test_a_daemon_that_fails_while_node_runs_is_said(tmp_path: Path) -> None:
     require_engine("criu")
-    cache = tmp_path / "cache"
-    env = {**os.environ, "TONIC_CACHE": str(cache), "TONIC_LAZY_PAGES": "on"}
-    env["TONIC_CRIU"] = str(criu_wrapper(tmp_path, FAILS_LATE))
-    path = tmp_path / "nb.js"
-    path.write_text(_notebook(1, 5))
-    _run(path, env)
-    path.write_text(_notebook(2, 5))
+    path, env = _edited(tmp_path, '"$REAL" "$@"', "failed late")
     out = tonic("run", "--json", "--engine", "criu", str(path), env=env, timeout=120)
     view = json.loads(out.stdout)
     assert view["restored"] == 1 and view["stats"]["lazy_pages"] is True, view["notes"]
