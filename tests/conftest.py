@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,15 @@ def _private_cache() -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="tonic-test-cache-") as root:
         os.environ["TONIC_CACHE"] = root
         yield
+        from tests.helpers import ingest_workers
         from tonic.store.ingest import settled
 
-        with settled(Path(root)):  # detached ingest workers finish before the cleanup
+        # Detached ingest workers would store on into a cache about to go: ended (by
+        # pid) rather than awaited (up to 40 s of a session's end, measured).
+        for pid in ingest_workers(Path(root)):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with settled(Path(root)):  # (their locks go with them)
             pass
         from tonic.engines.docker.gc import collect_garbage
 
@@ -58,7 +65,6 @@ def _no_criu_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     (those left are ended by pid, and the test fails). A tonic killed mid-dump leaves
     CRIU's forked helper to its watchdog, which ends it a moment later: it gets 5 s."""
     yield
-    import signal
     import time
 
     from tests.helpers import criu_left, described_process

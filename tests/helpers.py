@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,18 +179,30 @@ def criu_left(*roots: Path, within: float = 10.0) -> list[int]:
     names = [str(root).encode() for root in roots]
     deadline = time.monotonic() + within
     while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            line = b" ".join(args)
-            if any(a.endswith(b"/criu") for a in args) and any(n in line for n in names):
-                found.append(int(entry.name))
+        found = [
+            pid
+            for pid, args in _commands()
+            if any(a.endswith(b"/criu") for a in args) and any(n in b" ".join(args) for n in names)
+        ]
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.1)
+
+
+def ingest_workers(root: Path) -> list[int]:
+    """pids of the ingest workers storing into the cache at `root`."""
+    mine = [b"-m", b"tonic.store.ingest", str(root).encode()]
+    return [pid for pid, args in _commands() if args[1:4] == mine]
+
+
+def _commands() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's pid and arguments."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
 
 
 def no_kernel_left(path: Path, within: float = 10.0) -> bool:
