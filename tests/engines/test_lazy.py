@@ -72,6 +72,9 @@ def test_resumed_runs_equal_node(tmp_path: Path, hot: str, lazy: str) -> None:
         stats = view["stats"]
         assert isinstance(stats, dict)
         assert stats["lazy_pages"] is (restored > 0 and lazy == "on")
+        assert stats["restored_from"] == (
+            None if not restored else "store" if hot == "0" else "hot"
+        )
 
 
 # The first cell is worth a snapshot under the default policy (it runs for 0.3 s); the

@@ -42,6 +42,7 @@ class Images:
     scratch: Path
     pending: Future[str | None] | None = None
     waited: float = 0.0  # seconds the restore waited for the check
+    source: str = "store"  # hot: the unpacked copy; dump: a landed dump; store: recreated
 
     def failed(self) -> bool:
         """Whether the check is done and failed (a restore under way can stop)."""
@@ -76,14 +77,14 @@ def images(store: Store, choice: Choice, unpacked: bool = True) -> Iterator[Imag
             checking = ThreadPoolExecutor(1, thread_name_prefix="tonic-check")
             pending = checking.submit(hot.check, store.root, choice.snapshot_id)
             try:
-                yield Images(found, work, pending)
+                yield Images(found, work, pending, source="hot")
             finally:
                 if pending.result() is not None:  # once nothing reads it any more
                     hot.drop(store.root, choice.snapshot_id)
             return
         with landing.using(store.root, choice.snapshot_id) as landed:
             if landed is not None:  # not stored yet: the dump itself
-                yield Images(landed, work)
+                yield Images(landed, work, source="dump")
                 return
         found = work / "images"
         try:

@@ -223,6 +223,7 @@ class _Run:
             **stats,
             "restore_seconds": steps.restore_seconds if choice else None,
             "verify_seconds": steps.verify_seconds if choice else None,
+            "restored_from": steps.restored_from,
             "observe_seconds": steps.observe_seconds,
             "standby": held is not None,  # restored ahead (standby.py)
         }
@@ -296,6 +297,7 @@ class _Steps:
         )
         self.worker = Worker(run.store.root, run.program.path)
         self.restore_seconds = 0.0
+        self.restored_from: str | None = None  # hot, dump, store or standby (Images.source)
         self.failed: str | None = None  # why snapshots stopped in this run
         self.stopped_at: int | None = None  # the pause where the cache's disk was full
         self.watcher = held.watcher if held else Watcher(run.store.root, enabled=run.session.files)
@@ -312,12 +314,13 @@ class _Steps:
         if self.held is not None:  # (observed since its restore)
             proc = self.held.launched(program, pipes, env)
             self.restore_seconds = time.monotonic() - started
+            self.restored_from = "standby"
             return proc
         try:
             try:
                 with images(self.store, choice) as found:
                     proc = self.kernel.restore(choice, found, pipes, env)
-                    self.verify_seconds = found.waited
+                    self.verify_seconds, self.restored_from = found.waited, found.source
                     self._attach_restored()
             except DamagedImages as err:
                 self.recorder.notes.append(
@@ -326,6 +329,7 @@ class _Steps:
                 )
                 with images(self.store, choice, unpacked=False) as found:
                     proc = self.kernel.restore(choice, found, pipes, env)
+                    self.restored_from = found.source
                     self._attach_restored()
         except (EngineError, KeyError, StoreError, OSError) as err:
             raise RestoreError(f"the snapshot after cell {choice.pause}: {err}") from None
